@@ -1,0 +1,3 @@
+/* apps/nnmesh.c — placeholder main until the CLI lands. */
+#include <stdio.h>
+int main(void) { puts("nnmesh"); return 0; }

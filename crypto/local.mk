@@ -1,0 +1,1 @@
+# crypto/local.mk — see Makefile.am.

@@ -1,0 +1,2 @@
+/* runtime/exec.c — (being written) */
+#include "ir.h"

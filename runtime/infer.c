@@ -1,0 +1,2 @@
+/* runtime/infer.c — (being written) */
+#include "ir.h"

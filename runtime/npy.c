@@ -1,0 +1,2 @@
+/* runtime/npy.c — (being written) */
+#include "ir.h"

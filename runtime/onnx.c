@@ -1,0 +1,2 @@
+/* runtime/onnx.c — (being written) */
+#include "ir.h"

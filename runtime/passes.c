@@ -1,0 +1,2 @@
+/* runtime/passes.c — (being written) */
+#include "ir.h"

@@ -1,0 +1,2 @@
+/* runtime/slice.c — (being written) */
+#include "ir.h"

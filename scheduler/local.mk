@@ -1,0 +1,1 @@
+# scheduler/local.mk — see Makefile.am.

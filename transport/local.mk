@@ -1,0 +1,1 @@
+# transport/local.mk — see Makefile.am.
