@@ -13,6 +13,40 @@
  *               inputs listed below), negative axes made non-negative, auto_pad resolved into
  *               pads, defaults filled in. Kernels read normalized attributes only.
  * The per-op contract for normalized attributes is written next to each NNM_OP_ below.
+ *
+ * Raw attributes, as runtime/onnx.c stores them (defaults are those of ONNX; ir__node_add
+ * presets group = 1, alpha = beta = 1, strides = dilations = 1):
+ *   Conv/ConvTranspose/MaxPool/AveragePool: kernel_shape -> a.kernel, strides, dilations,
+ *     pads (ONNX order [x1_begin, x2_begin, x1_end, x2_end] -> a.pads[4] = {top, left,
+ *     bottom, right}; 1-D ops: H = 1, the one dim goes to index 1 (W) and the node's
+ *     a.spatial_1d = 1; the values stay 3-D [N, C, L] and kernels view them as
+ *     [N, C, 1, L], weights [M, C/g, k] as [M, C/g, 1, k]), auto_pad -> a.auto_pad, group, output_padding -> a.out_pad,
+ *     output_shape -> a.out_shape_attr, ceil_mode, count_include_pad. Missing kernel_shape
+ *     on Conv is taken from W by inference.
+ *   Gemm: alpha, beta, transA -> trans_a, transB -> trans_b.
+ *   LeakyRelu: alpha (default 0.01). HardSigmoid: alpha (0.2), beta (0.5). Elu not supported.
+ *   Clip (opset < 11): min/max attributes -> act_min/act_max; (>= 11): inputs 1, 2.
+ *     onnx.c presets act_min = -INFINITY, act_max = +INFINITY.
+ *   Softmax: axis (default 1 before opset 13, -1 from 13); a.legacy_2d = opset < 13.
+ *   BatchNormalization: epsilon (1e-5).
+ *   Concat/Split/Gather/Flatten: axis (Flatten default 1, others 0). Split: attribute split
+ *     (opset < 13) -> a.ints; from 13 it is input 1.
+ *   Transpose: perm -> a.ints (absent: reverse).
+ *   Reshape (opset < 5): shape attribute -> a.ints; otherwise input 1. allowzero.
+ *   Squeeze/Unsqueeze (opset < 13): axes -> a.ints; from 13 input 1.
+ *   Slice (opset < 10): starts -> a.ints3, ends -> a.ints2, axes -> a.ints; from 10 inputs
+ *     1..4 (starts, ends, axes, steps).
+ *   Pad (opset < 11): pads -> a.ints, value -> a.pad_value; from 11 inputs 1 (pads), 2
+ *     (constant_value); mode -> a.pad_mode.
+ *   ReduceMean/ReduceMax: axes -> a.ints (absent: all), keepdims (default 1).
+ *   Cast: to -> a.to (ONNX TensorProto type mapped to nnm_dtype).
+ *   Resize: mode, coordinate_transformation_mode, nearest_mode, cubic_coeff_a; inputs
+ *     roi (1), scales (2), sizes (3) as in ONNX (opset 10: scales is input 1; onnx.c
+ *     rewrites opset-10 Resize and Upsample-free models to the opset-11 input order).
+ *   Constant: value / value_float / value_floats / value_int / value_ints become a constant
+ *     value at import (no node). ConstantOfShape: value -> a.pad_value (float) and a.to
+ *     (its dtype); the node is kept until inference folds it.
+ *   Dropout: ratio ignored (inference); a mask output, if requested, is all true.
  */
 #ifndef NNM_RUNTIME_IR_H
 #define NNM_RUNTIME_IR_H
@@ -96,6 +130,7 @@ enum {
 
 typedef struct nnm_attrs {
     int layout;                 /* NNM_LAYOUT_* for conv, pools, batchnorm */
+    int spatial_1d;             /* imported from a 1-D conv/pool: H = 1 was inserted */
     int kernel[2], strides[2], dilations[2];
     int pads[2 * NNM_MAX_DIMS]; /* conv/pool: {top, left, bottom, right}; PAD: 2*ndim */
     int auto_pad;               /* raw only; resolved into pads by inference */

@@ -1,0 +1,1 @@
+# tests/crypto.mk — tests owned by the crypto work; included from tests/local.mk.

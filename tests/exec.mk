@@ -1,0 +1,1 @@
+# tests/exec.mk — tests owned by the exec work; included from tests/local.mk.

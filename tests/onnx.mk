@@ -1,0 +1,1 @@
+# tests/onnx.mk — tests owned by the onnx work; included from tests/local.mk.

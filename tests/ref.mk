@@ -1,0 +1,1 @@
+# tests/ref.mk — tests owned by the ref work; included from tests/local.mk.

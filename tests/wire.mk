@@ -1,0 +1,1 @@
+# tests/wire.mk — tests owned by the wire work; included from tests/local.mk.

@@ -1,0 +1,1 @@
+# tests/xnn.mk — tests owned by the xnn work; included from tests/local.mk.
