@@ -162,6 +162,8 @@ typedef struct nnm_attrs {
     float scales[NNM_MAX_DIMS];
     nnm_dtype to;               /* Cast */
     int allowzero;              /* Reshape */
+    int normalized;             /* set by ir__infer once parameter inputs were read into
+                                 * these attrs and dropped; a second pass does not re-read */
 } nnm_attrs;
 
 typedef struct nnm_value {

@@ -1,2 +1,921 @@
-/* runtime/kernels_xnn.c — (being written) */
-#include "ir.h"
+/* runtime/kernels_xnn.c — the "xnn" kernel backend: XNNPACK operators behind the operator
+ * interface of kernels.h.
+ *
+ * supports() claims a node only when one XNNPACK operator of the Debian 2022 snapshot
+ * computes exactly what the node specifies (float32, NHWC where layout matters, constant
+ * weights, padding and coordinate semantics that match the reference kernels); everything
+ * else is left to the reference backend. prepare() creates the operator once, packing a
+ * private copy of the weights (XNNPACK copies them again into its own packed buffer, so
+ * nothing points into the graph afterwards); run() binds the tensor pointers with
+ * xnn_setup_* and runs the operator on the context's thread pool.
+ *
+ * Facts about this snapshot that the code relies on (checked by tests/unit/test_kernels_xnn.c
+ * against the reference kernels):
+ *  - convolution and deconvolution weights are [groups][group_out][kH][kW][group_in]
+ *    (GOHWI) without XNN_FLAG_DEPTHWISE_CONVOLUTION; a group with one input and one output
+ *    channel is packed for the depthwise microkernels from that same layout, so the flag is
+ *    not needed (it only selects an alternative HWGo weight layout);
+ *  - average pooling divides by the number of input pixels inside the window, padding
+ *    excluded (ONNX count_include_pad = 0);
+ *  - deconvolution takes ONNX output_padding as the setup-time "adjustment", which must be
+ *    smaller than the stride;
+ *  - bilinear resize without flags is ONNX half_pixel with source coordinates clamped to the
+ *    image, XNN_FLAG_ALIGN_CORNERS is align_corners, XNN_FLAG_TENSORFLOW_LEGACY_MODE is
+ *    asymmetric;
+ *  - there is no f32 tanh, exp, log, erf, pow, global max pooling or reduction operator;
+ *    GlobalMaxPool is run as a max pooling whose window is the whole image. */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xnnpack.h>
+
+#include "kernels.h"
+
+/* XNNPACK rejects pooling windows of one pixel and has at most this many tensor dims. */
+#define XDIMS XNN_MAX_TENSOR_DIMS
+
+typedef struct xstate {
+    xnn_operator_t op;
+    nnm_op kind;
+    /* Shapes fixed at prepare time (the graph's static shapes); run() checks the tensors
+     * against them so that XNNPACK can never write past an output buffer. */
+    int n_data;                               /* data inputs checked: 1 or 2 */
+    int in_ndim[2];
+    int64_t in_shape[2][NNM_MAX_DIMS];
+    int out_ndim;
+    int64_t out_shape[NNM_MAX_DIMS];
+    size_t fc_batch;                          /* fully connected: rows */
+    size_t nc_batch;                          /* unary / softmax: rows */
+    uint32_t adj_h, adj_w;                    /* deconvolution adjustment */
+    size_t pre[XDIMS], post[XDIMS];           /* constant pad */
+} xstate;
+
+/* --- initialization -------------------------------------------------------------------- */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static enum xnn_status init_status = xnn_status_uninitialized;
+
+static void init_xnnpack(void)
+{
+    init_status = xnn_initialize(NULL);
+}
+
+static const char *status_text(enum xnn_status st)
+{
+    switch (st) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "uninitialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+    }
+    return "unknown status";
+}
+
+nnm_err nnm_xnn_init(nnm_diag *diag)
+{
+    if (pthread_once(&init_once, init_xnnpack) != 0)
+        return nnm_diag_set(diag, NNM_EBACKEND, "XNNPACK initialization could not run "
+                            "(pthread_once failed); use the reference backend");
+    if (init_status != xnn_status_success)
+        return nnm_diag_set(diag, NNM_EBACKEND,
+                            "XNNPACK failed to initialize (xnn_status %d, %s); this CPU may "
+                            "lack the instructions it needs, use the reference backend",
+                            (int)init_status, status_text(init_status));
+    return NNM_OK;
+}
+
+static nnm_err xnn_fail(nnm_diag *diag, const nnm_node *n, const char *call, enum xnn_status st)
+{
+    return nnm_diag_set(diag, NNM_EBACKEND,
+                        "node '%s' (%s): XNNPACK %s failed with xnn_status %d (%s); run this "
+                        "node on the reference backend", n->name, n->onnx_op, call, (int)st,
+                        status_text(st));
+}
+
+/* --- what XNNPACK can run -------------------------------------------------------------- */
+
+/* The value if id names a float32 value with a known, non-empty shape, else NULL. */
+static const nnm_value *f32_value(const nnm_graph *g, int id)
+{
+    if (id < 0 || id >= g->n_values) return NULL;
+    const nnm_value *v = &g->values[id];
+    if (v->dtype != NNM_DT_F32 || v->ndim < 0 || v->ndim > NNM_MAX_DIMS) return NULL;
+    for (int i = 0; i < v->ndim; i++)
+        if (v->shape[i] <= 0 || v->shape[i] > (int64_t)UINT32_MAX) return NULL;
+    return v;
+}
+
+static int64_t value_numel(const nnm_value *v)
+{
+    int64_t n = 1;
+    for (int i = 0; i < v->ndim; i++) n *= v->shape[i];
+    return n;
+}
+
+static int same_shape(const int64_t *a, int na, const int64_t *b, int nb)
+{
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+/* Fused clamp bounds of a node: (-inf, +inf) unless a.act; 0 if XNNPACK cannot take them
+ * (it wants min < max, neither NaN). */
+static int clamp_bounds(const nnm_attrs *a, float *lo, float *hi)
+{
+    *lo = a->act ? a->act_min : -INFINITY;
+    *hi = a->act ? a->act_max : INFINITY;
+    return !isnan(*lo) && !isnan(*hi) && *lo < *hi;
+}
+
+/* Output extent of a 2-D window op along one axis, XNNPACK's floor formula; -1 if the
+ * padded input is smaller than the dilated window. */
+static int64_t window_out(int64_t in, int pad0, int pad1, int k, int s, int d)
+{
+    int64_t span = in + pad0 + pad1 - ((int64_t)d * (k - 1) + 1);
+    if (span < 0) return -1;
+    return span / s + 1;
+}
+
+static int window_attrs_ok(const nnm_attrs *a)
+{
+    for (int i = 0; i < 2; i++)
+        if (a->kernel[i] < 1 || a->strides[i] < 1 || a->dilations[i] < 1) return 0;
+    for (int i = 0; i < 4; i++)
+        if (a->pads[i] < 0) return 0;
+    return 1;
+}
+
+/* Inputs beyond the data inputs a kernel reads must be absent. */
+static int extra_inputs_absent(const nnm_node *n, int from)
+{
+    for (int i = from; i < n->n_in; i++)
+        if (n->in[i] >= 0) return 0;
+    return 1;
+}
+
+static int supports_conv(const nnm_graph *g, const nnm_node *n)
+{
+    const nnm_attrs *a = &n->a;
+    float lo, hi;
+    if (a->layout != NNM_LAYOUT_NHWC || a->spatial_1d || n->n_in < 2) return 0;
+    if (!window_attrs_ok(a) || a->group < 1 || !clamp_bounds(a, &lo, &hi)) return 0;
+    const nnm_value *x = f32_value(g, n->in[0]), *w = f32_value(g, n->in[1]);
+    const nnm_value *y = f32_value(g, n->out[0]);
+    if (!x || !w || !y || !ir__is_const(g, n->in[1])) return 0;
+    if (x->ndim != 4 || w->ndim != 4 || y->ndim != 4) return 0;
+    if (n->n_in > 2 && n->in[2] >= 0) {
+        const nnm_value *b = f32_value(g, n->in[2]);
+        if (!b || !ir__is_const(g, n->in[2]) || b->ndim != 1) return 0;
+        if (b->shape[0] != (n->op == NNM_OP_CONV ? w->shape[0] : w->shape[1] * a->group))
+            return 0;
+    }
+    if (!extra_inputs_absent(n, 3)) return 0;
+    if (w->shape[2] != a->kernel[0] || w->shape[3] != a->kernel[1]) return 0;
+    int64_t c = x->shape[3], gr = a->group;
+    if (c % gr != 0) return 0;
+    if (n->op == NNM_OP_CONV) {
+        int64_t m = w->shape[0];
+        if (m % gr != 0 || w->shape[1] != c / gr) return 0;
+        int64_t oh = window_out(x->shape[1], a->pads[0], a->pads[2], a->kernel[0],
+                                a->strides[0], a->dilations[0]);
+        int64_t ow = window_out(x->shape[2], a->pads[1], a->pads[3], a->kernel[1],
+                                a->strides[1], a->dilations[1]);
+        return y->shape[0] == x->shape[0] && y->shape[1] == oh && y->shape[2] == ow &&
+               y->shape[3] == m;
+    }
+    /* ConvTranspose: W is [C, M/group, kH, kW]. */
+    if (w->shape[0] != c) return 0;
+    if (y->shape[0] != x->shape[0] || y->shape[3] != w->shape[1] * gr) return 0;
+    for (int i = 0; i < 2; i++) {
+        int64_t base = (int64_t)a->strides[i] * (x->shape[1 + i] - 1) +
+                       (int64_t)a->dilations[i] * (a->kernel[i] - 1) + 1 - a->pads[i] -
+                       a->pads[i + 2];
+        int64_t adj = y->shape[1 + i] - base;
+        if (adj < 0 || adj >= a->strides[i]) return 0;
+    }
+    return 1;
+}
+
+/* Bias of a Gemm as a row of N values: C absent, or a constant of N elements ([N] or
+ * [1, N]) or of one element. */
+static int gemm_bias_ok(const nnm_graph *g, int cid, int64_t nout)
+{
+    if (cid < 0) return 1;
+    const nnm_value *c = f32_value(g, cid);
+    if (!c || !ir__is_const(g, cid)) return 0;
+    int64_t ne = value_numel(c);
+    if (ne == 1 && c->ndim <= 2) return 1;
+    if (c->ndim == 1 && c->shape[0] == nout) return 1;
+    return c->ndim == 2 && c->shape[0] == 1 && c->shape[1] == nout;
+}
+
+static int supports_fc(const nnm_graph *g, const nnm_node *n)
+{
+    float lo, hi;
+    if (n->n_in < 2 || !clamp_bounds(&n->a, &lo, &hi)) return 0;
+    const nnm_value *A = f32_value(g, n->in[0]), *B = f32_value(g, n->in[1]);
+    const nnm_value *y = f32_value(g, n->out[0]);
+    if (!A || !B || !y || !ir__is_const(g, n->in[1]) || B->ndim != 2) return 0;
+    if (n->op == NNM_OP_GEMM) {
+        const nnm_attrs *a = &n->a;
+        if (a->trans_a != 0 || a->alpha != 1.0f || A->ndim != 2 || y->ndim != 2) return 0;
+        int64_t k = a->trans_b ? B->shape[1] : B->shape[0];
+        int64_t nout = a->trans_b ? B->shape[0] : B->shape[1];
+        int cid = n->n_in > 2 ? n->in[2] : -1;
+        if (cid >= 0 && !isfinite(a->beta)) return 0;
+        if (!extra_inputs_absent(n, 3) || !gemm_bias_ok(g, cid, nout)) return 0;
+        return A->shape[1] == k && y->shape[0] == A->shape[0] && y->shape[1] == nout;
+    }
+    /* MatMul: A [..., K] times a constant [K, N]. */
+    if (!extra_inputs_absent(n, 2) || A->ndim < 1) return 0;
+    if (A->shape[A->ndim - 1] != B->shape[0]) return 0;
+    if (A->ndim == 1) return y->ndim == 1 && y->shape[0] == B->shape[1];
+    if (y->ndim != A->ndim || y->shape[y->ndim - 1] != B->shape[1]) return 0;
+    for (int i = 0; i < A->ndim - 1; i++)
+        if (y->shape[i] != A->shape[i]) return 0;
+    return 1;
+}
+
+/* Extra bottom/right padding that turns XNNPACK's floor formula into the graph's output
+ * extent (ceil_mode); -1 if no amount does it with every window starting inside the image. */
+static int64_t pool_extra_pad(int64_t in, int64_t out, int pad0, int pad1, int k, int s, int d)
+{
+    int64_t dk = (int64_t)d * (k - 1) + 1;
+    int64_t need = (out - 1) * s + dk - (in + pad0 + pad1);
+    if (need < 0) need = 0;
+    if (window_out(in, pad0, pad1 + (int)need, k, s, d) != out) return -1;
+    if ((out - 1) * s - pad0 >= in) return -1;
+    return need;
+}
+
+static int supports_pool(const nnm_graph *g, const nnm_node *n)
+{
+    const nnm_attrs *a = &n->a;
+    float lo, hi;
+    if (a->layout != NNM_LAYOUT_NHWC || a->spatial_1d || !clamp_bounds(a, &lo, &hi)) return 0;
+    if (!extra_inputs_absent(n, 1) || n->n_out != 1) return 0;
+    const nnm_value *x = f32_value(g, n->in[0]), *y = f32_value(g, n->out[0]);
+    if (!x || !y || x->ndim != 4 || y->ndim != 4) return 0;
+    if (y->shape[0] != x->shape[0] || y->shape[3] != x->shape[3]) return 0;
+    if (n->op == NNM_OP_GLOBAL_AVGPOOL) return y->shape[1] == 1 && y->shape[2] == 1;
+    if (n->op == NNM_OP_GLOBAL_MAXPOOL)
+        return y->shape[1] == 1 && y->shape[2] == 1 && x->shape[1] * x->shape[2] > 1;
+    if (!window_attrs_ok(a) || a->kernel[0] * a->kernel[1] < 2) return 0;
+    if (n->op == NNM_OP_AVGPOOL && (a->dilations[0] != 1 || a->dilations[1] != 1)) return 0;
+    int any_pad = 0;
+    for (int i = 0; i < 2; i++) {
+        int64_t e = pool_extra_pad(x->shape[1 + i], y->shape[1 + i], a->pads[i], a->pads[i + 2],
+                                   a->kernel[i], a->strides[i], a->dilations[i]);
+        if (e < 0) return 0;
+        if (e > 0 || a->pads[i] || a->pads[i + 2]) any_pad = 1;
+    }
+    /* XNNPACK's average excludes padding; with none, both conventions agree. */
+    if (n->op == NNM_OP_AVGPOOL && a->count_include_pad && any_pad) return 0;
+    return 1;
+}
+
+static int supports_binary(const nnm_graph *g, const nnm_node *n)
+{
+    float lo, hi;
+    if (n->n_in != 2 || n->n_out != 1 || !clamp_bounds(&n->a, &lo, &hi)) return 0;
+    if ((n->op == NNM_OP_MAX || n->op == NNM_OP_MIN) && n->a.act) return 0;
+    const nnm_value *A = f32_value(g, n->in[0]), *B = f32_value(g, n->in[1]);
+    const nnm_value *y = f32_value(g, n->out[0]);
+    if (!A || !B || !y) return 0;
+    if (A->ndim > XDIMS || B->ndim > XDIMS || y->ndim > XDIMS) return 0;
+    int nd = A->ndim > B->ndim ? A->ndim : B->ndim;
+    if (y->ndim != nd) return 0;
+    for (int i = 0; i < nd; i++) {
+        int64_t da = i < nd - A->ndim ? 1 : A->shape[i - (nd - A->ndim)];
+        int64_t db = i < nd - B->ndim ? 1 : B->shape[i - (nd - B->ndim)];
+        if (da != db && da != 1 && db != 1) return 0;
+        if (y->shape[i] != (da > db ? da : db)) return 0;
+    }
+    return 1;
+}
+
+static int supports_unary(const nnm_graph *g, const nnm_node *n)
+{
+    const nnm_attrs *a = &n->a;
+    if (n->n_in != 1 || n->n_out != 1) return 0;
+    const nnm_value *x = f32_value(g, n->in[0]), *y = f32_value(g, n->out[0]);
+    if (!x || !y || !same_shape(x->shape, x->ndim, y->shape, y->ndim)) return 0;
+    switch (n->op) {
+    case NNM_OP_CLIP:
+        return !isnan(a->act_min) && !isnan(a->act_max) && a->act_min < a->act_max;
+    case NNM_OP_RELU:
+    case NNM_OP_SIGMOID:
+    case NNM_OP_HARD_SWISH:
+    case NNM_OP_SQRT:
+        return !a->act;
+    case NNM_OP_LEAKY_RELU:
+        return !a->act && isfinite(a->alpha);
+    case NNM_OP_SOFTMAX:
+        /* One softmax over the trailing dims [axis, ndim): the last axis, or any axis in the
+         * opset < 13 flattening semantics. */
+        if (a->act || a->axis < 0 || a->axis >= (x->ndim > 0 ? x->ndim : 1)) return 0;
+        return a->legacy_2d || a->axis == x->ndim - 1 || x->ndim == 0;
+    default:
+        return 0;
+    }
+}
+
+static int supports_pad(const nnm_graph *g, const nnm_node *n)
+{
+    const nnm_attrs *a = &n->a;
+    if (!extra_inputs_absent(n, 1) || n->n_out != 1 || a->pad_mode != NNM_PAD_CONSTANT) return 0;
+    const nnm_value *x = f32_value(g, n->in[0]), *y = f32_value(g, n->out[0]);
+    if (!x || !y || x->ndim < 1 || x->ndim > XDIMS || y->ndim != x->ndim) return 0;
+    for (int d = 0; d < x->ndim; d++) {
+        int p0 = a->pads[d], p1 = a->pads[x->ndim + d];
+        if (p0 < 0 || p1 < 0 || y->shape[d] != x->shape[d] + p0 + p1) return 0;
+    }
+    return 1;
+}
+
+/* XNNPACK resize flags for a node's coordinate mode, or -1. */
+static int resize_flags(const nnm_attrs *a, int64_t oh, int64_t ow)
+{
+    switch (a->coord_mode) {
+    case NNM_COORD_HALF_PIXEL: return 0;
+    case NNM_COORD_PYTORCH_HALF_PIXEL: return oh > 1 && ow > 1 ? 0 : -1;
+    case NNM_COORD_ALIGN_CORNERS: return XNN_FLAG_ALIGN_CORNERS;
+    case NNM_COORD_ASYMMETRIC: return XNN_FLAG_TENSORFLOW_LEGACY_MODE;
+    default: return -1;
+    }
+}
+
+static int scale_is_ratio(float scale, int64_t out, int64_t in)
+{
+    double r = (double)out / (double)in;
+    return fabs((double)scale - r) <= 1e-6 * r;
+}
+
+static int supports_resize(const nnm_graph *g, const nnm_node *n)
+{
+    const nnm_attrs *a = &n->a;
+    if (!extra_inputs_absent(n, 1) || n->n_out != 1 || a->resize_mode != NNM_RESIZE_LINEAR)
+        return 0;
+    const nnm_value *x = f32_value(g, n->in[0]), *y = f32_value(g, n->out[0]);
+    if (!x || !y || x->ndim != 4 || y->ndim != 4) return 0;
+    /* Only dims 1 and 2 may change: the tensor is then NHWC for XNNPACK's purpose. */
+    if (y->shape[0] != x->shape[0] || y->shape[3] != x->shape[3]) return 0;
+    if (a->scales[0] != 1.0f || a->scales[3] != 1.0f) return 0;
+    if (!scale_is_ratio(a->scales[1], y->shape[1], x->shape[1]) ||
+        !scale_is_ratio(a->scales[2], y->shape[2], x->shape[2]))
+        return 0;
+    return resize_flags(a, y->shape[1], y->shape[2]) >= 0;
+}
+
+static int xnn_supports(const nnm_graph *g, const nnm_node *n)
+{
+    if (g == NULL || n == NULL || n->n_in < 1 || n->n_out < 1 || n->out[0] < 0) return 0;
+    if (nnm_xnn_init(NULL) != NNM_OK) return 0;
+    switch (n->op) {
+    case NNM_OP_CONV:
+    case NNM_OP_CONV_TRANSPOSE:
+        return n->n_out == 1 && supports_conv(g, n);
+    case NNM_OP_GEMM:
+    case NNM_OP_MATMUL:
+        return n->n_out == 1 && supports_fc(g, n);
+    case NNM_OP_MAXPOOL:
+    case NNM_OP_AVGPOOL:
+    case NNM_OP_GLOBAL_AVGPOOL:
+    case NNM_OP_GLOBAL_MAXPOOL:
+        return supports_pool(g, n);
+    case NNM_OP_ADD: case NNM_OP_SUB: case NNM_OP_MUL: case NNM_OP_DIV:
+    case NNM_OP_MAX: case NNM_OP_MIN:
+        return supports_binary(g, n);
+    case NNM_OP_RELU: case NNM_OP_CLIP: case NNM_OP_SIGMOID: case NNM_OP_HARD_SWISH:
+    case NNM_OP_LEAKY_RELU: case NNM_OP_SQRT: case NNM_OP_SOFTMAX:
+        return supports_unary(g, n);
+    case NNM_OP_PAD:
+        return supports_pad(g, n);
+    case NNM_OP_RESIZE:
+        return supports_resize(g, n);
+    default:
+        return 0;
+    }
+}
+
+/* --- prepare --------------------------------------------------------------------------- */
+
+/* ONNX conv weights [M, C/g, kH, kW] (OIHW) to XNNPACK's [g][M/g][kH][kW][C/g]: since the
+ * output channels of a group are contiguous, that is OHWI. */
+static float *pack_conv_weights(const float *w, int64_t m, int64_t ci, int64_t kh, int64_t kw)
+{
+    float *p = malloc((size_t)(m * ci * kh * kw) * sizeof *p);
+    if (p == NULL) return NULL;
+    for (int64_t o = 0; o < m; o++)
+        for (int64_t c = 0; c < ci; c++)
+            for (int64_t y = 0; y < kh; y++)
+                for (int64_t x = 0; x < kw; x++)
+                    p[((o * kh + y) * kw + x) * ci + c] = w[((o * ci + c) * kh + y) * kw + x];
+    return p;
+}
+
+/* ONNX transposed-conv weights [C, M/g, kH, kW] (IOHW, C = g * C/g) to XNNPACK's
+ * [g][M/g][kH][kW][C/g]. */
+static float *pack_deconv_weights(const float *w, int64_t groups, int64_t cg, int64_t mg,
+                                  int64_t kh, int64_t kw)
+{
+    float *p = malloc((size_t)(groups * cg * mg * kh * kw) * sizeof *p);
+    if (p == NULL) return NULL;
+    for (int64_t gi = 0; gi < groups; gi++)
+        for (int64_t c = 0; c < cg; c++)
+            for (int64_t o = 0; o < mg; o++)
+                for (int64_t y = 0; y < kh; y++)
+                    for (int64_t x = 0; x < kw; x++)
+                        p[(((gi * mg + o) * kh + y) * kw + x) * cg + c] =
+                            w[((((gi * cg + c) * mg) + o) * kh + y) * kw + x];
+    return p;
+}
+
+static void record_shapes(xstate *s, const nnm_graph *g, const nnm_node *n, int n_data)
+{
+    s->n_data = n_data;
+    for (int i = 0; i < n_data; i++) {
+        const nnm_value *v = &g->values[n->in[i]];
+        s->in_ndim[i] = v->ndim;
+        memcpy(s->in_shape[i], v->shape, sizeof v->shape);
+    }
+    const nnm_value *y = &g->values[n->out[0]];
+    s->out_ndim = y->ndim;
+    memcpy(s->out_shape, y->shape, sizeof y->shape);
+}
+
+static nnm_err prepare_conv(xstate *s, const nnm_graph *g, const nnm_node *n, nnm_diag *diag)
+{
+    const nnm_attrs *a = &n->a;
+    const nnm_value *x = &g->values[n->in[0]], *w = &g->values[n->in[1]];
+    const float *bias = n->n_in > 2 && n->in[2] >= 0 ? g->values[n->in[2]].data : NULL;
+    uint32_t groups = (uint32_t)a->group;
+    float lo, hi;
+    clamp_bounds(a, &lo, &hi);
+    enum xnn_status st;
+    float *packed;
+    if (n->op == NNM_OP_CONV) {
+        int64_t m = w->shape[0], ci = w->shape[1];
+        packed = pack_conv_weights(w->data, m, ci, w->shape[2], w->shape[3]);
+        if (packed == NULL) return NNM_ENOMEM;
+        st = xnn_create_convolution2d_nhwc_f32(
+            (uint32_t)a->pads[0], (uint32_t)a->pads[3], (uint32_t)a->pads[2], (uint32_t)a->pads[1],
+            (uint32_t)a->kernel[0], (uint32_t)a->kernel[1],
+            (uint32_t)a->strides[0], (uint32_t)a->strides[1],
+            (uint32_t)a->dilations[0], (uint32_t)a->dilations[1],
+            groups, (size_t)ci, (size_t)(m / groups), (size_t)x->shape[3], (size_t)m,
+            packed, bias, lo, hi, 0, &s->op);
+        free(packed);
+        if (st != xnn_status_success)
+            return xnn_fail(diag, n, "xnn_create_convolution2d_nhwc_f32", st);
+        return NNM_OK;
+    }
+    int64_t cg = w->shape[0] / groups, mg = w->shape[1];
+    const nnm_value *y = &g->values[n->out[0]];
+    for (int i = 0; i < 2; i++) {
+        int64_t base = (int64_t)a->strides[i] * (x->shape[1 + i] - 1) +
+                       (int64_t)a->dilations[i] * (a->kernel[i] - 1) + 1 - a->pads[i] -
+                       a->pads[i + 2];
+        uint32_t adj = (uint32_t)(y->shape[1 + i] - base);
+        if (i == 0) s->adj_h = adj; else s->adj_w = adj;
+    }
+    packed = pack_deconv_weights(w->data, groups, cg, mg, w->shape[2], w->shape[3]);
+    if (packed == NULL) return NNM_ENOMEM;
+    st = xnn_create_deconvolution2d_nhwc_f32(
+        (uint32_t)a->pads[0], (uint32_t)a->pads[3], (uint32_t)a->pads[2], (uint32_t)a->pads[1],
+        (uint32_t)a->kernel[0], (uint32_t)a->kernel[1],
+        (uint32_t)a->strides[0], (uint32_t)a->strides[1],
+        (uint32_t)a->dilations[0], (uint32_t)a->dilations[1],
+        groups, (size_t)cg, (size_t)mg, (size_t)x->shape[3], (size_t)(mg * groups),
+        packed, bias, lo, hi, 0, &s->op);
+    free(packed);
+    if (st != xnn_status_success)
+        return xnn_fail(diag, n, "xnn_create_deconvolution2d_nhwc_f32", st);
+    return NNM_OK;
+}
+
+static nnm_err prepare_fc(xstate *s, const nnm_graph *g, const nnm_node *n, nnm_diag *diag)
+{
+    const nnm_value *A = &g->values[n->in[0]], *B = &g->values[n->in[1]];
+    float lo, hi;
+    clamp_bounds(&n->a, &lo, &hi);
+    /* B [K, N] (MatMul, Gemm transB = 0) is the transposed form of XNNPACK's [N, K]. */
+    int transposed = n->op == NNM_OP_MATMUL || !n->a.trans_b;
+    size_t k = (size_t)(transposed ? B->shape[0] : B->shape[1]);
+    size_t nout = (size_t)(transposed ? B->shape[1] : B->shape[0]);
+    float *bias = NULL;
+    int cid = n->op == NNM_OP_GEMM && n->n_in > 2 ? n->in[2] : -1;
+    if (cid >= 0) {
+        const nnm_value *c = &g->values[cid];
+        const float *cd = c->data;
+        int scalar = value_numel(c) == 1;
+        bias = malloc(nout * sizeof *bias);
+        if (bias == NULL) return NNM_ENOMEM;
+        for (size_t j = 0; j < nout; j++) bias[j] = n->a.beta * cd[scalar ? 0 : j];
+    }
+    s->fc_batch = (size_t)(value_numel(A) / (int64_t)k);
+    enum xnn_status st = xnn_create_fully_connected_nc_f32(
+        k, nout, k, nout, B->data, bias, lo, hi, transposed ? XNN_FLAG_TRANSPOSE_WEIGHTS : 0,
+        &s->op);
+    free(bias);
+    if (st != xnn_status_success)
+        return xnn_fail(diag, n, "xnn_create_fully_connected_nc_f32", st);
+    return NNM_OK;
+}
+
+static nnm_err prepare_pool(xstate *s, const nnm_graph *g, const nnm_node *n, nnm_diag *diag)
+{
+    const nnm_attrs *a = &n->a;
+    const nnm_value *x = &g->values[n->in[0]], *y = &g->values[n->out[0]];
+    size_t c = (size_t)x->shape[3];
+    float lo, hi;
+    clamp_bounds(a, &lo, &hi);
+    enum xnn_status st;
+    if (n->op == NNM_OP_GLOBAL_AVGPOOL) {
+        st = xnn_create_global_average_pooling_nwc_f32(c, c, c, lo, hi, 0, &s->op);
+        if (st != xnn_status_success)
+            return xnn_fail(diag, n, "xnn_create_global_average_pooling_nwc_f32", st);
+        return NNM_OK;
+    }
+    if (n->op == NNM_OP_GLOBAL_MAXPOOL) {
+        st = xnn_create_max_pooling2d_nhwc_f32(0, 0, 0, 0, (uint32_t)x->shape[1],
+                                               (uint32_t)x->shape[2], 1, 1, 1, 1, c, c, c, lo,
+                                               hi, 0, &s->op);
+        if (st != xnn_status_success)
+            return xnn_fail(diag, n, "xnn_create_max_pooling2d_nhwc_f32", st);
+        return NNM_OK;
+    }
+    uint32_t extra[2];
+    for (int i = 0; i < 2; i++)
+        extra[i] = (uint32_t)pool_extra_pad(x->shape[1 + i], y->shape[1 + i], a->pads[i],
+                                            a->pads[i + 2], a->kernel[i], a->strides[i],
+                                            a->dilations[i]);
+    uint32_t top = (uint32_t)a->pads[0], left = (uint32_t)a->pads[1];
+    uint32_t bottom = (uint32_t)a->pads[2] + extra[0], right = (uint32_t)a->pads[3] + extra[1];
+    if (n->op == NNM_OP_MAXPOOL) {
+        st = xnn_create_max_pooling2d_nhwc_f32(
+            top, right, bottom, left, (uint32_t)a->kernel[0], (uint32_t)a->kernel[1],
+            (uint32_t)a->strides[0], (uint32_t)a->strides[1], (uint32_t)a->dilations[0],
+            (uint32_t)a->dilations[1], c, c, c, lo, hi, 0, &s->op);
+        if (st != xnn_status_success)
+            return xnn_fail(diag, n, "xnn_create_max_pooling2d_nhwc_f32", st);
+        return NNM_OK;
+    }
+    st = xnn_create_average_pooling2d_nhwc_f32(
+        top, right, bottom, left, (uint32_t)a->kernel[0], (uint32_t)a->kernel[1],
+        (uint32_t)a->strides[0], (uint32_t)a->strides[1], c, c, c, lo, hi, 0, &s->op);
+    if (st != xnn_status_success)
+        return xnn_fail(diag, n, "xnn_create_average_pooling2d_nhwc_f32", st);
+    return NNM_OK;
+}
+
+static nnm_err prepare_binary(xstate *s, const nnm_node *n, nnm_diag *diag)
+{
+    float lo, hi;
+    clamp_bounds(&n->a, &lo, &hi);
+    enum xnn_status st;
+    const char *call;
+    switch (n->op) {
+    case NNM_OP_ADD:
+        call = "xnn_create_add_nd_f32";
+        st = xnn_create_add_nd_f32(lo, hi, 0, &s->op);
+        break;
+    case NNM_OP_SUB:
+        call = "xnn_create_subtract_nd_f32";
+        st = xnn_create_subtract_nd_f32(lo, hi, 0, &s->op);
+        break;
+    case NNM_OP_MUL:
+        call = "xnn_create_multiply_nd_f32";
+        st = xnn_create_multiply_nd_f32(lo, hi, 0, &s->op);
+        break;
+    case NNM_OP_DIV:
+        call = "xnn_create_divide_nd_f32";
+        st = xnn_create_divide_nd_f32(lo, hi, 0, &s->op);
+        break;
+    case NNM_OP_MAX:
+        call = "xnn_create_maximum_nd_f32";
+        st = xnn_create_maximum_nd_f32(0, &s->op);
+        break;
+    default:
+        call = "xnn_create_minimum_nd_f32";
+        st = xnn_create_minimum_nd_f32(0, &s->op);
+        break;
+    }
+    if (st != xnn_status_success) return xnn_fail(diag, n, call, st);
+    return NNM_OK;
+}
+
+static nnm_err prepare_unary(xstate *s, const nnm_graph *g, const nnm_node *n, nnm_diag *diag)
+{
+    const nnm_value *x = &g->values[n->in[0]];
+    size_t total = (size_t)value_numel(x), ch = total;
+    s->nc_batch = 1;
+    enum xnn_status st;
+    const char *call;
+    switch (n->op) {
+    case NNM_OP_RELU:
+        call = "xnn_create_clamp_nc_f32";
+        st = xnn_create_clamp_nc_f32(ch, ch, ch, 0.0f, INFINITY, 0, &s->op);
+        break;
+    case NNM_OP_CLIP:
+        call = "xnn_create_clamp_nc_f32";
+        st = xnn_create_clamp_nc_f32(ch, ch, ch, n->a.act_min, n->a.act_max, 0, &s->op);
+        break;
+    case NNM_OP_SIGMOID:
+        call = "xnn_create_sigmoid_nc_f32";
+        st = xnn_create_sigmoid_nc_f32(ch, ch, ch, 0, &s->op);
+        break;
+    case NNM_OP_HARD_SWISH:
+        call = "xnn_create_hardswish_nc_f32";
+        st = xnn_create_hardswish_nc_f32(ch, ch, ch, 0, &s->op);
+        break;
+    case NNM_OP_LEAKY_RELU:
+        call = "xnn_create_leaky_relu_nc_f32";
+        st = xnn_create_leaky_relu_nc_f32(ch, ch, ch, n->a.alpha, 0, &s->op);
+        break;
+    case NNM_OP_SQRT:
+        call = "xnn_create_square_root_nc_f32";
+        st = xnn_create_square_root_nc_f32(ch, ch, ch, 0, &s->op);
+        break;
+    default: /* SOFTMAX over the trailing dims [axis, ndim) */
+        ch = 1;
+        for (int d = n->a.axis; d < x->ndim; d++) ch *= (size_t)x->shape[d];
+        s->nc_batch = total / ch;
+        call = "xnn_create_softmax_nc_f32";
+        st = xnn_create_softmax_nc_f32(ch, ch, ch, 0, &s->op);
+        break;
+    }
+    if (st != xnn_status_success) return xnn_fail(diag, n, call, st);
+    return NNM_OK;
+}
+
+static nnm_err prepare_pad(xstate *s, const nnm_graph *g, const nnm_node *n, nnm_diag *diag)
+{
+    int nd = g->values[n->in[0]].ndim;
+    for (int d = 0; d < nd; d++) {
+        s->pre[d] = (size_t)n->a.pads[d];
+        s->post[d] = (size_t)n->a.pads[nd + d];
+    }
+    uint32_t bits;
+    memcpy(&bits, &n->a.pad_value, sizeof bits);
+    enum xnn_status st = xnn_create_constant_pad_nd_x32(&bits, 0, &s->op);
+    if (st != xnn_status_success)
+        return xnn_fail(diag, n, "xnn_create_constant_pad_nd_x32", st);
+    return NNM_OK;
+}
+
+static nnm_err prepare_resize(xstate *s, const nnm_graph *g, const nnm_node *n, nnm_diag *diag)
+{
+    const nnm_value *x = &g->values[n->in[0]], *y = &g->values[n->out[0]];
+    size_t c = (size_t)x->shape[3];
+    int flags = resize_flags(&n->a, y->shape[1], y->shape[2]);
+    enum xnn_status st = xnn_create_resize_bilinear2d_nhwc_f32(c, c, c, (uint32_t)flags, &s->op);
+    if (st != xnn_status_success)
+        return xnn_fail(diag, n, "xnn_create_resize_bilinear2d_nhwc_f32", st);
+    return NNM_OK;
+}
+
+static void xnn_release(void *state)
+{
+    xstate *s = state;
+    if (s == NULL) return;
+    if (s->op != NULL) xnn_delete_operator(s->op);
+    free(s);
+}
+
+static nnm_err xnn_prepare(void **state, const nnm_graph *g, const nnm_node *n,
+                           const nnm_kctx *ctx, nnm_diag *diag)
+{
+    (void)ctx;
+    if (state == NULL || g == NULL || n == NULL)
+        return nnm_diag_set(diag, NNM_EINVAL, "xnn prepare: state, graph and node are required");
+    *state = NULL;
+    nnm_err rc = nnm_xnn_init(diag);
+    if (rc != NNM_OK) return rc;
+    if (!xnn_supports(g, n))
+        return nnm_diag_set(diag, NNM_EUNSUPPORTED,
+                            "node '%s' (%s): the xnn backend cannot run this node as specified "
+                            "(dtype, layout, attributes or non-constant weights); run it on the "
+                            "reference backend", n->name, n->onnx_op);
+    xstate *s = calloc(1, sizeof *s);
+    rc = NNM_ENOMEM;
+    if (s == NULL) goto fail;
+    s->kind = n->op;
+    switch (n->op) {
+    case NNM_OP_CONV:
+    case NNM_OP_CONV_TRANSPOSE:
+        record_shapes(s, g, n, 1);
+        rc = prepare_conv(s, g, n, diag);
+        break;
+    case NNM_OP_GEMM:
+    case NNM_OP_MATMUL:
+        record_shapes(s, g, n, 1);
+        rc = prepare_fc(s, g, n, diag);
+        break;
+    case NNM_OP_MAXPOOL: case NNM_OP_AVGPOOL:
+    case NNM_OP_GLOBAL_AVGPOOL: case NNM_OP_GLOBAL_MAXPOOL:
+        record_shapes(s, g, n, 1);
+        rc = prepare_pool(s, g, n, diag);
+        break;
+    case NNM_OP_ADD: case NNM_OP_SUB: case NNM_OP_MUL: case NNM_OP_DIV:
+    case NNM_OP_MAX: case NNM_OP_MIN:
+        record_shapes(s, g, n, 2);
+        rc = prepare_binary(s, n, diag);
+        break;
+    case NNM_OP_PAD:
+        record_shapes(s, g, n, 1);
+        rc = prepare_pad(s, g, n, diag);
+        break;
+    case NNM_OP_RESIZE:
+        record_shapes(s, g, n, 1);
+        rc = prepare_resize(s, g, n, diag);
+        break;
+    default:
+        record_shapes(s, g, n, 1);
+        rc = prepare_unary(s, g, n, diag);
+        break;
+    }
+    if (rc == NNM_ENOMEM)
+        nnm_diag_set(diag, NNM_ENOMEM, "node '%s' (%s): out of memory packing weights for "
+                     "XNNPACK", n->name, n->onnx_op);
+    if (rc != NNM_OK) goto fail;
+    *state = s;     /* commit */
+    return NNM_OK;
+fail:
+    xnn_release(s);
+    return rc;
+}
+
+/* --- run ------------------------------------------------------------------------------- */
+
+static nnm_err check_tensor(const nnm_node *n, const char *what, int i, const nnm_tensor *t,
+                            int ndim, const int64_t *shape, nnm_diag *diag)
+{
+    char want[96], got[96];
+    if (t == NULL || t->data == NULL)
+        return nnm_diag_set(diag, NNM_EINVAL, "node '%s' (%s): %s %d has no buffer", n->name,
+                            n->onnx_op, what, i);
+    if (t->dtype != NNM_DT_F32 || !same_shape(t->shape, t->ndim, shape, ndim))
+        return nnm_diag_set(diag, NNM_ESHAPE,
+                            "node '%s' (%s): %s %d is %s %s but the node was prepared for "
+                            "float32 %s", n->name, n->onnx_op, what, i, nnm_dtype_name(t->dtype),
+                            nnm_shape_format(got, sizeof got, t->shape, t->ndim),
+                            nnm_shape_format(want, sizeof want, shape, ndim));
+    return NNM_OK;
+}
+
+static void dims_of(size_t *dst, const int64_t *shape, int ndim)
+{
+    for (int i = 0; i < ndim; i++) dst[i] = (size_t)shape[i];
+}
+
+static nnm_err xnn_run(void *state, const nnm_node *n, const nnm_tensor *const *in,
+                       nnm_tensor *const *out, const nnm_kctx *ctx, nnm_diag *diag)
+{
+    xstate *s = state;
+    if (s == NULL || n == NULL || in == NULL || out == NULL)
+        return nnm_diag_set(diag, NNM_EINVAL, "xnn run: node '%s' was not prepared",
+                            n ? n->name : "?");
+    pthreadpool_t pool = ctx != NULL ? ctx->pool : NULL;
+    nnm_err rc;
+    for (int i = 0; i < s->n_data; i++)
+        if ((rc = check_tensor(n, "input", i, in[i], s->in_ndim[i], s->in_shape[i], diag)) != NNM_OK)
+            return rc;
+    if ((rc = check_tensor(n, "output", 0, out[0], s->out_ndim, s->out_shape, diag)) != NNM_OK)
+        return rc;
+    const float *x = in[0]->data;
+    float *y = out[0]->data;
+    const int64_t *xs = s->in_shape[0];
+    enum xnn_status st;
+    const char *call;
+    switch (s->kind) {
+    case NNM_OP_CONV:
+        call = "xnn_setup_convolution2d_nhwc_f32";
+        st = xnn_setup_convolution2d_nhwc_f32(s->op, (size_t)xs[0], (size_t)xs[1], (size_t)xs[2],
+                                              x, y, pool);
+        break;
+    case NNM_OP_CONV_TRANSPOSE:
+        call = "xnn_setup_deconvolution2d_nhwc_f32";
+        st = xnn_setup_deconvolution2d_nhwc_f32(s->op, (size_t)xs[0], (size_t)xs[1],
+                                                (size_t)xs[2], s->adj_h, s->adj_w, x, y, pool);
+        break;
+    case NNM_OP_GEMM:
+    case NNM_OP_MATMUL:
+        call = "xnn_setup_fully_connected_nc_f32";
+        st = xnn_setup_fully_connected_nc_f32(s->op, s->fc_batch, x, y, pool);
+        break;
+    case NNM_OP_MAXPOOL:
+    case NNM_OP_GLOBAL_MAXPOOL:
+        call = "xnn_setup_max_pooling2d_nhwc_f32";
+        st = xnn_setup_max_pooling2d_nhwc_f32(s->op, (size_t)xs[0], (size_t)xs[1], (size_t)xs[2],
+                                              x, y, pool);
+        break;
+    case NNM_OP_AVGPOOL:
+        call = "xnn_setup_average_pooling2d_nhwc_f32";
+        st = xnn_setup_average_pooling2d_nhwc_f32(s->op, (size_t)xs[0], (size_t)xs[1],
+                                                  (size_t)xs[2], x, y, pool);
+        break;
+    case NNM_OP_GLOBAL_AVGPOOL:
+        call = "xnn_setup_global_average_pooling_nwc_f32";
+        st = xnn_setup_global_average_pooling_nwc_f32(s->op, (size_t)xs[0],
+                                                      (size_t)(xs[1] * xs[2]), x, y, pool);
+        break;
+    case NNM_OP_ADD: case NNM_OP_SUB: case NNM_OP_MUL: case NNM_OP_DIV:
+    case NNM_OP_MAX: case NNM_OP_MIN: {
+        size_t da[XDIMS], db[XDIMS];
+        size_t na = (size_t)s->in_ndim[0], nb = (size_t)s->in_ndim[1];
+        dims_of(da, s->in_shape[0], s->in_ndim[0]);
+        dims_of(db, s->in_shape[1], s->in_ndim[1]);
+        const float *b = in[1]->data;
+        switch (s->kind) {
+        case NNM_OP_ADD:
+            call = "xnn_setup_add_nd_f32";
+            st = xnn_setup_add_nd_f32(s->op, na, da, nb, db, x, b, y, pool);
+            break;
+        case NNM_OP_SUB:
+            call = "xnn_setup_subtract_nd_f32";
+            st = xnn_setup_subtract_nd_f32(s->op, na, da, nb, db, x, b, y, pool);
+            break;
+        case NNM_OP_MUL:
+            call = "xnn_setup_multiply_nd_f32";
+            st = xnn_setup_multiply_nd_f32(s->op, na, da, nb, db, x, b, y, pool);
+            break;
+        case NNM_OP_DIV:
+            call = "xnn_setup_divide_nd_f32";
+            st = xnn_setup_divide_nd_f32(s->op, na, da, nb, db, x, b, y, pool);
+            break;
+        case NNM_OP_MAX:
+            call = "xnn_setup_maximum_nd_f32";
+            st = xnn_setup_maximum_nd_f32(s->op, na, da, nb, db, x, b, y, pool);
+            break;
+        default:
+            call = "xnn_setup_minimum_nd_f32";
+            st = xnn_setup_minimum_nd_f32(s->op, na, da, nb, db, x, b, y, pool);
+            break;
+        }
+        break;
+    }
+    case NNM_OP_RELU:
+    case NNM_OP_CLIP:
+        call = "xnn_setup_clamp_nc_f32";
+        st = xnn_setup_clamp_nc_f32(s->op, s->nc_batch, x, y, pool);
+        break;
+    case NNM_OP_SIGMOID:
+        call = "xnn_setup_sigmoid_nc_f32";
+        st = xnn_setup_sigmoid_nc_f32(s->op, s->nc_batch, x, y, pool);
+        break;
+    case NNM_OP_HARD_SWISH:
+        call = "xnn_setup_hardswish_nc_f32";
+        st = xnn_setup_hardswish_nc_f32(s->op, s->nc_batch, x, y, pool);
+        break;
+    case NNM_OP_LEAKY_RELU:
+        call = "xnn_setup_leaky_relu_nc_f32";
+        st = xnn_setup_leaky_relu_nc_f32(s->op, s->nc_batch, x, y, pool);
+        break;
+    case NNM_OP_SQRT:
+        call = "xnn_setup_square_root_nc_f32";
+        st = xnn_setup_square_root_nc_f32(s->op, s->nc_batch, x, y, pool);
+        break;
+    case NNM_OP_SOFTMAX:
+        call = "xnn_setup_softmax_nc_f32";
+        st = xnn_setup_softmax_nc_f32(s->op, s->nc_batch, x, y, pool);
+        break;
+    case NNM_OP_PAD: {
+        size_t d[XDIMS];
+        dims_of(d, xs, s->in_ndim[0]);
+        call = "xnn_setup_constant_pad_nd_x32";
+        st = xnn_setup_constant_pad_nd_x32(s->op, (size_t)s->in_ndim[0], d, s->pre, s->post,
+                                           x, y, pool);
+        break;
+    }
+    case NNM_OP_RESIZE:
+        call = "xnn_setup_resize_bilinear2d_nhwc_f32";
+        st = xnn_setup_resize_bilinear2d_nhwc_f32(s->op, (size_t)xs[0], (size_t)xs[1],
+                                                  (size_t)xs[2], (size_t)s->out_shape[1],
+                                                  (size_t)s->out_shape[2], x, y, pool);
+        break;
+    default:
+        return nnm_diag_set(diag, NNM_EINVAL, "node '%s' (%s): state was prepared for another op",
+                            n->name, n->onnx_op);
+    }
+    if (st != xnn_status_success) return xnn_fail(diag, n, call, st);
+    st = xnn_run_operator(s->op, pool);
+    if (st != xnn_status_success) return xnn_fail(diag, n, "xnn_run_operator", st);
+    return NNM_OK;
+}
+
+const nnm_backend nnm_backend_xnn = {
+    .name = "xnn",
+    .supports = xnn_supports,
+    .prepare = xnn_prepare,
+    .run = xnn_run,
+    .release = xnn_release,
+};
