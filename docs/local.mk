@@ -1,1 +1,2 @@
-# docs/local.mk — see Makefile.am.
+# docs/local.mk — documentation shipped in the tarball.
+EXTRA_DIST += docs/MODELS.md

@@ -241,6 +241,14 @@ int ir__use_count(const nnm_graph *g, int v);
 const char *ir__op_name(nnm_op op);
 nnm_op ir__op_from_onnx(const char *op_type);
 
+/* --- ONNX tensors (runtime/onnx.c) -------------------------------------------------- */
+
+/* Decodes a serialized onnx.TensorProto (e.g. a conformance case's input_0.pb) into an owned
+ * tensor; name is used in messages. Errors: NNM_EFORMAT, NNM_EUNSUPPORTED (dtype, external
+ * data), NNM_ENOMEM. On error *out is zeroed. */
+nnm_err ir__tensor_decode_onnx(nnm_tensor *out, const void *buf, size_t len, const char *name,
+                               nnm_diag *diag);
+
 /* --- shape inference and normalization (runtime/infer.c) ------------------------------ */
 
 /* Infers dtype and shape of every value in topological order, normalizes attributes (see

@@ -7,7 +7,9 @@
  * else is left to the reference backend. prepare() creates the operator once, packing a
  * private copy of the weights (XNNPACK copies them again into its own packed buffer, so
  * nothing points into the graph afterwards); run() binds the tensor pointers with
- * xnn_setup_* and runs the operator on the context's thread pool.
+ * xnn_setup_* and runs the operator on the context's thread pool. A prepared state is not
+ * reentrant: the XNNPACK operator keeps the pointers bound by setup, so one state must not
+ * run on two threads at once (prepare one state per concurrent runner).
  *
  * Facts about this snapshot that the code relies on (checked by tests/unit/test_kernels_xnn.c
  * against the reference kernels):
@@ -259,8 +261,8 @@ static int64_t pool_extra_pad(int64_t in, int64_t out, int pad0, int pad1, int k
 static int supports_pool(const nnm_graph *g, const nnm_node *n)
 {
     const nnm_attrs *a = &n->a;
-    float lo, hi;
-    if (a->layout != NNM_LAYOUT_NHWC || a->spatial_1d || !clamp_bounds(a, &lo, &hi)) return 0;
+    /* Pools carry no fused clamp in the IR; a node that says otherwise goes to the reference. */
+    if (a->layout != NNM_LAYOUT_NHWC || a->spatial_1d || a->act) return 0;
     if (!extra_inputs_absent(n, 1) || n->n_out != 1) return 0;
     const nnm_value *x = f32_value(g, n->in[0]), *y = f32_value(g, n->out[0]);
     if (!x || !y || x->ndim != 4 || y->ndim != 4) return 0;
@@ -272,6 +274,9 @@ static int supports_pool(const nnm_graph *g, const nnm_node *n)
     if (n->op == NNM_OP_AVGPOOL && (a->dilations[0] != 1 || a->dilations[1] != 1)) return 0;
     int any_pad = 0;
     for (int i = 0; i < 2; i++) {
+        /* A window lying wholly in the padding has no defined value in XNNPACK. */
+        int dk = a->dilations[i] * (a->kernel[i] - 1) + 1;
+        if (a->pads[i] >= dk || a->pads[i + 2] >= dk) return 0;
         int64_t e = pool_extra_pad(x->shape[1 + i], y->shape[1 + i], a->pads[i], a->pads[i + 2],
                                    a->kernel[i], a->strides[i], a->dilations[i]);
         if (e < 0) return 0;
@@ -286,7 +291,7 @@ static int supports_binary(const nnm_graph *g, const nnm_node *n)
 {
     float lo, hi;
     if (n->n_in != 2 || n->n_out != 1 || !clamp_bounds(&n->a, &lo, &hi)) return 0;
-    if ((n->op == NNM_OP_MAX || n->op == NNM_OP_MIN) && n->a.act) return 0;
+    if (n->op != NNM_OP_ADD && n->a.act) return 0;     /* only Add carries a fused clamp */
     const nnm_value *A = f32_value(g, n->in[0]), *B = f32_value(g, n->in[1]);
     const nnm_value *y = f32_value(g, n->out[0]);
     if (!A || !B || !y) return 0;
@@ -536,8 +541,7 @@ static nnm_err prepare_pool(xstate *s, const nnm_graph *g, const nnm_node *n, nn
     const nnm_attrs *a = &n->a;
     const nnm_value *x = &g->values[n->in[0]], *y = &g->values[n->out[0]];
     size_t c = (size_t)x->shape[3];
-    float lo, hi;
-    clamp_bounds(a, &lo, &hi);
+    const float lo = -INFINITY, hi = INFINITY;
     enum xnn_status st;
     if (n->op == NNM_OP_GLOBAL_AVGPOOL) {
         st = xnn_create_global_average_pooling_nwc_f32(c, c, c, lo, hi, 0, &s->op);
@@ -580,7 +584,7 @@ static nnm_err prepare_pool(xstate *s, const nnm_graph *g, const nnm_node *n, nn
 static nnm_err prepare_binary(xstate *s, const nnm_node *n, nnm_diag *diag)
 {
     float lo, hi;
-    clamp_bounds(&n->a, &lo, &hi);
+    clamp_bounds(&n->a, &lo, &hi);   /* (-inf, +inf) except on Add (see supports_binary) */
     enum xnn_status st;
     const char *call;
     switch (n->op) {

@@ -429,7 +429,7 @@ static nnm_err get_i(import_ctx *c, const nnm_node *n, const Onnx__AttributeProt
 static nnm_err get_int(import_ctx *c, const nnm_node *n, const Onnx__AttributeProto *at,
                        int *v)
 {
-    int64_t x;
+    int64_t x = 0;
     nnm_err rc = get_i(c, n, at, &x);
     if (rc != NNM_OK) return rc;
     if (x < INT_MIN || x > INT_MAX) return bad_attr(c, n, at, "is out of range");
@@ -476,8 +476,8 @@ static nnm_err get_ints(import_ctx *c, const nnm_node *n, const Onnx__AttributeP
 static nnm_err take_list(import_ctx *c, nnm_node *n, const Onnx__AttributeProto *at,
                          int64_t **dst, int *dst_n)
 {
-    const int64_t *v;
-    size_t len;
+    const int64_t *v = NULL;
+    size_t len = 0;
     nnm_err rc = get_ints(c, n, at, &v, &len);
     if (rc != NNM_OK) return rc;
     if (len > 4096) return bad_attr(c, n, at, "has too many values");
@@ -496,8 +496,8 @@ static nnm_err take_list(import_ctx *c, nnm_node *n, const Onnx__AttributeProto 
 static nnm_err get_spatial(import_ctx *c, const nnm_node *n, const Onnx__AttributeProto *at,
                            int rank, int *dst, int positive)
 {
-    const int64_t *v;
-    size_t len;
+    const int64_t *v = NULL;
+    size_t len = 0;
     nnm_err rc = get_ints(c, n, at, &v, &len);
     if (rc != NNM_OK) return rc;
     if ((int)len != rank) {
@@ -1384,7 +1384,7 @@ nnm_err nnm_graph_load_onnx(nnm_graph **out, const char *path, const nnm_load_op
         return nnm_diag_set(diag, NNM_EINVAL, "nnm_graph_load_onnx: NULL argument");
     *out = NULL;
     void *buf;
-    size_t len;
+    size_t len = 0;
     nnm_err rc = file_read(&buf, &len, path, diag);
     if (rc != NNM_OK) return rc;
     Onnx__ModelProto *m;

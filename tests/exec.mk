@@ -1,1 +1,7 @@
-# tests/exec.mk — tests owned by the exec work; included from tests/local.mk.
+# tests/exec.mk — executor, slicing and whole-model tests (the lead's).
+noinst_PROGRAMS = tests/tools/slice_check
+tests_tools_slice_check_SOURCES = tests/tools/slice_check.c
+tests_tools_slice_check_LDADD = libnnmesh.la $(NNM_DEP_LIBS)
+
+TESTS += tests/cli_errors.sh tests/models.sh tests/slicing.sh tests/lenet.sh
+EXTRA_DIST += tests/lib.sh tests/cli_errors.sh tests/models.sh tests/slicing.sh tests/lenet.sh

@@ -339,6 +339,9 @@ static void test_kernels_xnn_pool_cases_match_ref(void **state)
     check_graph(pool_graph(NNM_OP_AVGPOOL, b, 2, 2, 1, 0, 0, 1), "avgpool no pad", 1e-5);
     check_graph(pool_graph(NNM_OP_AVGPOOL, e, 3, 2, 1, 0, 1, 0), "avgpool ceil", 1e-5);
     check_graph(pool_graph(NNM_OP_AVGPOOL, c, 5, 3, 1, 2, 0, 0), "avgpool k5 s3", 1e-5);
+    check_graph(pool_graph(NNM_OP_MAXPOOL, e, 2, 3, 1, 0, 0, 0), "maxpool k2 s3", 1e-6);
+    check_graph(pool_graph(NNM_OP_AVGPOOL, e, 2, 3, 1, 1, 0, 0), "avgpool k2 s3 p1", 1e-5);
+    check_graph(pool_graph(NNM_OP_MAXPOOL, f, 2, 1, 1, 1, 0, 0), "maxpool k2 s1 p1", 1e-6);
     check_graph(pool_graph(NNM_OP_GLOBAL_AVGPOOL, h, 0, 0, 0, 0, 0, 0), "gap 7x7x32", 1e-5);
     check_graph(pool_graph(NNM_OP_GLOBAL_AVGPOOL, f, 0, 0, 0, 0, 0, 0), "gap batch 2", 1e-5);
     check_graph(pool_graph(NNM_OP_GLOBAL_MAXPOOL, f, 0, 0, 0, 0, 0, 0), "gmp batch 2", 1e-6);
@@ -395,7 +398,7 @@ static void test_kernels_xnn_binary_broadcast_match_ref(void **state)
         check_graph(binary_graph(ops[i], 2, s7, 0, NULL, 1, 0), what, 1e-5);
     }
     check_graph(binary_graph(NNM_OP_ADD, 4, s1, 1, s2, 1, 1), "Add with clamp", 1e-5);
-    check_graph(binary_graph(NNM_OP_MUL, 4, s3, 4, s4, 0, 1), "Mul with clamp", 1e-5);
+    check_graph(binary_graph(NNM_OP_ADD, 4, s3, 4, s4, 0, 1), "Add broadcast clamp", 1e-5);
     set_ranges(-1.0f, 1.0f, -1.0f, 1.0f);
 }
 
@@ -558,6 +561,14 @@ static void test_kernels_xnn_unsupported_nodes_return_0(void **state)
 
     /* Average pooling that counts padding: XNNPACK excludes it. */
     g = pool_graph(NNM_OP_AVGPOOL, (int64_t[]){ 1, 7, 7, 4 }, 3, 2, 1, 1, 0, 1);
+    assert_int_equal(nnm_backend_xnn.supports(g, &g->nodes[0]), 0);
+    ir__graph_free(g);
+    /* A clamp where the IR defines none (only Conv, ConvTranspose, Gemm, MatMul, Add). */
+    g = binary_graph(NNM_OP_MUL, 2, (int64_t[]){ 3, 5 }, 2, (int64_t[]){ 3, 5 }, 0, 1);
+    assert_int_equal(nnm_backend_xnn.supports(g, &g->nodes[0]), 0);
+    ir__graph_free(g);
+    g = pool_graph(NNM_OP_MAXPOOL, (int64_t[]){ 1, 7, 7, 4 }, 3, 2, 1, 1, 0, 0);
+    g->nodes[0].a.act = 1;
     assert_int_equal(nnm_backend_xnn.supports(g, &g->nodes[0]), 0);
     ir__graph_free(g);
     g = gemm_graph(5, 7, 9, 0, 1, (int64_t[]){ 9 }, 1.0f, 0);

@@ -1,0 +1,34 @@
+# tests/lib.sh — shared helpers for the shell tests (sourced).
+# Environment from make check: top_srcdir, top_builddir, SYS_PYTHON, NODE.
+set -eu
+: "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
+: "${top_builddir:=$(pwd)}"
+: "${SYS_PYTHON:=/usr/bin/python3}"
+: "${NODE:=node}"
+NNMESH="$top_builddir/apps/nnmesh"
+MODELS="$top_builddir/tests/models"     # generated models are cached here, never committed
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Exports the test models (cached by make_models.py itself).
+need_models() {
+  mkdir -p "$MODELS"
+  "$SYS_PYTHON" "$top_srcdir/scripts/make_models.py" "$MODELS" ${1:+--only "$1"} >/dev/null ||
+    fail "model export failed (needs Debian's python3-torch and python3-onnx: scripts/install-deps.sh --test)"
+}
+
+need_ort() {
+  [ -d "$top_srcdir/scripts/node_modules/onnxruntime-node" ] ||
+    fail "onnxruntime-node is not installed: run scripts/install-deps.sh --test"
+}
+
+# ort MODEL OUTDIR THREADS NAME=FILE...
+ort() {
+  m=$1; o=$2; t=$3; shift 3
+  set -- "$m" "$o" --threads "$t" $(for a in "$@"; do printf -- '-i %s ' "$a"; done)
+  "$NODE" "$top_srcdir/scripts/ort_run.js" "$@" >/dev/null
+}
+
+compare() {
+  "$SYS_PYTHON" "$top_srcdir/scripts/npy_compare.py" "$1" "$2" --rtol "${3:-1e-4}"
+}
