@@ -102,9 +102,9 @@ static void human_bytes(char *buf, size_t len, double b)
 
 static void human_flops(char *buf, size_t len, double f)
 {
-    if (f >= 1e9) snprintf(buf, len, "%.2f G", f / 1e9);
-    else if (f >= 1e6) snprintf(buf, len, "%.2f M", f / 1e6);
-    else if (f >= 1e3) snprintf(buf, len, "%.1f K", f / 1e3);
+    if (f >= 1e9) snprintf(buf, len, "%.2fG", f / 1e9);
+    else if (f >= 1e6) snprintf(buf, len, "%.2fM", f / 1e6);
+    else if (f >= 1e3) snprintf(buf, len, "%.1fK", f / 1e3);
     else snprintf(buf, len, "%.0f", f);
 }
 
@@ -166,7 +166,7 @@ static int cmd_inspect(int argc, char **argv)
     human_bytes(pb, sizeof pb, tp);
     human_bytes(ab, sizeof ab, ta);
     human_bytes(pk, sizeof pk, peak);
-    printf("\ntotal: %d nodes, %sFLOPs, %s parameters, %s activations (largest %s)\n", n, fl, pb,
+    printf("\ntotal: %d nodes, %s FLOPs, %s parameters, %s activations (largest %s)\n", n, fl, pb,
            ab, pk);
     nnm_graph_free(g);
     return 0;

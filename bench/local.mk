@@ -1,1 +1,1 @@
-# bench/local.mk — see Makefile.am.
+EXTRA_DIST += bench/single_node.sh

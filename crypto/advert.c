@@ -24,10 +24,11 @@ nnm_err nnm_advert_seal(uint8_t *out, size_t cap, size_t *out_len, const nnm_ide
     if (out == NULL || out_len == NULL || self == NULL || id == NULL ||
         (cert == NULL && cert_len > 0) || (body == NULL && body_len > 0))
         return nnm_diag_set(diag, NNM_EINVAL, "nnm_advert_seal: NULL argument");
+    char q[40];
     if (!nnm_id_is_valid(id))
         return nnm_diag_set(diag, NNM_EINVAL,
-                            "advert: node id '%.40s' is invalid; use 1-32 characters of a-z, 0-9 "
-                            "and '-'", id);
+                            "advert: node id '%s' is invalid; use 1-32 characters of a-z, 0-9 "
+                            "and '-'", crypto__quote(q, sizeof q, id, SIZE_MAX));
     if (body_len > NNM_ADVERT_BODY_MAX)
         return nnm_diag_set(diag, NNM_ERANGE, "advert body is %zu bytes, more than %d", body_len,
                             NNM_ADVERT_BODY_MAX);

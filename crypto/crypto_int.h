@@ -59,6 +59,11 @@ nnm_err crypto__handshake_new_fixed(nnm_handshake **out, const nnm_identity *sel
                                     const uint8_t eph_sk[32], const uint8_t nonce[16],
                                     nnm_diag *diag);
 
+/* Copies up to n bytes of untrusted text s into out (cap bytes, NUL-terminated) for use in a
+ * diagnostic: bytes outside printable ASCII become '?', and a cut is marked with "...".
+ * Returns out. */
+const char *crypto__quote(char *out, size_t cap, const char *s, size_t n);
+
 /* A bounded reader over bytes from outside: every get checks what is left first and, once
  * anything fails, ok stays 0 and further gets read nothing. */
 typedef struct crypto_rd {

@@ -39,6 +39,23 @@ int nnm_id_is_valid(const char *s)
     return n >= 1;
 }
 
+const char *crypto__quote(char *out, size_t cap, const char *s, size_t n)
+{
+    size_t o = 0, i = 0;
+    if (cap == 0) return out;
+    for (; i < n && s[i] != '\0' && o + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[o++] = (c >= 0x20 && c <= 0x7e) ? (char)c : '?';
+    }
+    if (i < n && s[i] != '\0' && cap >= 4) { /* cut short: say so */
+        if (o > cap - 4) o = cap - 4;
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 int crypto__pubkey_is_valid(const uint8_t pk[NNM_PUBKEY_BYTES])
 {
     if (sodium_is_zero(pk, NNM_PUBKEY_BYTES)) return 0;
@@ -198,10 +215,11 @@ static nnm_err parse_keyfile(uint8_t seed[32], uint8_t pk[32], const char *buf, 
     size_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
     const char *s1 = next_line(&p, end, &l1);
     if (s1 == NULL || l1 != strlen(KEYFILE_MAGIC) || memcmp(s1, KEYFILE_MAGIC, l1) != 0) {
+        char q[24];
         if (s1 != NULL && l1 > 11 && memcmp(s1, "nnmesh-key ", 11) == 0)
             return nnm_diag_set(diag, NNM_EUNSUPPORTED,
-                                "%s: key file version '%.*s' is not supported (expected v1)",
-                                path, (int)(l1 - 11 > 16 ? 16 : l1 - 11), s1 + 11);
+                                "%s: key file version '%s' is not supported (expected v1)", path,
+                                crypto__quote(q, sizeof q, s1 + 11, l1 - 11));
         return nnm_diag_set(diag, NNM_EFORMAT,
                             "%s: not an nnmesh key file (first line must be '" KEYFILE_MAGIC "')",
                             path);

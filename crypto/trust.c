@@ -124,6 +124,7 @@ static nnm_err parse_line(nnm_trust *t, const char *s, size_t n, unsigned ln, nn
                             "%s:%u: too many or too long fields; expected 'node <id> <pubkey>', "
                             "'authority <name> <pubkey>' or 'revoke <pubkey>'", name, ln);
     uint8_t pk[32];
+    char q[40];
     nnm_err rc;
     if (strcmp(f[0], "node") == 0 || strcmp(f[0], "authority") == 0) {
         int is_node = f[0][0] == 'n';
@@ -134,7 +135,7 @@ static nnm_err parse_line(nnm_trust *t, const char *s, size_t n, unsigned ln, nn
         if (!nnm_id_is_valid(f[1]))
             return nnm_diag_set(diag, NNM_EFORMAT,
                                 "%s:%u: %s '%s' is invalid; use 1-32 characters of a-z, 0-9 and '-'",
-                                name, ln, what, f[1]);
+                                name, ln, what, crypto__quote(q, sizeof q, f[1], FIELD_MAX));
         if ((rc = line_key(pk, f[2], name, ln, diag)) != NNM_OK) return rc;
         key_list *l = is_node ? &t->nodes : &t->authorities;
         const trust_key *k = find_id(l, f[1]);
@@ -159,7 +160,7 @@ static nnm_err parse_line(nnm_trust *t, const char *s, size_t n, unsigned ln, nn
     }
     return nnm_diag_set(diag, NNM_EFORMAT,
                         "%s:%u: unknown directive '%s'; expected node, authority or revoke", name,
-                        ln, f[0]);
+                        ln, crypto__quote(q, sizeof q, f[0], FIELD_MAX));
 }
 
 nnm_err nnm_trust_decode(nnm_trust **out, const char *text, size_t len, const char *name,
@@ -183,7 +184,7 @@ nnm_err nnm_trust_decode(nnm_trust **out, const char *text, size_t len, const ch
         goto fail;
     }
     unsigned ln = 0;
-    const char *p = text, *end = text + len;
+    const char *p = text, *end = len > 0 ? text + len : text;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl != NULL ? nl : end;
@@ -297,10 +298,11 @@ nnm_err nnm_cert_seal(uint8_t *out, size_t cap, size_t *out_len, const nnm_ident
 {
     if (out == NULL || out_len == NULL || authority == NULL || id == NULL || node_pk == NULL)
         return nnm_diag_set(diag, NNM_EINVAL, "nnm_cert_seal: NULL argument");
+    char q[40];
     if (!nnm_id_is_valid(id))
         return nnm_diag_set(diag, NNM_EINVAL,
-                            "certificate: node id '%.40s' is invalid; use 1-32 characters of a-z, "
-                            "0-9 and '-'", id);
+                            "certificate: node id '%s' is invalid; use 1-32 characters of a-z, "
+                            "0-9 and '-'", crypto__quote(q, sizeof q, id, SIZE_MAX));
     if (not_after < not_before)
         return nnm_diag_set(diag, NNM_EINVAL, "certificate for '%s': not_after is before not_before",
                             id);
@@ -441,8 +443,11 @@ nnm_err nnm_trust_check(nnm_trust *t, const char *id, const uint8_t pk[NNM_PUBKE
 {
     if (t == NULL || id == NULL || pk == NULL)
         return nnm_diag_set(diag, NNM_EINVAL, "nnm_trust_check: NULL argument");
+    char q[40];
     if (!nnm_id_is_valid(id))
-        return nnm_diag_set(diag, NNM_EINVAL, "node id '%.40s' is invalid", id);
+        return nnm_diag_set(diag, NNM_EINVAL,
+                            "node id '%s' is invalid; ids are 1-32 characters of a-z, 0-9 and '-'",
+                            crypto__quote(q, sizeof q, id, SIZE_MAX));
     pthread_mutex_lock(&t->lock);
     nnm_err rc = check_locked(t, id, pk, cert, cert_len, now, diag);
     pthread_mutex_unlock(&t->lock);

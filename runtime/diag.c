@@ -44,16 +44,22 @@ nnm_err nnm_diag_set(nnm_diag *d, nnm_err code, const char *fmt, ...)
 void nnm_diag_prefix(nnm_diag *d, const char *fmt, ...)
 {
     if (d == NULL) return;
-    char pre[NNM_DIAG_MAX], old[NNM_DIAG_MAX];
+    char pre[NNM_DIAG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    memcpy(old, d->msg, sizeof old);
-    if (old[0] != '\0')
-        snprintf(d->msg, sizeof d->msg, "%s: %s", pre, old);
-    else
-        snprintf(d->msg, sizeof d->msg, "%s: %s", pre, nnm_strerror(d->code));
+    const char *old = d->msg[0] != '\0' ? d->msg : nnm_strerror(d->code);
+    /* Build "prefix: old" in a buffer large enough for both, then truncate into msg. */
+    char joined[2 * NNM_DIAG_MAX + 3];
+    size_t pl = strlen(pre), ol = strlen(old);
+    memcpy(joined, pre, pl);
+    memcpy(joined + pl, ": ", 2);
+    memcpy(joined + pl + 2, old, ol + 1);
+    size_t n = pl + 2 + ol;
+    if (n >= sizeof d->msg) n = sizeof d->msg - 1;
+    memcpy(d->msg, joined, n);
+    d->msg[n] = '\0';
 }
 
 void nnm_diag_clear(nnm_diag *d)

@@ -44,7 +44,12 @@
  *  - ConstantOfShape: a.ints = the shape, n_in = 0, a.to = output dtype (float32 default).
  *  - Max/Min are variadic: n_in >= 1 inputs broadcast together. Pow's exponent may have
  *    another dtype (the output has the base's dtype). Dropout's extra inputs (ratio,
- *    training_mode) are dropped; its mask output is bool with X's shape.
+ *    training_mode) are dropped; training_mode must be a constant false; the mask output is
+ *    bool with X's shape.
+ *  - Nodes that other passes build already normalized (a.normalized = 1 but without the
+ *    lists above: layout.c's Reshape, slice.c's Slice) keep the output shape they were given
+ *    when it is consistent: Reshape/Squeeze/Unsqueeze if it holds the input's elements, Slice
+ *    if every index it reads is inside the input, Split taking sizes from its outputs.
  *  - MaxPool's Indices output and BatchNormalization's training outputs are unsupported.
  *  - FLOPs: Conv 2*N*M*OH*OW*(C/g)*kh*kw (+ N*M*OH*OW with bias), ConvTranspose
  *    2*N*C*H*W*(M/g)*kh*kw (+ bias), Gemm/MatMul 2*M*N*K (+ M*N for Gemm's C), elementwise
@@ -140,6 +145,22 @@ static void set_out(job *j, int k, nnm_dtype dt, const int64_t *s, int nd)
 static void copy_out_from(job *j, int k, const nnm_value *v, nnm_dtype dt)
 {
     set_out(j, k, dt, v->shape, v->ndim);
+}
+
+/* A node built already normalized by another pass (layout, slicing) may carry only the
+ * fields kernels read, not the lists inference derives shapes from. For data-movement ops the
+ * output shape it set is then kept, provided it holds exactly the input's elements.
+ * Returns 1 (output set), 0 (no known output: infer as usual) or -1 (element count differs). */
+static int keep_known_output(job *j, const nnm_value *x)
+{
+    int v = j->n_out > 0 ? j->n->out[0] : -1;
+    if (!j->a.normalized || v < 0) return 0;
+    const nnm_value *o = &j->g->values[v];
+    if (o->ndim < 0 || o->ndim > NNM_MAX_DIMS) return 0;
+    int64_t a = numel(o->shape, o->ndim), b = numel(x->shape, x->ndim);
+    if (a < 0 || a != b) return -1;
+    set_out(j, 0, x->dtype, o->shape, o->ndim);
+    return 1;
 }
 
 /* Checks counts: the first min_in inputs must be present, at most max_in inputs. */
@@ -349,7 +370,7 @@ static void spatial_out(job *j, int k, nnm_dtype dt, int64_t n, int64_t c, int64
     }
 }
 
-/* One spatial axis of a Conv or pool: resolves auto_pad into *pb/*pe and computes the
+/* One spatial axis of a Conv or pool: resolves auto_pad into pb and pe and computes the
  * output size (>= 1, or an error). */
 static nnm_err window(job *j, const char *axis, int64_t in, int k, int s, int d, int *pb,
                       int *pe, int pool, int64_t *out)
@@ -799,6 +820,13 @@ static nnm_err infer_reshape(job *j)
         replace_ints(&j->a.ints, &j->a.n_ints, p, c);
     }
     j->n_in = 1;
+    if (j->a.normalized && j->a.n_ints == 0 && x->ndim != 0) {
+        int k = keep_known_output(j, x);
+        if (k > 0) return NNM_OK;
+        if (k < 0)
+            return fail(j, NNM_ESHAPE, "output does not hold the %lld elements of '%s' %s",
+                        (long long)numel(x->shape, x->ndim), x->name, vshp(b2, x));
+    }
     const int64_t *want = j->a.ints;
     int nd = j->a.n_ints;
     if (nd > NNM_MAX_DIMS)
@@ -867,7 +895,7 @@ static nnm_err axes_mask(job *j, int rank, uint32_t *mask)
 {
     *mask = 0;
     for (int i = 0; i < j->a.n_ints; i++) {
-        int ax;
+        int ax = 0;
         nnm_err rc = norm_axis(j, "axis", j->a.ints[i], rank, 0, &ax);
         if (rc != NNM_OK) return rc;
         if (*mask & (1u << ax))
@@ -902,6 +930,7 @@ static nnm_err infer_squeeze(job *j)
     uint32_t mask = 0;
     if ((rc = axes_param(j, 1)) != NNM_OK) return rc;
     j->n_in = 1;
+    if (j->a.normalized && j->a.n_ints == 0 && keep_known_output(j, x) > 0) return NNM_OK;
     if (j->a.n_ints == 0) {
         for (int d = 0; d < x->ndim; d++)
             if (x->shape[d] == 1) mask |= 1u << d;
@@ -929,6 +958,7 @@ static nnm_err infer_unsqueeze(job *j)
     uint32_t mask;
     if ((rc = axes_param(j, 1)) != NNM_OK) return rc;
     j->n_in = 1;
+    if (j->a.normalized && j->a.n_ints == 0 && keep_known_output(j, x) > 0) return NNM_OK;
     if (j->a.n_ints == 0) return fail(j, NNM_EFORMAT, "axes are missing");
     int r = x->ndim + j->a.n_ints;
     if (r > NNM_MAX_DIMS)
@@ -1015,6 +1045,20 @@ static nnm_err infer_split(job *j)
     if ((rc = norm_axis(j, "axis", j->a.axis, x->ndim, 0, &j->a.axis)) != NNM_OK) return rc;
     int ax = j->a.axis, n = j->n_out;
     int64_t dim = x->shape[ax];
+    if (j->a.normalized && j->a.n_ints == 0) {
+        /* built normalized by another pass: ir.h says sizes come from the output shapes */
+        int known = 1;
+        for (int k = 0; k < n; k++) {
+            int v = j->n->out[k];
+            if (v < 0 || j->g->values[v].ndim != x->ndim) known = 0;
+        }
+        if (known) {
+            int64_t *p = malloc((size_t)n * sizeof *p);
+            if (p == NULL) return fail(j, NNM_ENOMEM, "out of memory");
+            for (int k = 0; k < n; k++) p[k] = j->g->values[j->n->out[k]].shape[ax];
+            replace_ints(&j->a.ints, &j->a.n_ints, p, n);
+        }
+    }
     if (j->a.n_ints > 0) {
         int64_t sum = 0;
         if (j->a.n_ints != n)
@@ -1070,12 +1114,40 @@ static void slice_dim(int64_t dim, int64_t start, int64_t end, int64_t step, int
     *first = start;
 }
 
+/* A Slice built normalized by another pass (a.starts/a.steps only; the count is the output
+ * shape it set): checks that every index it reads lies inside the input. */
+static nnm_err slice_from_output(job *j, const nnm_value *x)
+{
+    char b[SHAPE_BUF];
+    int v = j->n->out[0], r = x->ndim;
+    const nnm_value *o = &j->g->values[v];
+    j->n_in = 1;
+    if (o->ndim != r)
+        return fail(j, NNM_EFORMAT, "normalized Slice has no starts/ends lists and no output "
+                    "shape of rank %d", r);
+    for (int d = 0; d < r; d++) {
+        int64_t c = o->shape[d], st = j->a.starts[d], sp = j->a.steps[d], last;
+        if (sp == 0) return fail(j, NNM_EFORMAT, "step for axis %d is 0", d);
+        if (c < 0) return fail(j, NNM_ESHAPE, "output dim %d is negative", d);
+        if (c == 0) continue;
+        if (st < 0 || st >= x->shape[d] || __builtin_mul_overflow(c - 1, sp, &last) ||
+            __builtin_add_overflow(st, last, &last) || last < 0 || last >= x->shape[d])
+            return fail(j, NNM_ESHAPE, "axis %d (start %lld, step %lld, %lld elements) reads "
+                        "outside input '%s' %s", d, (long long)st, (long long)sp, (long long)c,
+                        x->name, vshp(b, x));
+    }
+    set_out(j, 0, x->dtype, o->shape, r);
+    return NNM_OK;
+}
+
 static nnm_err infer_slice(job *j)
 {
     nnm_err rc = arity(j, 1, 5, 1, 1);
     if (rc != NNM_OK) return rc;
     const nnm_value *x = inv(j, 0);
     int r = x->ndim;
+    if (j->a.normalized && (j->a.n_ints3 != r || j->a.n_ints2 != r || j->a.n_ints != r))
+        return slice_from_output(j, x);
     int64_t *st = NULL, *en = NULL, *ax = NULL, *sp = NULL;
     int nst = 0, nen = 0, nax = 0, nsp = 0;
     int64_t *l_ax = NULL, *l_st = NULL, *l_en = NULL;
@@ -1127,7 +1199,7 @@ static nnm_err infer_slice(job *j)
         cend[d] = x->shape[d];
     }
     for (int k = 0; k < nst; k++) {
-        int d;
+        int d = 0;
         if ((rc = norm_axis(j, "axis", nax > 0 ? ax[k] : k, r, 0, &d)) != NNM_OK) goto out;
         int64_t s = j->a.normalized ? sp[d] : nsp > 0 ? sp[k] : 1;
         if (seen & (1u << d)) {
@@ -1442,6 +1514,14 @@ static nnm_err infer_identity(job *j)
     nnm_err rc = arity(j, 1, dropout ? 3 : 1, 1, dropout ? 2 : 1);
     if (rc != NNM_OK) return rc;
     const nnm_value *x = inv(j, 0);
+    if (dropout && !j->a.normalized) {
+        double v;
+        int present;
+        if ((rc = param_scalar(j, 2, "training_mode", &v, &present)) != NNM_OK) return rc;
+        if (present && v != 0.0)
+            return fail(j, NNM_EUNSUPPORTED, "training_mode=1 is not supported (nnmesh runs "
+                        "inference only)");
+    }
     j->n_in = 1;
     copy_out_from(j, 0, x, x->dtype);
     if (j->n_out > 1) copy_out_from(j, 1, x, NNM_DT_BOOL);

@@ -298,11 +298,6 @@ static void store_f(void *p, nnm_dtype dt, int64_t i, double v)
 
 /* --- which dtypes each op handles ------------------------------------------------------- */
 
-static int is_arith_dt(nnm_dtype dt)
-{
-    return dt == NNM_DT_F32 || dt == NNM_DT_I32 || dt == NNM_DT_I64;
-}
-
 /* 1 if the reference kernel handles op with data input dtype xt and first output yt. */
 static int dtype_ok(const nnm_node *n, nnm_dtype xt, nnm_dtype yt)
 {
@@ -312,11 +307,14 @@ static int dtype_ok(const nnm_node *n, nnm_dtype xt, nnm_dtype yt)
     case NNM_OP_TANH: case NNM_OP_HARD_SWISH: case NNM_OP_LEAKY_RELU: case NNM_OP_HARD_SIGMOID:
     case NNM_OP_SOFTMAX: case NNM_OP_MAXPOOL: case NNM_OP_AVGPOOL: case NNM_OP_GLOBAL_AVGPOOL:
     case NNM_OP_GLOBAL_MAXPOOL: case NNM_OP_BATCHNORM: case NNM_OP_REDUCE_MEAN:
-    case NNM_OP_REDUCE_MAX: case NNM_OP_POW:
+    case NNM_OP_REDUCE_MAX:
         return xt == NNM_DT_F32;
     case NNM_OP_ADD: case NNM_OP_SUB: case NNM_OP_MUL: case NNM_OP_DIV: case NNM_OP_MAX:
-    case NNM_OP_MIN: case NNM_OP_RELU: case NNM_OP_CLIP:
-        return is_arith_dt(xt);
+    case NNM_OP_MIN: case NNM_OP_POW:
+        return xt != NNM_DT_BOOL && nnm_dtype_size(xt) > 0;
+    case NNM_OP_RELU: case NNM_OP_CLIP:
+        return xt == NNM_DT_F32 || xt == NNM_DT_I8 || xt == NNM_DT_U8 || xt == NNM_DT_I32 ||
+               xt == NNM_DT_I64;
     case NNM_OP_FLATTEN: case NNM_OP_RESHAPE: case NNM_OP_SQUEEZE: case NNM_OP_UNSQUEEZE:
     case NNM_OP_IDENTITY: case NNM_OP_DROPOUT: case NNM_OP_TRANSPOSE: case NNM_OP_CONCAT:
     case NNM_OP_SPLIT: case NNM_OP_SLICE: case NNM_OP_PAD: case NNM_OP_GATHER:
@@ -416,12 +414,60 @@ DEFINE_BIN_INT(bin_i32, int32_t, uint32_t)
 DEFINE_BIN_INT(bin_i64, int64_t, uint64_t)
 #undef DEFINE_BIN_INT
 
-static void bin_any(nnm_op op, nnm_dtype dt, const void *a, const int64_t *sta, const void *b,
-                    const int64_t *stb, void *y, const nnm_tensor *out)
+/* Slow path for the other numeric dtypes (float16, float64, int8, uint8) and for Pow with
+ * an integer base: reals are computed in double, integers in wrapping int64 and stored with
+ * the target type's wrap-around. bt is b's dtype (Pow's exponent may differ). */
+static void bin_generic(nnm_op op, nnm_dtype dt, const void *a, const int64_t *sta,
+                        const void *b, nnm_dtype bt, const int64_t *stb, void *y,
+                        const nnm_tensor *out)
 {
-    if (dt == NNM_DT_F32) bin_f32(op, a, sta, b, stb, y, out->shape, out->ndim);
-    else if (dt == NNM_DT_I32) bin_i32(op, a, sta, b, stb, y, out->shape, out->ndim);
-    else bin_i64(op, a, sta, b, stb, y, out->shape, out->ndim);
+    iter it;
+    iter_init(&it, out->shape, out->ndim, sta, stb, 0, 0);
+    const int64_t m = it.inner, sa = it.in_st[0], sb = it.in_st[1];
+    int real = is_float_dt(dt);
+    for (int64_t r = 0; r < it.rows; r++, iter_next(&it))
+        for (int64_t j = 0; j < m; j++) {
+            int64_t ia = it.off[0] + j * sa, ib = it.off[1] + j * sb, at = r * m + j;
+            if (op == NNM_OP_POW) {
+                double v = pow(load_f(a, dt, ia), load_f(b, bt, ib));
+                if (real) store_f(y, dt, at, v);
+                else store_i(y, dt, at, f2i(v));
+            } else if (real) {
+                double u = load_f(a, dt, ia), v = load_f(b, dt, ib), w = 0;
+                switch (op) {
+                case NNM_OP_ADD: w = u + v; break;
+                case NNM_OP_SUB: w = u - v; break;
+                case NNM_OP_MUL: w = u * v; break;
+                case NNM_OP_DIV: w = u / v; break;
+                case NNM_OP_MAX: w = (u > v || isnan(u)) ? u : v; break;
+                case NNM_OP_MIN: w = (u < v || isnan(u)) ? u : v; break;
+                default: break;
+                }
+                store_f(y, dt, at, w);
+            } else {
+                int64_t u = load_i(a, dt, ia), v = load_i(b, dt, ib), w = 0;
+                switch (op) {
+                case NNM_OP_ADD: w = (int64_t)((uint64_t)u + (uint64_t)v); break;
+                case NNM_OP_SUB: w = (int64_t)((uint64_t)u - (uint64_t)v); break;
+                case NNM_OP_MUL: w = (int64_t)((uint64_t)u * (uint64_t)v); break;
+                case NNM_OP_DIV: w = v == -1 ? (int64_t)(0 - (uint64_t)u) : u / v; break;
+                case NNM_OP_MAX: w = u > v ? u : v; break;
+                case NNM_OP_MIN: w = u < v ? u : v; break;
+                default: break;
+                }
+                store_i(y, dt, at, w);
+            }
+        }
+}
+
+static void bin_any(nnm_op op, nnm_dtype dt, const void *a, const int64_t *sta, const void *b,
+                    nnm_dtype bt, const int64_t *stb, void *y, const nnm_tensor *out)
+{
+    int pow_slow = op == NNM_OP_POW && (dt != NNM_DT_F32 || bt != NNM_DT_F32);
+    if (dt == NNM_DT_F32 && !pow_slow) bin_f32(op, a, sta, b, stb, y, out->shape, out->ndim);
+    else if (dt == NNM_DT_I32 && !pow_slow) bin_i32(op, a, sta, b, stb, y, out->shape, out->ndim);
+    else if (dt == NNM_DT_I64 && !pow_slow) bin_i64(op, a, sta, b, stb, y, out->shape, out->ndim);
+    else bin_generic(op, dt, a, sta, b, bt, stb, y, out);
 }
 
 /* Add Sub Mul Div Pow (two inputs) and Max Min (n >= 1 inputs, folded pairwise). */
@@ -443,14 +489,14 @@ static nnm_err k_binary(const nnm_node *n, const nnm_tensor *const *in, int nin,
         if (!pow_exp && in[k]->dtype != y->dtype)
             return node_err(d, n, NNM_ESHAPE, "input %d is %s but the output is %s", k,
                             nnm_dtype_name(in[k]->dtype), nnm_dtype_name(y->dtype));
-        if (pow_exp && !is_float_dt(in[k]->dtype) && !is_arith_dt(in[k]->dtype))
+        if (pow_exp && (in[k]->dtype == NNM_DT_BOOL || nnm_dtype_size(in[k]->dtype) == 0))
             return node_err(d, n, NNM_EUNSUPPORTED, "exponent dtype %s is not supported",
                             nnm_dtype_name(in[k]->dtype));
         if (bc_strides(in[k]->shape, in[k]->ndim, y->shape, y->ndim, st[k]) != 0)
             return node_err(d, n, NNM_ESHAPE, "input %d of shape %s does not broadcast to "
                             "the output shape %s", k, shp(in[k]).s, shp(y).s);
     }
-    if (n->op == NNM_OP_DIV && y->dtype != NNM_DT_F32) {
+    if (n->op == NNM_OP_DIV && !is_float_dt(y->dtype)) {
         int64_t cnt = numel(in[1]);
         for (int64_t i = 0; i < cnt; i++)
             if (load_i(in[1]->data, in[1]->dtype, i) == 0)
@@ -458,22 +504,25 @@ static nnm_err k_binary(const nnm_node *n, const nnm_tensor *const *in, int nin,
                                 "%lld)", (long long)i);
     }
     const void *b = nin > 1 ? in[1]->data : NULL;
-    if (n->op == NNM_OP_POW && in[1]->dtype != NNM_DT_F32) {
+    nnm_dtype bt = nin > 1 ? in[1]->dtype : y->dtype;
+    if (n->op == NNM_OP_POW && y->dtype == NNM_DT_F32 && bt != NNM_DT_F32) {
+        /* float base, other exponent: convert the exponent once, keep the fast path */
         int64_t cnt = numel(in[1]);
         pow_b = malloc((size_t)(cnt > 0 ? cnt : 1) * sizeof *pow_b);
         if (pow_b == NULL) return node_err(d, n, NNM_ENOMEM, "out of memory");
-        for (int64_t i = 0; i < cnt; i++) pow_b[i] = (float)load_f(in[1]->data, in[1]->dtype, i);
+        for (int64_t i = 0; i < cnt; i++) pow_b[i] = (float)load_f(in[1]->data, bt, i);
         b = pow_b;
+        bt = NNM_DT_F32;
     }
     /* commit */
     if (nin == 1) {
         copy_strided(y->data, in[0]->data, 0, y->shape, y->ndim, st[0], nnm_dtype_size(y->dtype));
     } else {
-        bin_any(n->op, y->dtype, in[0]->data, st[0], b, st[1], y->data, y);
+        bin_any(n->op, y->dtype, in[0]->data, st[0], b, bt, st[1], y->data, y);
         int64_t yst[MAXD];
         contig_strides(y->shape, y->ndim, yst);
         for (int k = 2; k < nin; k++)
-            bin_any(n->op, y->dtype, y->data, yst, in[k]->data, st[k], y->data, y);
+            bin_any(n->op, y->dtype, y->data, yst, in[k]->data, y->dtype, st[k], y->data, y);
     }
     free(pow_b);
     if (n->op == NNM_OP_ADD) fused_clamp(n, y);
@@ -494,22 +543,21 @@ static nnm_err k_unary(const nnm_node *n, const nnm_tensor *x, nnm_tensor *y, nn
         return node_err(d, n, NNM_ESHAPE, "output %s %s does not match input %s %s",
                         nnm_dtype_name(y->dtype), shp(y).s, nnm_dtype_name(x->dtype), shp(x).s);
     const int64_t cnt = numel(x);
-    if (x->dtype == NNM_DT_I32 || x->dtype == NNM_DT_I64) {
-        double lo = 0, hi = 0;
-        int is32 = x->dtype == NNM_DT_I32;
-        if (n->op == NNM_OP_CLIP)
-            int_bounds(n, is32 ? (double)INT32_MIN : -9223372036854775808.0,
-                       is32 ? (double)INT32_MAX : 9223372036854775807.0, &lo, &hi);
+    if (x->dtype != NNM_DT_F32) { /* Relu and Clip on integers (dtype_ok allows no more) */
+        double tmin = -9223372036854775808.0, tmax = 9223372036854775807.0, lo = 0, hi = 0;
+        if (x->dtype == NNM_DT_I32) { tmin = INT32_MIN; tmax = INT32_MAX; }
+        if (x->dtype == NNM_DT_I8) { tmin = INT8_MIN; tmax = INT8_MAX; }
+        if (x->dtype == NNM_DT_U8) { tmin = 0; tmax = UINT8_MAX; }
+        if (n->op == NNM_OP_CLIP) int_bounds(n, tmin, tmax, &lo, &hi);
         for (int64_t i = 0; i < cnt; i++) {
-            int64_t v = is32 ? ((const int32_t *)x->data)[i] : ((const int64_t *)x->data)[i];
+            int64_t v = load_i(x->data, x->dtype, i);
             if (n->op == NNM_OP_RELU) {
                 if (v < 0) v = 0;
             } else {
                 if ((double)v < lo) v = f2i(lo);
                 if ((double)v > hi) v = f2i(hi);
             }
-            if (is32) ((int32_t *)y->data)[i] = (int32_t)v;
-            else ((int64_t *)y->data)[i] = v;
+            store_i(y->data, y->dtype, i, v);
         }
         return NNM_OK;
     }
@@ -661,8 +709,11 @@ static nnm_err geom_make(const nnm_node *n, int one_d, int64_t kh, int64_t kw, g
         return node_err(d, n, NNM_EINVAL, "strides (%lld, %lld) and dilations (%lld, %lld) "
                         "must be positive", (long long)g->sh, (long long)g->sw,
                         (long long)g->dh, (long long)g->dw);
-    if (g->pt < 0 || g->pl < 0 || g->pb < 0 || g->pr < 0)
-        return node_err(d, n, NNM_EINVAL, "negative pads are not allowed");
+    /* ConvTranspose with output_shape can need negative pads (the output grows); reads
+     * and writes are bounds-checked, so only forward windows insist on pads >= 0. */
+    if (n->op != NNM_OP_CONV_TRANSPOSE && (g->pt < 0 || g->pl < 0 || g->pb < 0 || g->pr < 0))
+        return node_err(d, n, NNM_EINVAL, "pads (%lld, %lld, %lld, %lld) must not be negative",
+                        (long long)g->pt, (long long)g->pl, (long long)g->pb, (long long)g->pr);
     return NNM_OK;
 }
 
@@ -1351,14 +1402,18 @@ static nnm_err k_const_of_shape(const nnm_node *n, nnm_tensor *y, nnm_diag *d)
 
 /* --- Resize ----------------------------------------------------------------------------- */
 
-/* ONNX Resize coordinate transformation: output coordinate -> input coordinate. */
-static double resize_coord(int mode, double xr, double scale, int64_t len_in, int64_t len_out)
+/* ONNX Resize coordinate transformation: output coordinate -> input coordinate.
+ * len_out is length_resized as the ONNX reference computes it: len_in * scale, which is
+ * fractional when explicit scales do not divide evenly (test_resize_downsample_scales_
+ * linear_align_corners expects that); the caller snaps it to the integer output length
+ * when they agree. */
+static double resize_coord(int mode, double xr, double scale, int64_t len_in, double len_out)
 {
     switch (mode) {
     case NNM_COORD_ASYMMETRIC: return xr / scale;
-    case NNM_COORD_PYTORCH_HALF_PIXEL: return len_out > 1 ? (xr + 0.5) / scale - 0.5 : 0.0;
+    case NNM_COORD_PYTORCH_HALF_PIXEL: return len_out > 1.0 ? (xr + 0.5) / scale - 0.5 : 0.0;
     case NNM_COORD_ALIGN_CORNERS:
-        return len_out == 1 ? 0.0 : xr * (double)(len_in - 1) / (double)(len_out - 1);
+        return len_out == 1.0 ? 0.0 : xr * (double)(len_in - 1) / (len_out - 1.0);
     case NNM_COORD_TF_HALF_PIXEL_FOR_NN: return (xr + 0.5) / scale;
     default: return (xr + 0.5) / scale - 0.5;                /* half_pixel */
     }
@@ -1430,12 +1485,14 @@ static nnm_err k_resize(const nnm_node *n, const nnm_tensor *x, nnm_tensor *y, n
         int64_t li = x->shape[ax], lo = y->shape[ax];
         double scale = n->a.scales[ax];
         if (!(scale > 0) || !isfinite(scale)) scale = li > 0 ? (double)lo / (double)li : 1.0;
+        double lr = (double)li * scale;
+        if (fabs(lr - (double)lo) <= 1e-4 * (double)lo) lr = (double)lo;
         tap[ax] = taps + at;
         at += lo;
         ident[ax] = li == lo;
         for (int64_t j = 0; j < lo; j++) {
             rtap *t = &tap[ax][j];
-            double xo = resize_coord(n->a.coord_mode, (double)j, scale, li, lo);
+            double xo = resize_coord(n->a.coord_mode, (double)j, scale, li, lr);
             if (linear) {
                 double fl = floor(xo);
                 int64_t i0 = (int64_t)fl, i1 = i0 + 1;
@@ -1495,7 +1552,7 @@ static nnm_err k_reduce(const nnm_node *n, const nnm_tensor *x, nnm_tensor *y, n
     if (nd < 32 && (mask >> nd) != 0)
         return node_err(d, n, NNM_EINVAL, "axes mask 0x%x names dims beyond rank %d",
                         (unsigned)mask, nd);
-    int64_t kept[MAXD], ost[MAXD], rcount = 1;
+    int64_t kept[MAXD] = { 0 }, ost[MAXD], rcount = 1;
     for (int i = 0; i < nd; i++) {
         int red = (mask >> i) & 1u;
         kept[i] = red ? 1 : x->shape[i];

@@ -433,6 +433,11 @@ static nnm_err write_full(int fd, const void *p, size_t n)
     return NNM_OK;
 }
 
+static nnm_err read_error(nnm_diag *diag)
+{
+    return nnm_diag_set(diag, NNM_EIO, "read failed: %s", strerror(errno));
+}
+
 /* Pipes and character devices have no size: read everything, then decode. */
 static nnm_err load_stream(nnm_tensor *out, int fd, nnm_diag *diag)
 {
@@ -442,8 +447,7 @@ static nnm_err load_stream(nnm_tensor *out, int fd, nnm_diag *diag)
     if (buf == NULL) goto nomem;
     for (;;) {
         if (len == cap) {
-            if (cap > SIZE_MAX / 2) goto nomem;
-            uint8_t *nb = realloc(buf, cap * 2);
+            uint8_t *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
             if (nb == NULL) goto nomem;
             buf = nb;
             cap *= 2;
@@ -451,7 +455,7 @@ static nnm_err load_stream(nnm_tensor *out, int fd, nnm_diag *diag)
         size_t room = cap - len;
         ssize_t r = read_full(fd, buf + len, room);
         if (r < 0) {
-            rc = nnm_diag_set(diag, NNM_EIO, "read failed: %s", strerror(errno));
+            rc = read_error(diag);
             goto fail;
         }
         len += (size_t)r;
@@ -476,7 +480,10 @@ static nnm_err load_regular(nnm_tensor *out, int fd, size_t total, nnm_diag *dia
     nnm_err rc;
     size_t have = total < sizeof pre ? total : sizeof pre;
     ssize_t r = read_full(fd, pre, have);
-    if (r < 0) goto ioerr;
+    if (r < 0) {
+        rc = read_error(diag);
+        goto fail;
+    }
     if ((size_t)r < have) {
         total = (size_t)r;     /* the file shrank under us: judge what is there */
         have = total;
@@ -491,15 +498,18 @@ static nnm_err load_regular(nnm_tensor *out, int fd, size_t total, nnm_diag *dia
         }
         if (hlen <= MAX_HEADER && hlen <= total - plen) want = plen + hlen;
     }
-    hbuf = malloc(want > have ? want : have);
-    if (hbuf == NULL && want > 0) {
+    hbuf = malloc(want > 0 ? want : 1);
+    if (hbuf == NULL) {
         rc = nnm_diag_set(diag, NNM_ENOMEM, "out of memory reading the header");
         goto fail;
     }
     if (have > 0) memcpy(hbuf, pre, have);
     if (want > have) {
         r = read_full(fd, hbuf + have, want - have);
-        if (r < 0) goto ioerr;
+        if (r < 0) {
+            rc = read_error(diag);
+            goto fail;
+        }
         if ((size_t)r < want - have) total = have + (size_t)r;
     }
     struct npy_hdr h;
@@ -507,23 +517,24 @@ static nnm_err load_regular(nnm_tensor *out, int fd, size_t total, nnm_diag *dia
     if ((rc = check_data_len(&h, total - h.data_off, diag)) != NNM_OK) goto fail;
     if ((rc = tensor_from_hdr(out, &h, diag)) != NNM_OK) goto fail;
     r = read_full(fd, out->data, h.nbytes);
-    if (r < 0) goto ioerr;
+    if (r < 0) {
+        rc = read_error(diag);
+        goto fail;
+    }
     if ((size_t)r < h.nbytes) {
         rc = check_data_len(&h, (size_t)r, diag);
         goto fail;
     }
     uint8_t extra;
     r = read_full(fd, &extra, 1);
-    if (r < 0) goto ioerr;
-    if (r > 0) {
-        rc = nnm_diag_set(diag, NNM_EFORMAT, "trailing bytes after the data (the file "
-                          "grew while it was read)");
+    if (r != 0) {
+        rc = r < 0 ? read_error(diag)
+                   : nnm_diag_set(diag, NNM_EFORMAT, "trailing bytes after the data (the "
+                                  "file grew while it was read)");
         goto fail;
     }
     free(hbuf);
     return NNM_OK;
-ioerr:
-    rc = nnm_diag_set(diag, NNM_EIO, "read failed: %s", strerror(errno));
 fail:
     free(hbuf);
     nnm_tensor_cleanup(out);

@@ -148,12 +148,12 @@ static nnm_err file_read(void **buf, size_t *len, const char *path, nnm_diag *di
     size_t n = 0, cap = 0;
     if (fseek(f, 0, SEEK_END) == 0) {
         long sz = ftell(f);
-        if (sz > 0) cap = (size_t)sz;
+        if (sz > 0 && (unsigned long)sz < SIZE_MAX / 2) cap = (size_t)sz + 1;   /* +1: EOF seen without growing */
         rewind(f);
     }
     for (;;) {
-        if (n == cap) {
-            size_t nc = cap ? cap + cap / 2 + 4096 : 65536;
+        if (data == NULL || n == cap) {
+            size_t nc = data == NULL && cap ? cap : cap ? cap + cap / 2 + 4096 : 65536;
             char *q = realloc(data, nc);
             if (q == NULL) {
                 rc = nnm_diag_set(diag, NNM_ENOMEM, "%s: out of memory reading the file", path);
@@ -1125,6 +1125,17 @@ static nnm_err import_node(import_ctx *c, Onnx__NodeProto *np, size_t idx)
         c->g->nodes[k].a.coord_mode = NNM_COORD_ASYMMETRIC;
         c->g->nodes[k].a.nearest_mode = NNM_NEAREST_FLOOR;
     }
+    if (op == NNM_OP_DROPOUT && n_in >= 3 && in[2] >= 0 && ir__is_const(c->g, in[2])) {
+        /* Dropout-12+ training_mode: a random mask cannot be reproduced; refuse it. */
+        const nnm_value *tm = &c->g->values[in[2]];
+        for (size_t b = 0; b < tm->nbytes; b++)
+            if (((const uint8_t *)tm->data)[b] != 0) {
+                rc = nnm_diag_set(c->diag, NNM_EUNSUPPORTED,
+                                  "%s: node '%s' (Dropout): training_mode = true (random "
+                                  "masks) is not supported", c->file, name);
+                goto fail;
+            }
+    }
     int rank = 2;
     if (op == NNM_OP_CONV || op == NNM_OP_CONV_TRANSPOSE || op == NNM_OP_MAXPOOL ||
         op == NNM_OP_AVGPOOL) {
@@ -1323,7 +1334,8 @@ static nnm_err finish(nnm_graph *g, const char *file, const nnm_load_opts *opts,
 {
     nnm_err rc;
     if (opts && opts->no_optimize) {
-        if ((rc = ir__toposort(g, diag)) == NNM_OK && (rc = ir__infer(g, diag)) == NNM_OK)
+        rc = g->n_nodes > 0 ? ir__toposort(g, diag) : NNM_OK;
+        if (rc == NNM_OK && (rc = ir__infer(g, diag)) == NNM_OK)
             rc = ir__prune(g);
     } else {
         rc = ir__optimize(g, diag);

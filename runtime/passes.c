@@ -62,7 +62,13 @@ nnm_err ir__fold_node(nnm_graph *g, int i, nnm_diag *diag)
         }
         outp[j] = &outs[j];
     }
-    if ((rc = nnm_ref_run(n, inp, (nnm_tensor *const *)outp, diag)) != NNM_OK) goto fail;
+    if (n->op == NNM_OP_SHAPE && n_out >= 1 && outp[0] != NULL && inp[0] != NULL &&
+        outs[0].dtype == NNM_DT_I64 && outs[0].nbytes == (size_t)ins[0].ndim * sizeof(int64_t)) {
+        /* Shapes are static: no kernel needed (the input may have no data yet). */
+        for (int d = 0; d < ins[0].ndim; d++) ((int64_t *)outs[0].data)[d] = ins[0].shape[d];
+    } else if ((rc = nnm_ref_run(n, inp, (nnm_tensor *const *)outp, diag)) != NNM_OK) {
+        goto fail;
+    }
     /* Commit: nothing fails below. */
     for (int j = 0; j < n_out; j++) {
         int v = n->out[j];
@@ -346,7 +352,8 @@ nnm_err ir__fuse_activations(nnm_graph *g, nnm_diag *diag)
 nnm_err ir__optimize(nnm_graph *g, nnm_diag *diag)
 {
     nnm_err rc;
-    if ((rc = ir__toposort(g, diag)) != NNM_OK) return rc;
+    /* (A graph without nodes is already sorted; ir__toposort would memcpy to NULL.) */
+    if (g->n_nodes > 0 && (rc = ir__toposort(g, diag)) != NNM_OK) return rc;
     if ((rc = ir__infer(g, diag)) != NNM_OK) return rc;
     if ((rc = ir__fold_batchnorm(g, diag)) != NNM_OK) return rc;
     if ((rc = ir__fuse_activations(g, diag)) != NNM_OK) return rc;

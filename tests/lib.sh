@@ -24,8 +24,8 @@ need_ort() {
 
 # ort MODEL OUTDIR THREADS NAME=FILE...
 ort() {
-  m=$1; o=$2; t=$3; shift 3
-  set -- "$m" "$o" --threads "$t" $(for a in "$@"; do printf -- '-i %s ' "$a"; done)
+  _ort_m=$1; _ort_o=$2; _ort_t=$3; shift 3
+  set -- "$_ort_m" "$_ort_o" --threads "$_ort_t" $(for _a in "$@"; do printf -- '-i %s ' "$_a"; done)
   "$NODE" "$top_srcdir/scripts/ort_run.js" "$@" >/dev/null
 }
 

@@ -14,7 +14,7 @@
 
 #include "wire_int.h"
 
-/* ---- limits and ids -------------------------------------------------------------------- */
+/* ---- limits -------------------------------------------------------------------------- */
 
 void nnm_wire_limits_init(nnm_wire_limits *l)
 {
@@ -39,44 +39,6 @@ static nnm_wire_limits limits_of(const nnm_wire_limits *lim)
     if (l.max_string > NNM_WIRE_STR_MAX) l.max_string = NNM_WIRE_STR_MAX;
     if (l.max_depth > NNM_WIRE_DEPTH_MAX) l.max_depth = NNM_WIRE_DEPTH_MAX;
     return l;
-}
-
-bool transport__id_ok(const char *s, size_t len, bool dots)
-{
-    if (len == 0 || len > NNM_ID_MAX) return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') continue;
-        if (dots && c == '.') continue;
-        return false;
-    }
-    return true;
-}
-
-nnm_err nnm_id_decode(char out[NNM_ID_MAX + 1], const char *s, size_t len, const char *what,
-                      nnm_diag *diag)
-{
-    out[0] = '\0';
-    if (what == NULL) what = "id";
-    if (s == NULL || len == 0)
-        return nnm_diag_set(diag, NNM_EFORMAT, "%s is empty; ids are 1 to %d of [a-z0-9-]",
-                            what, NNM_ID_MAX);
-    if (len > NNM_ID_MAX)
-        return nnm_diag_set(diag, NNM_ERANGE, "%s is %zu bytes long; ids are at most %d", what,
-                            len, NNM_ID_MAX);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') continue;
-        if (c >= 0x21 && c < 0x7f)
-            return nnm_diag_set(diag, NNM_EFORMAT,
-                                "%s has '%c' at byte %zu; ids use only [a-z0-9-]", what, c, i);
-        return nnm_diag_set(diag, NNM_EFORMAT,
-                            "%s has byte 0x%02x at byte %zu; ids use only [a-z0-9-]", what, c,
-                            i);
-    }
-    memcpy(out, s, len);
-    out[len] = '\0';
-    return NNM_OK;
 }
 
 bool transport__utf8_ok(const uint8_t *s, size_t len)

@@ -12,19 +12,26 @@
 extern "C" {
 #endif
 
-/* Decodes a whole .npy image from memory into an owned tensor. Errors: NNM_EFORMAT (bad
- * magic, header or length, Fortran order, trailing bytes), NNM_EUNSUPPORTED (dtype or
- * big-endian), NNM_ERANGE (more than NNM_MAX_DIMS dimensions, size overflow), NNM_ENOMEM.
- * On error *out is zeroed. */
+/* Decodes a whole .npy image from memory into an owned tensor (free it with
+ * nnm_tensor_cleanup); buf is only read. Errors: NNM_EFORMAT (bad magic, header, negative
+ * dimension, truncated or trailing data), NNM_EUNSUPPORTED (version, dtype, big-endian,
+ * Fortran order), NNM_ERANGE (more than NNM_MAX_DIMS dimensions, size overflow),
+ * NNM_ENOMEM, NNM_EINVAL (out NULL). On error *out is zeroed. */
 nnm_err nnm_npy_decode(nnm_tensor *out, const void *buf, size_t len, nnm_diag *diag);
 
-/* Reads path and decodes it; the diagnostic names the file. */
+/* Reads path (a regular file, pipe or device) and decodes it; the diagnostic starts with
+ * the path. Errors: those of nnm_npy_decode, and NNM_EIO (cannot open or read; the message
+ * holds strerror). */
 nnm_err nnm_npy_load(nnm_tensor *out, const char *path, nnm_diag *diag);
 
-/* Encodes t as a version 1.0 .npy image in a malloc'd buffer (*buf, *len); caller frees. */
+/* Encodes t as a version 1.0 .npy image, byte-identical to numpy's np.save, in a malloc'd
+ * buffer (*buf, *len); caller frees. Errors: NNM_EINVAL (bad dtype, ndim, or nbytes not
+ * matching the shape), NNM_ERANGE, NNM_ENOMEM; on error *buf is NULL. */
 nnm_err nnm_npy_encode(void **buf, size_t *len, const nnm_tensor *t, nnm_diag *diag);
 
-/* Writes t to path (created 0644, replaced atomically via a temporary file). */
+/* Writes t to path (created 0644 less the umask, written to path.tmp and renamed over
+ * path, so readers never see a partial file). Errors: those of nnm_npy_encode, and NNM_EIO
+ * naming the path and strerror; on error path is unchanged and path.tmp removed. */
 nnm_err nnm_npy_save(const char *path, const nnm_tensor *t, nnm_diag *diag);
 
 #ifdef __cplusplus

@@ -160,6 +160,15 @@ typedef struct nnm_advert {
     const uint8_t (*models)[NNM_WIRE_HASH_BYTES];
 } nnm_advert;
 
+/* One piece of a larger encoded frame (see nnm_chunk_init for the chunking rule). */
+typedef struct nnm_chunk {
+    uint64_t stream;           /* sender-chosen, unique per (sender, request) */
+    uint32_t index, count;     /* index < count */
+    uint64_t total;            /* bytes of the whole payload */
+    const uint8_t *data;       /* this chunk's bytes */
+    size_t len;
+} nnm_chunk;
+
 /* A decoded or to-be-encoded frame. Only the body member matching hdr.type is meaningful. */
 typedef struct nnm_frame {
     nnm_frame_header hdr;
@@ -178,12 +187,7 @@ typedef struct nnm_frame {
         struct { uint64_t seq, sent_us; const uint8_t *pad; size_t pad_len; } probe;
         struct { uint64_t counter; uint32_t status; } ack;
         struct { const char *reason; } bye;
-        struct {
-            uint64_t stream;           /* sender-chosen, unique per (sender, request) */
-            uint32_t index, count;     /* index < count */
-            uint64_t total;            /* bytes of the whole payload */
-            const uint8_t *data; size_t len;
-        } chunk;
+        nnm_chunk chunk;
     } u;
     void *pool_;                       /* decoder allocations (nnm_frame_free) */
 } nnm_frame;
@@ -250,8 +254,8 @@ nnm_err nnm_wire_tensor_decode(nnm_tensor *t, const nnm_wire_tensor *wt,
 
 /* Describes chunk `index` of a payload of `total` bytes split for chunks of at most
  * chunk_size bytes: count = ceil(total / chunk_size), every chunk ceil(total / count) bytes
- * except a shorter last one. Fills f->u.chunk (data borrows payload); the caller sets the
- * header (type CHUNK, request). Call with index 0 to learn the count.
+ * except a shorter last one. Fills f->u.chunk (data borrows payload) and sets f->hdr.type to
+ * CHUNK; the caller sets the rest of the header (the request id is the inner frame's). Call with index 0 to learn the count.
  * Errors: NNM_EINVAL (total 0, chunk_size 0, index >= count). */
 nnm_err nnm_chunk_init(nnm_frame *f, uint64_t stream, const uint8_t *payload, size_t total,
                        size_t chunk_size, uint32_t index, nnm_diag *diag);

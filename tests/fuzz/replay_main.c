@@ -58,6 +58,7 @@ static int run_file(const char *path, unsigned *count)
     }
     memcpy(exact, buf, len);
     free(buf);
+    fprintf(stderr, "replay: %s\n", path);    /* the last one named is the culprit */
     LLVMFuzzerTestOneInput(exact, len);
     free(exact);
     (*count)++;

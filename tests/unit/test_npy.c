@@ -613,6 +613,8 @@ static void test_npy_load_from_pipe_works(void **state)
     nnm_err rc = nnm_npy_load(&t, path, &d);
     if (rc != NNM_OK) print_error("%s\n", d.msg);
     assert_int_equal(rc, NNM_OK);
+    assert_int_equal(d.code, NNM_OK);          /* success leaves the diagnostic alone */
+    assert_string_equal(d.msg, "");
     assert_int_equal(t.dtype, NNM_DT_I64);
     assert_int_equal(t.shape[0], 4);
     nnm_tensor_cleanup(&t);

@@ -1,0 +1,814 @@
+/* tests/unit/test_frame.c — the frame codec: golden bytes for every frame type, round trips,
+ * and each malformed input of the strict decoder (hostile counts and lengths, deep nesting,
+ * every prefix, trailing bytes, wrong types, missing fields, bad shapes, bad ids).
+ *
+ * Golden frames live in tests/vectors/frames/<type>.bin. They were written once from the
+ * encoder (run with NNM_WRITE_VECTORS=1 to rewrite them after a deliberate wire change, and
+ * bump NNM_WIRE_VERSION); the test fails whenever the encoder's output changes. Hostile
+ * inputs are built with msgpack-c's packer, a second, independent msgpack writer. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <msgpack.h>
+
+#include "nnmesh/wire.h"
+
+#ifndef NNM_TOP_SRCDIR
+#define NNM_TOP_SRCDIR "."
+#endif
+
+/* ---- sample frames --------------------------------------------------------------------- */
+
+static const float f32_8[8] = { 0.0f, 1.5f, -2.25f, 3.0f, 0.125f, -0.5f, 100.0f, 0.0f };
+static const int64_t i64_3[3] = { -1, 0, 1099511627776 };
+static const float zeros_64[64];
+
+typedef struct sample {
+    const char *name;
+    nnm_frame f;
+    nnm_wire_tensor wt[3];
+    nnm_trace_entry trace[2];
+    nnm_capacity caps[3];
+    uint8_t models[2][NNM_WIRE_HASH_BYTES];
+    uint8_t bytes[32];
+} sample;
+
+static void tensor_of(nnm_wire_tensor *wt, const char *name, nnm_dtype dt, int ndim,
+                      const int64_t *shape, const void *data, nnm_codec codec)
+{
+    nnm_tensor t = { .dtype = dt, .ndim = ndim, .data = (void *)data, .owned = 0 };
+    for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
+    t.nbytes = (size_t)nnm_shape_numel(shape, ndim, 1) * nnm_dtype_size(dt);
+    assert_int_equal(nnm_wire_tensor_encode(wt, &t, codec, NULL), NNM_OK);
+    wt->name = name;
+}
+
+static void header_of(nnm_frame_header *h, nnm_frame_type type, const char *receiver,
+                      const char *topic)
+{
+    memset(h, 0, sizeof *h);
+    h->version = NNM_WIRE_VERSION;
+    h->type = (uint8_t)type;
+    strcpy(h->sender, "node-a");
+    strcpy(h->receiver, receiver);
+    h->session = 0x1122334455667788ull;
+    h->counter = 7;
+    h->request = 42;
+    strcpy(h->topic, topic);
+}
+
+/* Fills s with the sample of one type; deterministic, so its encoding is golden. */
+static void sample_init(sample *s, nnm_frame_type type)
+{
+    static const int64_t s1x2x2x2[4] = { 1, 2, 2, 2 }, s2x4[2] = { 2, 4 }, s3[1] = { 3 },
+                         s64[1] = { 64 };
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < 32; i++) s->bytes[i] = (uint8_t)(i * 7 + 1);
+    nnm_frame *f = &s->f;
+    s->name = nnm_frame_type_name(type);
+    const char *inbox = "nnmesh/lab/inbox/node-b";
+    header_of(&f->hdr, type, "node-b", inbox);
+    switch (type) {
+    case NNM_FRAME_HELLO:
+        header_of(&f->hdr, type, "", "nnmesh/lab/inbox/node-b");
+        f->u.hello.payload = s->bytes;
+        f->u.hello.len = 32;
+        break;
+    case NNM_FRAME_ADVERT:
+        header_of(&f->hdr, type, "", "nnmesh/lab/advert/node-a");
+        f->u.advert.epoch = 3;
+        f->u.advert.seq = 1000;
+        f->u.advert.expiry_ms = 1790000000000ull;
+        strcpy(f->u.advert.version, "0.1.0");
+        f->u.advert.free_mem = 1536ull << 20;
+        f->u.advert.load_permille = 250;
+        strcpy(s->caps[0].name, "mem-mb");      /* deliberately unsorted: the encoder sorts */
+        s->caps[0].value = 2048;
+        strcpy(s->caps[1].name, "cpu-cores");
+        s->caps[1].value = 4;
+        strcpy(s->caps[2].name, "gflops");
+        s->caps[2].value = 12;
+        f->u.advert.ncaps = 3;
+        f->u.advert.caps = s->caps;
+        memset(s->models[0], 0xab, NNM_WIRE_HASH_BYTES);
+        memcpy(s->models[1], s->bytes, NNM_WIRE_HASH_BYTES);
+        f->u.advert.nmodels = 2;
+        f->u.advert.models = (const uint8_t (*)[NNM_WIRE_HASH_BYTES])s->models;
+        break;
+    case NNM_FRAME_TASK:
+        memcpy(f->u.task.spec.model_hash, s->bytes, NNM_WIRE_HASH_BYTES);
+        f->u.task.spec.node_begin = 3;
+        f->u.task.spec.node_end = 9;
+        f->u.task.spec.part_kind = NNM_PART_ROWS;
+        f->u.task.spec.part_begin = 0;
+        f->u.task.spec.part_end = 56;
+        f->u.task.spec.attempt = 1;
+        f->u.task.spec.deadline_ms = 1790000000500ull;
+        tensor_of(&s->wt[0], "input", NNM_DT_F32, 4, s1x2x2x2, f32_8, NNM_CODEC_NONE);
+        f->u.task.ntensors = 1;
+        f->u.task.tensors = s->wt;
+        break;
+    case NNM_FRAME_TENSOR:
+        tensor_of(&s->wt[0], "ids", NNM_DT_I64, 1, s3, i64_3, NNM_CODEC_NONE);
+        tensor_of(&s->wt[1], "act-f16", NNM_DT_F32, 2, s2x4, f32_8, NNM_CODEC_F16);
+        tensor_of(&s->wt[2], "act-q8", NNM_DT_F32, 4, s1x2x2x2, f32_8,
+                  NNM_CODEC_INT8_AFFINE);
+        f->u.tensor.ntensors = 3;
+        f->u.tensor.tensors = s->wt;
+        break;
+    case NNM_FRAME_RESULT:
+        f->u.result.status = 0;
+        tensor_of(&s->wt[0], "output", NNM_DT_F32, 1, s64, zeros_64, NNM_CODEC_LZ4);
+        f->u.result.ntensors = 1;
+        f->u.result.tensors = s->wt;
+        s->trace[0] = (nnm_trace_entry){ "node-b", 0, 3, 1200, 300, 5 };
+        s->trace[1] = (nnm_trace_entry){ "node-c", 3, 9, 70000, 65536, 0 };
+        f->u.result.ntrace = 2;
+        f->u.result.trace = s->trace;
+        break;
+    case NNM_FRAME_ERROR:
+        f->u.error.code = NNM_ETIMEOUT;
+        f->u.error.message = "slice [3, 9) missed its deadline";
+        break;
+    case NNM_FRAME_CTL:
+        strcpy(f->u.ctl.verb, "policy");
+        f->u.ctl.arg = "adaptive";
+        break;
+    case NNM_FRAME_PROBE:
+        header_of(&f->hdr, type, "", "nnmesh/lab/inbox/node-b");
+        f->u.probe.seq = 9;
+        f->u.probe.sent_us = 123456789;
+        f->u.probe.pad = s->bytes;
+        f->u.probe.pad_len = 16;
+        break;
+    case NNM_FRAME_ACK:
+        f->u.ack.counter = 7;
+        f->u.ack.status = 0;
+        break;
+    case NNM_FRAME_BYE:
+        header_of(&f->hdr, type, "", "nnmesh/lab/inbox/node-b");
+        f->u.bye.reason = "shutdown";
+        break;
+    case NNM_FRAME_CHUNK:
+        assert_int_equal(nnm_chunk_init(f, 5, (const uint8_t *)"0123456789", 10, 4, 1, NULL),
+                         NNM_OK);
+        break;
+    default:
+        fail();
+    }
+}
+
+static void sample_cleanup(sample *s)
+{
+    for (int i = 0; i < 3; i++) nnm_wire_tensor_cleanup(&s->wt[i]);
+}
+
+static uint8_t *encode_sample(nnm_frame_type type, size_t *len)
+{
+    sample s;
+    uint8_t *p = NULL;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    sample_init(&s, type);
+    nnm_err rc = nnm_frame_encode(&p, len, &s.f, &d);
+    if (rc != NNM_OK) print_error("encode %s: %s\n", s.name, d.msg);
+    assert_int_equal(rc, NNM_OK);
+    sample_cleanup(&s);
+    return p;
+}
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) return NULL;
+    uint8_t *buf = malloc(1 << 16);
+    assert_non_null(buf);
+    *len = fread(buf, 1, 1 << 16, fp);
+    fclose(fp);
+    return buf;
+}
+
+static void vector_path(char *buf, size_t n, const char *name)
+{
+    const char *top = getenv("top_srcdir");
+    snprintf(buf, n, "%s/tests/vectors/frames/%s.bin", top ? top : NNM_TOP_SRCDIR, name);
+}
+
+/* ---- golden bytes and round trips ------------------------------------------------------ */
+
+static void test_frame_every_type_matches_golden_bytes(void **state)
+{
+    (void)state;
+    for (unsigned t = 1; t < NNM_FRAME__COUNT; t++) {
+        size_t len, glen = 0;
+        uint8_t *enc = encode_sample((nnm_frame_type)t, &len);
+        char path[1024];
+        vector_path(path, sizeof path, nnm_frame_type_name(t));
+        if (getenv("NNM_WRITE_VECTORS")) {
+            FILE *fp = fopen(path, "wb");
+            assert_non_null(fp);
+            assert_int_equal(fwrite(enc, 1, len, fp), len);
+            fclose(fp);
+        }
+        uint8_t *gold = read_file(path, &glen);
+        if (gold == NULL) print_error("missing golden frame %s\n", path);
+        assert_non_null(gold);
+        if (glen != len || memcmp(gold, enc, len) != 0)
+            print_error("%s: encoder output differs from %s\n", nnm_frame_type_name(t), path);
+        assert_int_equal(glen, len);
+        assert_memory_equal(gold, enc, len);
+        free(gold);
+        free(enc);
+    }
+}
+
+static void test_frame_every_golden_reencodes_identically(void **state)
+{
+    (void)state;
+    for (unsigned t = 1; t < NNM_FRAME__COUNT; t++) {
+        size_t len, len2;
+        uint8_t *enc = encode_sample((nnm_frame_type)t, &len), *enc2 = NULL;
+        nnm_frame *f = NULL;
+        nnm_diag d;
+        nnm_err rc = nnm_frame_decode(&f, enc, len, NULL, &d);
+        if (rc != NNM_OK) print_error("%s: %s\n", nnm_frame_type_name(t), d.msg);
+        assert_int_equal(rc, NNM_OK);
+        assert_int_equal(f->hdr.type, t);
+        assert_int_equal(nnm_frame_encode(&enc2, &len2, f, NULL), NNM_OK);
+        assert_int_equal(len2, len);
+        assert_memory_equal(enc, enc2, len);
+        free(enc2);
+        nnm_frame_free(f);
+        free(enc);
+    }
+}
+
+static void test_frame_header_encode_is_prefix_of_frame(void **state)
+{
+    (void)state;
+    sample s;
+    sample_init(&s, NNM_FRAME_TENSOR);
+    uint8_t *hdr, *all, *body;
+    size_t hlen, alen, blen, used;
+    assert_int_equal(nnm_frame_header_encode(&hdr, &hlen, &s.f.hdr, NULL), NNM_OK);
+    assert_int_equal(nnm_frame_body_encode(&body, &blen, &s.f, NULL), NNM_OK);
+    assert_int_equal(nnm_frame_encode(&all, &alen, &s.f, NULL), NNM_OK);
+    assert_int_equal(alen, hlen + blen);
+    assert_memory_equal(all, hdr, hlen);
+    assert_memory_equal(all + hlen, body, blen);
+    nnm_frame_header h;
+    assert_int_equal(nnm_frame_header_decode(&h, &used, all, alen, NULL, NULL), NNM_OK);
+    assert_int_equal(used, hlen);
+    assert_string_equal(h.sender, "node-a");
+    assert_string_equal(h.receiver, "node-b");
+    assert_true(h.session == 0x1122334455667788ull);
+    assert_string_equal(h.topic, "nnmesh/lab/inbox/node-b");
+    nnm_frame *f;
+    assert_int_equal(nnm_frame_body_decode(&f, &h, body, blen, NULL, NULL), NNM_OK);
+    assert_int_equal(f->u.tensor.ntensors, 3);
+    nnm_frame_free(f);
+    free(hdr);
+    free(body);
+    free(all);
+    sample_cleanup(&s);
+}
+
+static void test_frame_decoded_fields_round_trip(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *enc = encode_sample(NNM_FRAME_TENSOR, &len);
+    nnm_frame *f;
+    assert_int_equal(nnm_frame_decode(&f, enc, len, NULL, NULL), NNM_OK);
+    const nnm_wire_tensor *t = f->u.tensor.tensors;
+    assert_string_equal(t[0].name, "ids");
+    assert_int_equal(t[0].dtype, NNM_DT_I64);
+    nnm_tensor out;
+    assert_int_equal(nnm_wire_tensor_decode(&out, &t[0], NULL, NULL), NNM_OK);
+    assert_memory_equal(out.data, i64_3, sizeof i64_3);
+    nnm_tensor_cleanup(&out);
+    assert_int_equal(nnm_wire_tensor_decode(&out, &t[1], NULL, NULL), NNM_OK);
+    assert_int_equal(out.dtype, NNM_DT_F32);
+    assert_memory_equal(out.data, f32_8, sizeof f32_8); /* all exact in half precision */
+    nnm_tensor_cleanup(&out);
+    nnm_frame_free(f);
+    free(enc);
+
+    enc = encode_sample(NNM_FRAME_ADVERT, &len);
+    assert_int_equal(nnm_frame_decode(&f, enc, len, NULL, NULL), NNM_OK);
+    assert_int_equal(f->u.advert.ncaps, 3);
+    assert_string_equal(f->u.advert.caps[0].name, "cpu-cores");
+    assert_string_equal(f->u.advert.caps[2].name, "mem-mb");
+    assert_int_equal(f->u.advert.caps[2].value, 2048);
+    assert_string_equal(f->u.advert.version, "0.1.0");
+    assert_int_equal(f->u.advert.nmodels, 2);
+    assert_int_equal(f->u.advert.models[0][31], 0xab);
+    nnm_frame_free(f);
+    free(enc);
+
+    enc = encode_sample(NNM_FRAME_RESULT, &len);
+    assert_int_equal(nnm_frame_decode(&f, enc, len, NULL, NULL), NNM_OK);
+    assert_int_equal(f->u.result.ntrace, 2);
+    assert_string_equal(f->u.result.trace[1].node, "node-c");
+    assert_int_equal(f->u.result.trace[1].transfer_us, 65536);
+    assert_int_equal(f->u.result.tensors[0].codec, NNM_CODEC_LZ4);
+    nnm_frame_free(f);
+    free(enc);
+}
+
+/* ---- hostile inputs -------------------------------------------------------------------- */
+
+static nnm_err decode_rc(const void *p, size_t n, const nnm_wire_limits *lim, nnm_diag *d)
+{
+    nnm_frame *f = (nnm_frame *)(uintptr_t)1;
+    nnm_err rc = nnm_frame_decode(&f, p, n, lim, d);
+    if (rc == NNM_OK) nnm_frame_free(f);
+    else assert_null(f);
+    return rc;
+}
+
+static void expect(const void *p, size_t n, nnm_err want, const char *needle)
+{
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    nnm_err rc = decode_rc(p, n, NULL, &d);
+    if (rc != want || (needle && strstr(d.msg, needle) == NULL))
+        print_error("got %s '%s', want %s with '%s'\n", nnm_strerror(rc), d.msg,
+                    nnm_strerror(want), needle ? needle : "");
+    assert_int_equal(rc, want);
+    if (needle) assert_non_null(strstr(d.msg, needle));
+    assert_true(rc == NNM_OK || d.msg[0] != '\0');
+}
+
+/* A buffer built by msgpack-c: the valid header of a TENSOR frame then whatever body. */
+typedef struct craft {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+} craft;
+
+static void craft_begin(craft *c, nnm_frame_type type)
+{
+    msgpack_sbuffer_init(&c->sb);
+    msgpack_packer_init(&c->pk, &c->sb, msgpack_sbuffer_write);
+    nnm_frame_header h;
+    header_of(&h, type, "node-b", "nnmesh/lab/inbox/node-b");
+    uint8_t *p;
+    size_t n;
+    assert_int_equal(nnm_frame_header_encode(&p, &n, &h, NULL), NNM_OK);
+    msgpack_sbuffer_write(&c->sb, (const char *)p, n);
+    free(p);
+}
+
+static void craft_str(craft *c, const char *s)
+{
+    msgpack_pack_str_with_body(&c->pk, s, strlen(s));
+}
+
+static void craft_raw(craft *c, const void *p, size_t n)
+{
+    msgpack_sbuffer_write(&c->sb, p, n);
+}
+
+/* Body of a TENSOR frame with one tensor; shape written by the caller-supplied dims. */
+static void craft_tensor(craft *c, uint8_t dtype, int ndim, const uint64_t *dims,
+                         uint64_t raw_len, size_t data_len)
+{
+    msgpack_pack_array(&c->pk, 1);
+    msgpack_pack_array(&c->pk, 1);
+    msgpack_pack_array(&c->pk, 8);
+    craft_str(c, "x");
+    msgpack_pack_uint8(&c->pk, dtype);
+    msgpack_pack_array(&c->pk, (size_t)ndim);
+    for (int i = 0; i < ndim; i++) msgpack_pack_uint64(&c->pk, dims[i]);
+    msgpack_pack_uint8(&c->pk, 0);
+    msgpack_pack_uint8(&c->pk, 0);
+    msgpack_pack_uint64(&c->pk, raw_len);
+    msgpack_pack_bin(&c->pk, 0);
+    msgpack_pack_bin(&c->pk, data_len);
+    uint8_t *zero = calloc(1, data_len + 1);
+    msgpack_pack_bin_body(&c->pk, zero, data_len);
+    free(zero);
+}
+
+static void test_frame_huge_array_and_map_counts_are_rejected(void **state)
+{
+    (void)state;
+    static const uint8_t arr[] = { 0xdd, 0xff, 0xff, 0xff, 0xff, 0x00 };
+    expect(arr, sizeof arr, NNM_EFORMAT, "header");
+    static const uint8_t map[] = { 0xdf, 0xff, 0xff, 0xff, 0xff, 0x00 };
+    expect(map, sizeof map, NNM_EFORMAT, "expected an array");
+
+    /* Inside a body: tensors array claiming 2^32-1. */
+    craft c;
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    msgpack_pack_array(&c.pk, 1);
+    craft_raw(&c, arr, 5);
+    craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0", 10);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "claims 4294967295 items");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* Advert capabilities map claiming 2^32-1 entries. */
+    craft_begin(&c, NNM_FRAME_ADVERT);
+    msgpack_pack_array(&c.pk, 8);
+    for (int i = 0; i < 3; i++) msgpack_pack_uint8(&c.pk, 1);
+    craft_str(&c, "0.1.0");
+    msgpack_pack_uint8(&c.pk, 1);
+    msgpack_pack_uint8(&c.pk, 1);
+    craft_raw(&c, map, 5);
+    craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0", 10);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "advert capacities");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* A count that fits the bytes but passes the item cap is a range error. */
+    nnm_wire_limits lim;
+    nnm_wire_limits_init(&lim);
+    lim.max_array_items = 2;
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, 3);
+    craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 30);
+    nnm_diag d;
+    assert_int_equal(decode_rc(c.sb.data, c.sb.size, &lim, &d), NNM_ERANGE);
+    msgpack_sbuffer_destroy(&c.sb);
+}
+
+static void test_frame_deep_nesting_is_rejected_without_recursion(void **state)
+{
+    (void)state;
+    size_t n = 100000;
+    uint8_t *p = malloc(n + 1);
+    memset(p, 0x91, n);
+    p[n] = 0x00;
+    expect(p, n + 1, NNM_EFORMAT, "expected 8");
+
+    /* The same nest where the body starts. */
+    craft c;
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    craft_raw(&c, p, n + 1);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "tensor 0");
+    msgpack_sbuffer_destroy(&c.sb);
+    free(p);
+
+    /* A legal frame deeper than a lowered depth cap is a range error. */
+    size_t len;
+    uint8_t *enc = encode_sample(NNM_FRAME_TENSOR, &len);
+    nnm_wire_limits lim;
+    nnm_wire_limits_init(&lim);
+    lim.max_depth = 3;
+    nnm_diag d;
+    assert_int_equal(decode_rc(enc, len, &lim, &d), NNM_ERANGE);
+    assert_non_null(strstr(d.msg, "deeper"));
+    free(enc);
+}
+
+static void test_frame_bin32_claiming_4gb_is_rejected(void **state)
+{
+    (void)state;
+    craft c;
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, 8);
+    craft_str(&c, "x");
+    msgpack_pack_uint8(&c.pk, NNM_DT_U8);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_uint8(&c.pk, 10);
+    msgpack_pack_uint8(&c.pk, 0);
+    msgpack_pack_uint8(&c.pk, 0);
+    msgpack_pack_uint8(&c.pk, 10);
+    msgpack_pack_bin(&c.pk, 0);
+    static const uint8_t bin32[] = { 0xc6, 0xff, 0xff, 0xff, 0xff };
+    craft_raw(&c, bin32, sizeof bin32);
+    craft_raw(&c, "0123456789", 10);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "declares 4294967295 bytes");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* And as the whole input. */
+    uint8_t raw[15];
+    memcpy(raw, bin32, 5);
+    memset(raw + 5, 'x', 10);
+    expect(raw, sizeof raw, NNM_EFORMAT, NULL);
+}
+
+static void test_frame_every_prefix_is_rejected(void **state)
+{
+    (void)state;
+    for (unsigned t = 1; t < NNM_FRAME__COUNT; t++) {
+        size_t len;
+        uint8_t *enc = encode_sample((nnm_frame_type)t, &len);
+        for (size_t k = 0; k < len; k++) {
+            /* A fresh copy of exactly k bytes so that ASan sees any over-read. */
+            uint8_t *p = malloc(k ? k : 1);
+            memcpy(p, enc, k);
+            nnm_diag d;
+            nnm_err rc = decode_rc(p, k, NULL, &d);
+            if (rc != NNM_EFORMAT)
+                print_error("%s prefix %zu/%zu: %s %s\n", nnm_frame_type_name(t), k, len,
+                            nnm_strerror(rc), d.msg);
+            assert_int_equal(rc, NNM_EFORMAT);
+            free(p);
+        }
+        free(enc);
+    }
+}
+
+static void test_frame_trailing_bytes_are_rejected(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *enc = encode_sample(NNM_FRAME_ACK, &len);
+    uint8_t *p = malloc(len + 1);
+    memcpy(p, enc, len);
+    p[len] = 0x00;
+    expect(p, len + 1, NNM_EFORMAT, "trailing");
+    free(p);
+    free(enc);
+}
+
+static void test_frame_wrong_types_and_missing_fields_are_rejected(void **state)
+{
+    (void)state;
+    /* Header with a string version. */
+    craft c;
+    msgpack_sbuffer_init(&c.sb);
+    msgpack_packer_init(&c.pk, &c.sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&c.pk, 8);
+    craft_str(&c, "1");
+    craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "header version: expected an unsigned integer");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* Header with 7 fields. */
+    msgpack_sbuffer_init(&c.sb);
+    msgpack_pack_array(&c.pk, 7);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "has 7 items, expected 8");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* ACK body with nil for the counter; with a float; with one field missing. */
+    craft_begin(&c, NNM_FRAME_ACK);
+    msgpack_pack_array(&c.pk, 2);
+    msgpack_pack_nil(&c.pk);
+    msgpack_pack_uint8(&c.pk, 0);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "ack counter: expected an unsigned integer");
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_begin(&c, NNM_FRAME_ACK);
+    msgpack_pack_array(&c.pk, 2);
+    msgpack_pack_double(&c.pk, 1.0);
+    msgpack_pack_uint8(&c.pk, 0);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "found a float");
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_begin(&c, NNM_FRAME_ACK);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_uint8(&c.pk, 7);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "body: has 1 items, expected 2");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* A tensor with 7 fields; a tensor whose data is a string. */
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, 7);
+    craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "tensor 0: has 7 items");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* Non-canonical integer (7 as uint16) and unknown frame type / wrong version. */
+    craft_begin(&c, NNM_FRAME_ACK);
+    msgpack_pack_array(&c.pk, 2);
+    craft_raw(&c, "\xcd\x00\x07", 3);
+    msgpack_pack_uint8(&c.pk, 0);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "non-canonical");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    size_t len;
+    uint8_t *enc = encode_sample(NNM_FRAME_ACK, &len);
+    enc[1] = 2; /* version */
+    expect(enc, len, NNM_EUNSUPPORTED, "wire version 2");
+    enc[1] = 1;
+    enc[2] = 99; /* type */
+    expect(enc, len, NNM_EFORMAT, "unknown frame type 99");
+    free(enc);
+}
+
+static void test_frame_negative_or_overflowing_shapes_are_rejected(void **state)
+{
+    (void)state;
+    craft c;
+    /* A negative dimension (-1 as a negative fixint). */
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, 8);
+    craft_str(&c, "x");
+    msgpack_pack_uint8(&c.pk, NNM_DT_F32);
+    msgpack_pack_array(&c.pk, 2);
+    msgpack_pack_int64(&c.pk, -1);
+    msgpack_pack_int64(&c.pk, -4);
+    craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0\0\0", 12);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "shape[0]: is negative");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* A dimension past INT64_MAX. */
+    uint64_t big[1] = { UINT64_MAX };
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    craft_tensor(&c, NNM_DT_U8, 1, big, 0, 0);
+    expect(c.sb.data, c.sb.size, NNM_ERANGE, "shape[0]");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* Dimensions whose product overflows. */
+    uint64_t prod[3] = { 1ull << 40, 1ull << 40, 1 };
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    craft_tensor(&c, NNM_DT_F32, 3, prod, 0, 0);
+    expect(c.sb.data, c.sb.size, NNM_ERANGE, "overflows");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* Fits 64 bits but not the tensor cap. */
+    uint64_t huge[2] = { 1ull << 20, 1ull << 20 };
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    craft_tensor(&c, NNM_DT_F32, 2, huge, 4ull << 40, 0);
+    expect(c.sb.data, c.sb.size, NNM_ERANGE, "tensor limit");
+    msgpack_sbuffer_destroy(&c.sb);
+}
+
+static void test_frame_shape_dtype_and_data_length_must_agree(void **state)
+{
+    (void)state;
+    craft c;
+    uint64_t dims[2] = { 2, 3 };
+    /* raw length disagrees with shape x dtype */
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    craft_tensor(&c, NNM_DT_F32, 2, dims, 23, 23);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "raw length 23, but 6 float32 elements take 24");
+    msgpack_sbuffer_destroy(&c.sb);
+    /* raw length right, data one byte short */
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    craft_tensor(&c, NNM_DT_F32, 2, dims, 24, 23);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "data is 23 bytes, expected 24");
+    msgpack_sbuffer_destroy(&c.sb);
+    /* unknown dtype */
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    craft_tensor(&c, 9, 2, dims, 24, 24);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "unknown dtype 9");
+    msgpack_sbuffer_destroy(&c.sb);
+    /* all agree: accepted */
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    craft_tensor(&c, NNM_DT_F32, 2, dims, 24, 24);
+    expect(c.sb.data, c.sb.size, NNM_OK, NULL);
+    msgpack_sbuffer_destroy(&c.sb);
+}
+
+static void test_frame_more_than_8_dims_is_rejected(void **state)
+{
+    (void)state;
+    craft c;
+    uint64_t dims[9] = { 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    craft_tensor(&c, NNM_DT_U8, 9, dims, 1, 1);
+    expect(c.sb.data, c.sb.size, NNM_ERANGE, "9 dimensions");
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_begin(&c, NNM_FRAME_TENSOR);
+    craft_tensor(&c, NNM_DT_U8, 8, dims, 1, 1);
+    expect(c.sb.data, c.sb.size, NNM_OK, NULL);
+    msgpack_sbuffer_destroy(&c.sb);
+}
+
+/* A header with the given sender bytes (any length, any bytes). */
+static void craft_header_sender(craft *c, const char *sender, size_t n)
+{
+    msgpack_sbuffer_init(&c->sb);
+    msgpack_packer_init(&c->pk, &c->sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&c->pk, 8);
+    msgpack_pack_uint8(&c->pk, 1);
+    msgpack_pack_uint8(&c->pk, NNM_FRAME_ACK);
+    msgpack_pack_str_with_body(&c->pk, sender, n);
+    craft_str(c, "node-b");
+    for (int i = 0; i < 3; i++) msgpack_pack_uint8(&c->pk, 1);
+    craft_str(c, "nnmesh/lab/inbox/node-b");
+    msgpack_pack_array(&c->pk, 2);
+    msgpack_pack_uint8(&c->pk, 1);
+    msgpack_pack_uint8(&c->pk, 0);
+}
+
+static void test_frame_bad_ids_are_rejected(void **state)
+{
+    (void)state;
+    static const struct { const char *s; size_t n; } bad[] = {
+        { "node+a", 6 }, { "node#", 5 }, { "a/b", 3 }, { "$sys", 4 }, { "no\0de", 5 },
+        { "n\xc3\x28", 3 }, { "\xff\xfe", 2 }, { "Node", 4 }, { "", 0 }, { "node a", 6 },
+        { "n\xc3\xa9", 3 },
+    };
+    craft c;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        craft_header_sender(&c, bad[i].s, bad[i].n);
+        expect(c.sb.data, c.sb.size, NNM_EFORMAT, "sender id");
+        msgpack_sbuffer_destroy(&c.sb);
+    }
+    char longid[40];
+    memset(longid, 'a', sizeof longid);
+    craft_header_sender(&c, longid, 33);
+    expect(c.sb.data, c.sb.size, NNM_ERANGE, "sender id");
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_header_sender(&c, longid, 32);
+    expect(c.sb.data, c.sb.size, NNM_OK, NULL);
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* Broadcast (empty receiver) only where allowed; a bad topic in the header. */
+    sample s;
+    sample_init(&s, NNM_FRAME_ACK);
+    s.f.hdr.receiver[0] = '\0';
+    uint8_t *p;
+    size_t n;
+    nnm_diag d;
+    assert_int_equal(nnm_frame_encode(&p, &n, &s.f, &d), NNM_EINVAL);
+    assert_null(p);
+    assert_non_null(strstr(d.msg, "receiver id"));
+    sample_init(&s, NNM_FRAME_ACK);
+    strcpy(s.f.hdr.topic, "nnmesh/lab/inbox/#");
+    assert_int_equal(nnm_frame_encode(&p, &n, &s.f, &d), NNM_EINVAL);
+    assert_non_null(strstr(d.msg, "header topic"));
+    sample_init(&s, NNM_FRAME_ACK);
+    strcpy(s.f.hdr.sender, "a+b");
+    assert_int_equal(nnm_frame_header_encode(&p, &n, &s.f.hdr, &d), NNM_EINVAL);
+}
+
+static void test_frame_encoder_rejects_what_decoder_would(void **state)
+{
+    (void)state;
+    sample s;
+    uint8_t *p;
+    size_t n;
+    nnm_diag d;
+    sample_init(&s, NNM_FRAME_TASK);
+    s.f.u.task.spec.node_end = 3; /* empty node range */
+    assert_int_equal(nnm_frame_encode(&p, &n, &s.f, &d), NNM_EINVAL);
+    assert_non_null(strstr(d.msg, "slice node range"));
+    sample_cleanup(&s);
+
+    sample_init(&s, NNM_FRAME_ADVERT);
+    strcpy(s.caps[2].name, "mem-mb"); /* duplicate key */
+    assert_int_equal(nnm_frame_encode(&p, &n, &s.f, &d), NNM_EINVAL);
+    assert_non_null(strstr(d.msg, "sorted and unique"));
+
+    sample_init(&s, NNM_FRAME_ERROR);
+    s.f.u.error.message = "bad \xff utf-8";
+    assert_int_equal(nnm_frame_encode(&p, &n, &s.f, &d), NNM_EINVAL);
+
+    sample_init(&s, NNM_FRAME_CHUNK);
+    s.f.u.chunk.len = 3; /* chunk 1 of 10 bytes in 3 must be 4 bytes */
+    assert_int_equal(nnm_frame_encode(&p, &n, &s.f, &d), NNM_EINVAL);
+    assert_non_null(strstr(d.msg, "chunk data"));
+
+    sample_init(&s, NNM_FRAME_TENSOR);
+    s.wt[0].shape[0] = 4; /* shape no longer matches the data */
+    assert_int_equal(nnm_frame_encode(&p, &n, &s.f, &d), NNM_EINVAL);
+    sample_cleanup(&s);
+}
+
+static void test_frame_size_cap_is_a_range_error(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *enc = encode_sample(NNM_FRAME_TENSOR, &len);
+    nnm_wire_limits lim;
+    nnm_wire_limits_init(&lim);
+    lim.max_frame_bytes = len - 1;
+    nnm_diag d;
+    assert_int_equal(decode_rc(enc, len, &lim, &d), NNM_ERANGE);
+    nnm_wire_limits_init(&lim);
+    lim.max_tensor_bytes = 16; /* the i64 tensor is 24 bytes */
+    assert_int_equal(decode_rc(enc, len, &lim, &d), NNM_ERANGE);
+    assert_non_null(strstr(d.msg, "tensor limit"));
+    nnm_wire_limits_init(&lim);
+    lim.max_string = 4; /* "act-f16" */
+    assert_int_equal(decode_rc(enc, len, &lim, &d), NNM_ERANGE);
+    free(enc);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_frame_every_type_matches_golden_bytes),
+        cmocka_unit_test(test_frame_every_golden_reencodes_identically),
+        cmocka_unit_test(test_frame_header_encode_is_prefix_of_frame),
+        cmocka_unit_test(test_frame_decoded_fields_round_trip),
+        cmocka_unit_test(test_frame_huge_array_and_map_counts_are_rejected),
+        cmocka_unit_test(test_frame_deep_nesting_is_rejected_without_recursion),
+        cmocka_unit_test(test_frame_bin32_claiming_4gb_is_rejected),
+        cmocka_unit_test(test_frame_every_prefix_is_rejected),
+        cmocka_unit_test(test_frame_trailing_bytes_are_rejected),
+        cmocka_unit_test(test_frame_wrong_types_and_missing_fields_are_rejected),
+        cmocka_unit_test(test_frame_negative_or_overflowing_shapes_are_rejected),
+        cmocka_unit_test(test_frame_shape_dtype_and_data_length_must_agree),
+        cmocka_unit_test(test_frame_more_than_8_dims_is_rejected),
+        cmocka_unit_test(test_frame_bad_ids_are_rejected),
+        cmocka_unit_test(test_frame_encoder_rejects_what_decoder_would),
+        cmocka_unit_test(test_frame_size_cap_is_a_range_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
