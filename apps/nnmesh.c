@@ -335,7 +335,7 @@ static int cmd_run(int argc, char **argv)
         char sh[128];
         nnm_graph_input_get(g, j, &io);
         if (j >= MAX_INPUTS || !bound[j]) {
-            fprintf(stderr, "nnmesh: missing input '%s' (%s %s): pass -i %s=FILE.npy\n", io.name,
+            fprintf(stderr, "nnmesh: %s: missing input '%s' (%s %s): pass -i %s=FILE.npy\n", model, io.name,
                     nnm_dtype_name(io.dtype), nnm_shape_format(sh, sizeof sh, io.shape, io.ndim), io.name);
             goto out;
         }

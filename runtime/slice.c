@@ -315,6 +315,13 @@ nnm_err nnm_graph_slice(nnm_graph **out, const nnm_graph *g, int a, int b,
             goto fail;
         }
         int64_t dim = ov->shape[c.axis];
+        if (i > 0 && dim != g->values[outs[0]].shape[c.axis]) {
+            rc = nnm_diag_set(diag, NNM_EUNSUPPORTED,
+                              "slice outputs '%s' and '%s' differ in %s (%lld vs %lld): a part must cut them alike",
+                              g->values[outs[0]].name, ov->name, c.axis == 1 ? "channels" : "rows",
+                              (long long)g->values[outs[0]].shape[c.axis], (long long)dim);
+            goto fail;
+        }
         if (part->begin < 0 || part->end > dim || part->begin >= part->end) {
             rc = nnm_diag_set(diag, NNM_ERANGE, "part [%lld, %lld) is outside output '%s' (%lld %s)",
                               (long long)part->begin, (long long)part->end, ov->name, (long long)dim,

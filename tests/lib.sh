@@ -5,6 +5,7 @@ set -eu
 : "${top_builddir:=$(pwd)}"
 : "${SYS_PYTHON:=/usr/bin/python3}"
 : "${NODE:=node}"
+export top_srcdir top_builddir SYS_PYTHON NODE
 NNMESH="$top_builddir/apps/nnmesh"
 MODELS="$top_builddir/tests/models"     # generated models are cached here, never committed
 

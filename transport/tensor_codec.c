@@ -355,9 +355,10 @@ nnm_err nnm_wire_tensor_decode(nnm_tensor *t, const nnm_wire_tensor *wt,
                                const nnm_wire_limits *lim, nnm_diag *diag)
 {
     nnm_err rc;
-    char what[NNM_WIRE_STR_MAX + 16];
+    char what[96], name[64];
     memset(t, 0, sizeof *t);
-    snprintf(what, sizeof what, "tensor '%s'", wt->name ? wt->name : "");
+    const char *nm = wt->name ? wt->name : "";
+    snprintf(what, sizeof what, "tensor '%s'", transport__escape(name, sizeof name, nm, strlen(nm)));
     if ((rc = transport__tensor_check(wt, lim, what, diag)) != NNM_OK) return rc;
     int64_t shape[NNM_MAX_DIMS];
     for (int i = 0; i < wt->ndim; i++) shape[i] = (int64_t)wt->shape[i];

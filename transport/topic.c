@@ -25,6 +25,31 @@ bool transport__id_ok(const char *s, size_t len, bool dots)
     return true;
 }
 
+char *transport__escape(char *out, size_t size, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (size == 0) return out;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        size_t need = (c >= 0x20 && c < 0x7f && c != '\\') ? 1 : 4;
+        if (o + need + 4 > size) { /* room for this, "..." and the NUL */
+            if (o + 4 <= size) memcpy(out + o, "...", 3), o += 3;
+            break;
+        }
+        if (need == 1) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 nnm_err nnm_id_decode(char out[NNM_ID_MAX + 1], const char *s, size_t len, const char *what,
                       nnm_diag *diag)
 {
@@ -114,6 +139,7 @@ nnm_err nnm_topic_encode(char *buf, size_t size, const nnm_topic *t, nnm_diag *d
 nnm_err nnm_topic_decode(nnm_topic *t, const char *s, size_t len, nnm_diag *diag)
 {
     nnm_err rc = NNM_EFORMAT;
+    char esc[2 * NNM_TOPIC_MAX];
     const char *lv[6];
     size_t ln[6], nlv = 0;
     memset(t, 0, sizeof *t);
@@ -129,6 +155,7 @@ nnm_err nnm_topic_decode(nnm_topic *t, const char *s, size_t len, nnm_diag *diag
             return nnm_diag_set(diag, NNM_EFORMAT, "topic has wildcard '%c' at byte %zu", s[i],
                                 i);
     }
+    transport__escape(esc, sizeof esc, s, len);
     /* Split into levels; more than 5 is already wrong. */
     size_t start = 0;
     for (size_t i = 0; i <= len; i++) {
@@ -137,26 +164,27 @@ nnm_err nnm_topic_decode(nnm_topic *t, const char *s, size_t len, nnm_diag *diag
         lv[nlv] = s + start;
         ln[nlv] = i - start;
         if (ln[nlv] == 0)
-            return nnm_diag_set(diag, NNM_EFORMAT, "topic '%.*s' has an empty level %zu",
-                                (int)len, s, nlv);
+            return nnm_diag_set(diag, NNM_EFORMAT, "topic '%s' has an empty level %zu",
+                                esc, nlv);
         nlv++;
         start = i + 1;
     }
     if (ln[0] != strlen(PREFIX) || memcmp(lv[0], PREFIX, ln[0]) != 0)
-        return nnm_diag_set(diag, NNM_EFORMAT, "topic '%.*s' does not start with '" PREFIX "/'",
-                            (int)len, s);
+        return nnm_diag_set(diag, NNM_EFORMAT, "topic '%s' does not start with '" PREFIX "/'",
+                            esc);
     if (nlv < 4)
         return nnm_diag_set(diag, NNM_EFORMAT,
-                            "topic '%.*s' is short; expected " PREFIX "/<mesh>/<kind>/<node>",
-                            (int)len, s);
+                            "topic '%s' is short; expected " PREFIX "/<mesh>/<kind>/<node>",
+                            esc);
     if ((rc = nnm_id_decode(t->mesh, lv[1], ln[1], "topic mesh name", diag)) != NNM_OK)
         goto fail;
     for (unsigned k = 1; k < NNM_TOPIC__COUNT; k++)
         if (strlen(kind_names[k]) == ln[2] && memcmp(kind_names[k], lv[2], ln[2]) == 0)
             t->kind = (nnm_topic_kind)k;
     if (t->kind == 0) {
-        rc = nnm_diag_set(diag, NNM_EFORMAT, "topic kind '%.*s' is not one of advert, inbox, "
-                          "req, res, stats, ctl", (int)ln[2], lv[2]);
+        char k[64];
+        rc = nnm_diag_set(diag, NNM_EFORMAT, "topic kind '%s' is not one of advert, inbox, "
+                          "req, res, stats, ctl", transport__escape(k, sizeof k, lv[2], ln[2]));
         goto fail;
     }
     if ((rc = nnm_id_decode(t->node, lv[3], ln[3], "topic node id", diag)) != NNM_OK) goto fail;
@@ -172,7 +200,7 @@ nnm_err nnm_topic_decode(nnm_topic *t, const char *s, size_t len, nnm_diag *diag
         goto fail;
     return NNM_OK;
 too_many:
-    rc = nnm_diag_set(diag, NNM_EFORMAT, "topic '%.*s' has too many levels", (int)len, s);
+    rc = nnm_diag_set(diag, NNM_EFORMAT, "topic '%s' has too many levels", esc);
 fail:
     memset(t, 0, sizeof *t);
     return rc;

@@ -65,6 +65,10 @@ nnm_err transport__rd_strref(wire_rd *r, const char **p, size_t *n, size_t max,
 
 /* [a-z0-9-] (plus '.' when dots) of 1..NNM_ID_MAX bytes. */
 bool transport__id_ok(const char *s, size_t len, bool dots);
+/* Copies s[0..len) into out (always NUL-terminated) for a diagnostic: printable ASCII as is,
+ * every other byte as \xNN, cut with "..." when out is too small. Returns out. Peer bytes
+ * never reach a terminal raw. */
+char *transport__escape(char *out, size_t size, const char *s, size_t len);
 /* Valid UTF-8 without NUL, overlongs, surrogates or code points past U+10FFFF. */
 bool transport__utf8_ok(const uint8_t *s, size_t len);
 
