@@ -23,7 +23,7 @@ static const char usage_text[] =
 "\n"
 "SYNOPSIS\n"
 "    nnmesh run MODEL.onnx [-i [NAME=]FILE.npy]... [-o DIR] [--threads N] [--repeat N]\n"
-"               [--backend auto|xnn|ref] [--no-arena]\n"
+"               [--backend auto|xnn|ref] [--no-arena] [--profile]\n"
 "    nnmesh inspect MODEL.onnx\n"
 "    nnmesh --help | --version\n"
 "\n"
@@ -45,6 +45,7 @@ static const char usage_text[] =
 "    --backend B               auto (XNNPACK where it has the op, default), xnn, or ref\n"
 "                              (portable reference kernels only)\n"
 "    --no-arena                one buffer per tensor instead of the planned arena\n"
+"    --profile                 print the time spent in every node and its kernel\n"
 "\n"
 "EXIT STATUS\n"
 "    0 on success; 1 when the model, an input or an option is wrong (one line on stderr\n"
@@ -243,6 +244,8 @@ static int cmd_run(int argc, char **argv)
             else return usage_error("unknown backend '%s' (auto, xnn or ref)", b);
         } else if (!strcmp(a, "--no-arena")) {
             eo.no_arena = 1;
+        } else if (!strcmp(a, "--profile")) {
+            eo.profile = 1;
         } else if (a[0] == '-' && a[1] != '\0') {
             return usage_error("unknown option '%s'", a);
         } else if (model == NULL) {
@@ -357,10 +360,14 @@ static int cmd_run(int argc, char **argv)
             goto out;
         }
     }
-    if (nnm_exec_new(&ex, g, &eo, &d) != NNM_OK) {
+    /* The executor takes the graph: weights XNNPACK packs are then held once. */
+    nnm_graph *gg = g;
+    g = NULL;
+    if (nnm_exec_new_owning(&ex, gg, &eo, &d) != NNM_OK) {
         fprintf(stderr, "nnmesh: %s: %s\n", model, d.msg);
         goto out;
     }
+    g = (nnm_graph *)gg;   /* still valid: owned by ex, freed with it */
     times = malloc((size_t)repeat * sizeof *times);
     if (times == NULL) {
         fprintf(stderr, "nnmesh: out of memory\n");
@@ -404,6 +411,21 @@ static int cmd_run(int argc, char **argv)
             printf("  wrote %s\n", path);
         }
     }
+    if (eo.profile) {
+        const nnm_graph *xg = nnm_exec_graph(ex);
+        int nn = nnm_graph_node_count(xg);
+        double total = 0;
+        for (int i = 0; i < nn; i++) total += nnm_exec_profile_get(ex, i);
+        printf("\nprofile (mean ms per run, executed graph after the layout pass):\n");
+        printf("%4s  %-40s %-18s %-6s %9s %6s\n", "#", "node", "op", "kernel", "ms", "%");
+        for (int i = 0; i < nn; i++) {
+            nnm_node_info ni;
+            nnm_graph_node_get(xg, i, &ni);
+            double ms = nnm_exec_profile_get(ex, i) / repeat;
+            printf("%4d  %-40.40s %-18.18s %-6s %9.3f %5.1f%%\n", i, ni.name, ni.op,
+                   nnm_exec_node_backend(ex, i), ms, total > 0 ? 100.0 * ms * repeat / total : 0.0);
+        }
+    }
     qsort(times, (size_t)repeat, sizeof *times, cmp_double);
     double med = repeat % 2 ? times[repeat / 2] : (times[repeat / 2 - 1] + times[repeat / 2]) / 2;
     char ab[32];
@@ -415,8 +437,8 @@ out:
     free(times);
     for (int j = 0; j < n_out; j++) nnm_tensor_cleanup(&outputs[j]);
     for (int i = 0; i < n_spec; i++) nnm_tensor_cleanup(&files[i]);
-    nnm_exec_free(ex);
-    nnm_graph_free(g);
+    if (ex != NULL) nnm_exec_free(ex);   /* frees g too */
+    else nnm_graph_free(g);
     return status;
 }
 

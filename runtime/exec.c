@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <pthreadpool.h>
 
@@ -34,6 +35,8 @@ typedef struct step {
 
 struct nnm_exec {
     const nnm_graph *user;   /* the graph given by the caller */
+    nnm_graph *owned_user;   /* the same, when the executor owns it */
+    char *released;          /* per value of g: weight freed after packing (pass NULL) */
     nnm_graph *own;          /* rewritten copy (NHWC), or NULL */
     const nnm_graph *g;      /* what runs: own or user */
     nnm_kctx ctx;
@@ -44,6 +47,7 @@ struct nnm_exec {
     size_t arena_bytes;
     int no_arena;
     uint8_t **bufs;          /* no_arena: per-root buffers */
+    double *prof;            /* profile: ms per node, or NULL */
 };
 
 static int is_alias_op(nnm_op op)
@@ -74,12 +78,15 @@ void nnm_exec_free(nnm_exec *ex)
         for (int i = 0; i < ex->g->n_values; i++) free(ex->bufs[i]);
     }
     free(ex->bufs);
+    free(ex->prof);
+    free(ex->released);
     free(ex->steps);
     free(ex->root);
     free(ex->offset);
     free(ex->arena);
     if (ex->ctx.pool) pthreadpool_destroy(ex->ctx.pool);
     ir__graph_free(ex->own);
+    ir__graph_free(ex->owned_user);
     free(ex);
 }
 
@@ -216,15 +223,77 @@ static void *value_ptr(const nnm_exec *ex, int v)
     return ex->arena + ex->offset[r];
 }
 
+static int is_packed_op(nnm_op op)
+{
+    return op == NNM_OP_CONV || op == NNM_OP_CONV_TRANSPOSE || op == NNM_OP_GEMM ||
+           op == NNM_OP_MATMUL;
+}
+
+/* Owned graphs: a weight read only as the packed operand of XNNPACK convolutions and fully
+ * connected layers is freed as soon as the last of them is prepared, so the model's weights
+ * are held about once, not twice, even while packing. pending[v] counts the packed
+ * consumers of constant v not prepared yet; keep[v] marks constants some kernel reads at
+ * run time. */
+static void release_after_prepare(nnm_exec *ex, int node, int *pending, const char *keep)
+{
+    const nnm_graph *g = ex->g;
+    const nnm_node *n = &g->nodes[node];
+    for (int j = 1; j < n->n_in; j++) {
+        int v = n->in[j];
+        if (v < 0 || g->values[v].data == NULL || keep[v] || --pending[v] > 0) continue;
+        if (g->values[v].is_output) continue;
+        void *p = g->values[v].data;
+        /* Other values of g sharing the bytes (the layout pass borrows) must agree. */
+        int shared = 0;
+        for (int q = 0; q < g->n_values && !shared; q++)
+            shared = q != v && g->values[q].data == p && (keep[q] || pending[q] > 0);
+        if (shared) continue;
+        nnm_graph *u = ex->owned_user;
+        for (int k = 0; k < u->n_values; k++)
+            if (u->values[k].data == p && !u->values[k].borrowed) {
+                free(p);
+                u->values[k].data = NULL;
+                u->values[k].nbytes = 0;
+                break;
+            }
+        for (int q = 0; q < g->n_values; q++)
+            if (g->values[q].data == p) {
+                ((nnm_value *)&g->values[q])->data = NULL;
+                ex->released[q] = 1;
+            }
+    }
+}
+
+static nnm_err exec_create(nnm_exec **out, const nnm_graph *g, nnm_graph *owned,
+                           const nnm_exec_opts *opts, nnm_diag *diag);
+
+nnm_err nnm_exec_new_owning(nnm_exec **out, nnm_graph *g, const nnm_exec_opts *opts,
+                            nnm_diag *diag)
+{
+    return exec_create(out, g, g, opts, diag);
+}
+
 nnm_err nnm_exec_new(nnm_exec **out, const nnm_graph *g, const nnm_exec_opts *opts,
                      nnm_diag *diag)
+{
+    return exec_create(out, g, NULL, opts, diag);
+}
+
+static nnm_err exec_create(nnm_exec **out, const nnm_graph *g, nnm_graph *owned,
+                           const nnm_exec_opts *opts, nnm_diag *diag)
 {
     nnm_exec_opts o = { 0 };
     if (opts) o = *opts;
     nnm_err rc = NNM_ENOMEM;
     nnm_exec *ex = calloc(1, sizeof *ex);
-    if (ex == NULL) goto fail;
+    int *pending = NULL;
+    char *keep = NULL;
+    if (ex == NULL) {
+        ir__graph_free(owned);
+        return NNM_ENOMEM;
+    }
     ex->user = g;
+    ex->owned_user = owned;
     ex->g = g;
     ex->no_arena = o.no_arena;
     int use_xnn = o.backend != NNM_BACKEND_REF;
@@ -250,6 +319,7 @@ nnm_err nnm_exec_new(nnm_exec **out, const nnm_graph *g, const nnm_exec_opts *op
     const nnm_graph *rg = ex->g;
     ex->steps = calloc((size_t)(rg->n_nodes + 1), sizeof(step));
     if (ex->steps == NULL) { rc = NNM_ENOMEM; goto fail; }
+    /* Pass 1: aliasing and backend choice. */
     for (int i = 0; i < rg->n_nodes; i++) {
         const nnm_node *n = &rg->nodes[i];
         step *s = &ex->steps[i];
@@ -263,18 +333,52 @@ nnm_err nnm_exec_new(nnm_exec **out, const nnm_graph *g, const nnm_exec_opts *op
             }
         }
         s->be = use_xnn && nnm_backend_xnn.supports(rg, n) ? &nnm_backend_xnn : &nnm_backend_ref;
+    }
+    int release = owned != NULL && ex->own != NULL;
+    if (release) {
+        pending = calloc((size_t)rg->n_values + 1, sizeof(int));
+        keep = calloc((size_t)rg->n_values + 1, 1);
+        ex->released = calloc((size_t)rg->n_values + 1, 1);
+        if (!pending || !keep || !ex->released) { rc = NNM_ENOMEM; goto fail; }
+        for (int i = 0; i < rg->n_nodes; i++) {
+            const nnm_node *n = &rg->nodes[i];
+            int packed = !ex->steps[i].skip && ex->steps[i].be == &nnm_backend_xnn &&
+                         is_packed_op(n->op);
+            for (int j = 0; j < n->n_in; j++) {
+                int v = n->in[j];
+                if (v < 0 || rg->values[v].data == NULL) continue;
+                if (packed && j > 0) pending[v]++;
+                else keep[v] = 1;
+            }
+        }
+    }
+    /* Pass 2: prepare (weight packing), releasing packed weights as we go. */
+    for (int i = 0; i < rg->n_nodes; i++) {
+        const nnm_node *n = &rg->nodes[i];
+        step *s = &ex->steps[i];
+        if (s->skip) continue;
         if (s->be->prepare && (rc = s->be->prepare(&s->state, rg, n, &ex->ctx, diag)) != NNM_OK) {
             s->be = NULL;
             goto fail;
         }
+        if (release && s->be == &nnm_backend_xnn && is_packed_op(n->op))
+            release_after_prepare(ex, i, pending, keep);
+    }
+    if (o.profile && !(ex->prof = calloc((size_t)rg->n_nodes + 1, sizeof(double)))) {
+        rc = NNM_ENOMEM;
+        goto fail;
     }
     if ((rc = plan_memory(ex)) != NNM_OK) {
         nnm_diag_set(diag, rc, "cannot allocate the activation arena");
         goto fail;
     }
+    free(pending);
+    free(keep);
     *out = ex;
     return NNM_OK;
 fail:
+    free(pending);
+    free(keep);
     nnm_exec_free(ex);
     return rc;
 }
@@ -282,6 +386,24 @@ fail:
 size_t nnm_exec_arena_bytes(const nnm_exec *ex)
 {
     return ex->arena_bytes;
+}
+
+const nnm_graph *nnm_exec_graph(const nnm_exec *ex)
+{
+    return ex->g;
+}
+
+double nnm_exec_profile_get(const nnm_exec *ex, int i)
+{
+    if (ex->prof == NULL || i < 0 || i >= ex->g->n_nodes) return 0;
+    return ex->prof[i];
+}
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 const char *nnm_exec_node_backend(const nnm_exec *ex, int i)
@@ -353,7 +475,10 @@ nnm_err nnm_exec_run(nnm_exec *ex, const nnm_tensor *inputs, int n_in, nnm_tenso
             break;
         }
         for (int j = 0; j < n->n_in; j++) {
-            if (n->in[j] < 0) { pi[j] = NULL; continue; }
+            if (n->in[j] < 0 || (ex->released && ex->released[n->in[j]])) {
+                pi[j] = NULL;
+                continue;
+            }
             view_of(&ti[j], ex, n->in[j]);
             pi[j] = &ti[j];
         }
@@ -362,7 +487,9 @@ nnm_err nnm_exec_run(nnm_exec *ex, const nnm_tensor *inputs, int n_in, nnm_tenso
             view_of(&tout[j], ex, n->out[j]);
             pout[j] = &tout[j];
         }
+        double t0 = ex->prof ? mono_ms() : 0;
         rc = s->be->run(s->state, n, pi, pout, &ex->ctx, diag);
+        if (ex->prof) ex->prof[i] += mono_ms() - t0;
         if (rc != NNM_OK && diag && diag->msg[0] == '\0')
             nnm_diag_set(diag, rc, "node '%s' (%s) failed", n->name, n->onnx_op);
     }

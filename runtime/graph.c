@@ -92,7 +92,7 @@ void ir__graph_free(nnm_graph *g)
     if (g == NULL) return;
     for (int i = 0; i < g->n_values; i++) {
         free(g->values[i].name);
-        free(g->values[i].data);
+        if (!g->values[i].borrowed) free(g->values[i].data);
     }
     for (int i = 0; i < g->n_nodes; i++) node_cleanup(&g->nodes[i]);
     free(g->values);
@@ -162,6 +162,21 @@ int ir__const_add(nnm_graph *g, const char *name, nnm_tensor *t)
     if (v->data == NULL) v->data = malloc(1);   /* empty constants still count as constant */
     v->nbytes = t->nbytes;
     memset(t, 0, sizeof *t);
+    return id;
+}
+
+int ir__const_borrow(nnm_graph *g, const char *name, const nnm_graph *src, int src_v)
+{
+    const nnm_value *sv = &src->values[src_v];
+    if (sv->data == NULL) return -1;
+    int id = ir__value_add(g, name, sv->dtype);
+    if (id < 0) return -1;
+    nnm_value *v = &g->values[id];
+    v->ndim = sv->ndim;
+    for (int i = 0; i < sv->ndim; i++) v->shape[i] = sv->shape[i];
+    v->data = sv->data;
+    v->nbytes = sv->nbytes;
+    v->borrowed = 1;
     return id;
 }
 
@@ -328,7 +343,7 @@ nnm_err ir__prune(nnm_graph *g)
         } else {
             remap[v] = -1;
             free(g->values[v].name);
-            free(g->values[v].data);
+            if (!g->values[v].borrowed) free(g->values[v].data);
         }
     }
     g->n_values = k;

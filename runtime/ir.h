@@ -175,6 +175,7 @@ typedef struct nnm_value {
     size_t nbytes;              /* bytes of data for constants */
     int producer;               /* node index, or -1 for graph inputs and constants */
     int is_input, is_output;    /* listed among the graph's inputs / outputs */
+    int borrowed;               /* data belongs to another graph (not freed with this one) */
 } nnm_value;
 
 typedef struct nnm_node {
@@ -213,6 +214,9 @@ int ir__value_add(nnm_graph *g, const char *name, nnm_dtype dt);
 /* Adds a constant value taking ownership of t->data (t is zeroed on success; on failure
  * the caller keeps t). Returns id or -1. */
 int ir__const_add(nnm_graph *g, const char *name, nnm_tensor *t);
+/* Adds a constant that shares the data of constant src_v of graph src (no copy): src must
+ * outlive g. Returns id or -1. */
+int ir__const_borrow(nnm_graph *g, const char *name, const nnm_graph *src, int src_v);
 /* Id of the value named name, or -1. */
 int ir__value_find(const nnm_graph *g, const char *name);
 /* Appends a node; in/out arrays are copied, names copied. Returns node index or -1. */

@@ -77,8 +77,7 @@ static nnm_err add_transpose(lctx *c, int in_id, int out_id, const int *perm, co
 /* Copies a constant of the source graph into dst (NCHW form). */
 static int const_copy(lctx *c, int v, const char *name)
 {
-    nnm_tensor t = ir__value_tensor(c->src, v);
-    return ir__const_add(c->dst, name, &t);   /* t borrowed: ir__const_add copies */
+    return ir__const_borrow(c->dst, name, c->src, v);   /* the source graph outlives us */
 }
 
 /* NHWC form of a constant that broadcasts against a 4-D NCHW tensor: right-align it to

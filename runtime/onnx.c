@@ -1152,6 +1152,11 @@ static nnm_err import_node(import_ctx *c, Onnx__NodeProto *np, size_t idx)
     }
     for (size_t i = 0; i < np->n_attribute; i++)
         if ((rc = set_attr(c, np, &c->g->nodes[k], rank, np->attribute[i])) != NNM_OK) goto fail;
+    if (op == NNM_OP_CAST && find_attr(np, "to") == NULL) {
+        rc = nnm_diag_set(c->diag, NNM_EFORMAT, "%s: node '%s' (Cast) has no 'to' attribute",
+                          c->file, name);
+        goto fail;
+    }
     rc = NNM_OK;
 done:
     free(in);

@@ -14,6 +14,17 @@
 #include "ir.h"
 #include "kernels.h"
 
+/* Largest constant folding may create: 64 MiB plus twice the constants the model already
+ * has. Folded values in real models are shapes or rearranged weights; a file whose few bytes
+ * fold into gigabytes is hostile, and is refused before anything is allocated. */
+static size_t fold_limit(const nnm_graph *g)
+{
+    size_t have = 0;
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].data && have < SIZE_MAX / 4) have += g->values[v].nbytes;
+    return ((size_t)64 << 20) + 2 * have;
+}
+
 nnm_err ir__fold_node(nnm_graph *g, int i, nnm_diag *diag)
 {
     if (g == NULL || i < 0 || i >= g->n_nodes) return NNM_EINVAL;
@@ -42,10 +53,25 @@ nnm_err ir__fold_node(nnm_graph *g, int i, nnm_diag *diag)
         ins[j] = ir__value_tensor(g, v);
         inp[j] = &ins[j];
     }
+    size_t limit = fold_limit(g), total = 0;
     for (int j = 0; j < n_out; j++) {
         int v = n->out[j];
         if (v < 0) continue;
         const nnm_value *val = &g->values[v];
+        int64_t ne = val->ndim < 0 ? 0 : nnm_shape_numel(val->shape, val->ndim,
+                                                          nnm_dtype_size(val->dtype));
+        size_t bytes = ne < 0 ? SIZE_MAX : (size_t)ne * nnm_dtype_size(val->dtype);
+        total = bytes > SIZE_MAX - total ? SIZE_MAX : total + bytes;
+        if (total > limit) {
+            char sb[128];
+            rc = nnm_diag_set(diag, NNM_ERANGE,
+                              "node '%s' (%s): folding it would create constant '%s' %s %s, "
+                              "more than the %zu MiB this model can justify",
+                              n->name, n->onnx_op, val->name, nnm_dtype_name(val->dtype),
+                              nnm_shape_format(sb, sizeof sb, val->shape, val->ndim),
+                              limit >> 20);
+            goto fail;
+        }
         if (val->ndim < 0) {
             rc = nnm_diag_set(diag, NNM_EINVAL,
                               "node '%s' (%s): output '%s' has no inferred shape, cannot fold",

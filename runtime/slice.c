@@ -196,8 +196,7 @@ static int const_part(sctx *c, int v, int axis, int64_t lo, int64_t hi)
     char name[600];
     if (axis < 0) {
         if (c->map[v] >= 0) return c->map[v];
-        nnm_tensor t = ir__value_tensor(c->g, v);
-        c->map[v] = ir__const_add(c->d, sv->name, &t);
+        c->map[v] = ir__const_borrow(c->d, sv->name, c->g, v);
         return c->map[v];
     }
     int64_t shp[NNM_MAX_DIMS];

@@ -28,4 +28,5 @@ tests_unit_test_topic_SOURCES = tests/unit/test_topic.c
 tests_unit_test_topic_CFLAGS = $(WIRE_TEST_CFLAGS)
 tests_unit_test_topic_LDADD = $(TEST_LIBS)
 
-EXTRA_DIST += tests/vectors/frames tests/fuzz/fuzz_frame.c tests/fuzz/fuzz_topic.c
+EXTRA_DIST += tests/vectors/frames tests/fuzz/fuzz_frame.c tests/fuzz/fuzz_topic.c \
+	tests/fuzz/gen_corpus_wire.py docs/PROTOCOL.md

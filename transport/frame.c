@@ -334,20 +334,6 @@ nnm_err transport__rd_strref(wire_rd *r, const char **p, size_t *n, size_t max,
     return rc;
 }
 
-nnm_err transport__rd_str(wire_rd *r, char *buf, size_t max_len, size_t *len, const char *what)
-{
-    const uint8_t *q;
-    size_t n;
-    nnm_err rc = rd_bytes(r, &q, &n, max_len, true, what);
-    if (rc != NNM_OK) return rc;
-    if (!transport__utf8_ok(q, n))
-        return rd_fail(r, NNM_EFORMAT, what, "is not valid UTF-8 or contains NUL");
-    memcpy(buf, q, n);
-    buf[n] = '\0';
-    if (len) *len = n;
-    return NNM_OK;
-}
-
 static nnm_err rd_id(wire_rd *r, char out[NNM_ID_MAX + 1], bool allow_empty, bool dots,
                      const char *what)
 {

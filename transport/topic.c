@@ -34,7 +34,10 @@ char *transport__escape(char *out, size_t size, const char *s, size_t len)
         unsigned char c = (unsigned char)s[i];
         size_t need = (c >= 0x20 && c < 0x7f && c != '\\') ? 1 : 4;
         if (o + need + 4 > size) { /* room for this, "..." and the NUL */
-            if (o + 4 <= size) memcpy(out + o, "...", 3), o += 3;
+            if (o + 4 <= size) {
+                memcpy(out + o, "...", 3);
+                o += 3;
+            }
             break;
         }
         if (need == 1) {

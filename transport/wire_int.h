@@ -52,8 +52,6 @@ nnm_err transport__rd_array(wire_rd *r, size_t *n, size_t want, size_t min_item,
 nnm_err transport__rd_map(wire_rd *r, size_t *n, size_t min_item, const char *what);
 void transport__rd_leave(wire_rd *r);
 nnm_err transport__rd_uint(wire_rd *r, uint64_t *v, uint64_t max, const char *what);
-/* A string copied NUL-terminated into buf (size > max_len); valid UTF-8, no NUL. */
-nnm_err transport__rd_str(wire_rd *r, char *buf, size_t max_len, size_t *len, const char *what);
 /* A bin of at most max bytes; *p borrows from the input. */
 nnm_err transport__rd_bin(wire_rd *r, const uint8_t **p, size_t *n, size_t max,
                           const char *what);

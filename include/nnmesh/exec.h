@@ -24,12 +24,19 @@ typedef struct nnm_exec_opts {
     int threads;        /* 0 or 1: single thread */
     int backend;        /* NNM_BACKEND_*: AUTO uses XNNPACK where it can */
     int no_arena;       /* one buffer per tensor instead of the liveness-planned arena */
+    int profile;        /* time every node (see nnm_exec_profile_get) */
 } nnm_exec_opts;
 
 /* Prepares g for execution (packs weights). g must outlive the executor. opts may be NULL.
  * Errors: NNM_ENOMEM, NNM_EBACKEND, NNM_EUNSUPPORTED. */
 nnm_err nnm_exec_new(nnm_exec **out, const nnm_graph *g, const nnm_exec_opts *opts,
                      nnm_diag *diag);
+/* Like nnm_exec_new, but takes ownership of g (freed by nnm_exec_free, also on error) and
+ * frees every weight that only XNNPACK reads, once XNNPACK has packed its own copy: a model
+ * then costs its weights once, not twice. The graph's accessors still work; its released
+ * constants must not be used again (do not slice it). */
+nnm_err nnm_exec_new_owning(nnm_exec **out, nnm_graph *g, const nnm_exec_opts *opts,
+                            nnm_diag *diag);
 void nnm_exec_free(nnm_exec *ex);   /* NULL-safe */
 
 /* Runs the graph. inputs[i] matches graph input i (dtype and shape checked; the message
@@ -40,8 +47,13 @@ nnm_err nnm_exec_run(nnm_exec *ex, const nnm_tensor *inputs, int n_in, nnm_tenso
 
 /* Bytes of the activation arena (or of all per-tensor buffers with no_arena). */
 size_t nnm_exec_arena_bytes(const nnm_exec *ex);
-/* Name of the backend that runs node i ("xnn" or "ref"). */
+/* The executor's own graph (after the layout pass: it may have more nodes than the graph
+ * given to nnm_exec_new, e.g. inserted Transposes). Borrowed. */
+const nnm_graph *nnm_exec_graph(const nnm_exec *ex);
+/* Name of the backend that runs node i of nnm_exec_graph ("xnn", "ref" or "alias"). */
 const char *nnm_exec_node_backend(const nnm_exec *ex, int i);
+/* With opts.profile: total milliseconds spent in node i over all runs so far. */
+double nnm_exec_profile_get(const nnm_exec *ex, int i);
 
 /* --- slices ---------------------------------------------------------------------------- */
 
@@ -59,7 +71,8 @@ typedef struct nnm_region {
     int64_t begin, end;
 } nnm_region;
 
-/* Cuts nodes [a, b) of g (topological order) into a standalone graph. Its inputs are the
+/* Cuts nodes [a, b) of g (topological order) into a standalone graph that shares g's
+ * unmodified weights (g must outlive it; channel parts own their weight slices). Its inputs are the
  * values that nodes in [a, b) read and that are produced before a (or are graph inputs);
  * its outputs are the values produced in [a, b) that are read at or after b or are graph
  * outputs. With part != NULL and kind != WHOLE, only that part is computed; channel parts

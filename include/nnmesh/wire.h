@@ -333,6 +333,8 @@ const char *nnm_topic_kind_name(unsigned kind);
 
 /* ---- pins: the wire numbers; changing one is a protocol change --------------------------- */
 
+#ifndef __cplusplus
+
 _Static_assert(NNM_WIRE_VERSION == 1, "wire version: bump deliberately and update PROTOCOL.md");
 _Static_assert(NNM_FRAME_HELLO == 1 && NNM_FRAME_ADVERT == 2 && NNM_FRAME_TASK == 3 &&
                NNM_FRAME_TENSOR == 4 && NNM_FRAME_RESULT == 5 && NNM_FRAME_ERROR == 6 &&
@@ -355,6 +357,7 @@ _Static_assert(NNM_TOPIC_ADVERT == 1 && NNM_TOPIC_INBOX == 2 && NNM_TOPIC_REQ ==
 _Static_assert(NNM_MAX_DIMS == 8 && NNM_ID_MAX == 32 && NNM_WIRE_STR_MAX == 256 &&
                NNM_WIRE_HASH_BYTES == 32 && NNM_WIRE_HEADER_FIELDS == 8,
                "wire sizes");
+#endif
 
 #ifdef __cplusplus
 }

@@ -55,6 +55,14 @@ static void test_trust_decode_bad_lines_name_file_and_line(void **st)
     assert_int_equal(nnm_trust_decode(&t, text, strlen(text) + 1, "trust.txt", NULL), NNM_EFORMAT);
 }
 
+static void test_trust_decode_control_bytes_quoted_in_message(void **st)
+{
+    (void)st;
+    expect_decode("\x1b[2Jevil\xff x\n", NNM_EFORMAT, "trust.txt:1: unknown directive '?[2Jevil?'");
+    expect_decode("node \x07" "abcdefghijklmnopqrstuvwxyz0123456789abcdefghij k\n", NNM_EFORMAT,
+                  "node id '?abcdefghijklmnopqrstuvwxyz012345678...' is invalid");
+}
+
 static void test_trust_decode_zero_or_low_order_key_refused(void **st)
 {
     (void)st;
@@ -261,6 +269,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trust_decode_bad_lines_name_file_and_line),
+        cmocka_unit_test(test_trust_decode_control_bytes_quoted_in_message),
         cmocka_unit_test(test_trust_decode_zero_or_low_order_key_refused),
         cmocka_unit_test(test_trust_decode_empty_or_comments_only_refused),
         cmocka_unit_test(test_trust_load_file_errors),
