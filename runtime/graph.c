@@ -294,7 +294,7 @@ nnm_err ir__toposort(nnm_graph *g, nnm_diag *diag)
             }
         goto out;
     }
-    memcpy(g->nodes, sorted, (size_t)nn * sizeof(nnm_node));
+    if (nn > 0) memcpy(g->nodes, sorted, (size_t)nn * sizeof(nnm_node));
     for (int v = 0; v < nv; v++) g->values[v].producer = -1;
     for (int i = 0; i < nn; i++)
         for (int j = 0; j < g->nodes[i].n_out; j++)

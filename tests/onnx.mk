@@ -18,5 +18,6 @@ tests_tools_onnx_conformance_LDADD = $(TEST_LIBS)
 TESTS += tests/conformance.sh
 EXTRA_DIST += tests/conformance.sh
 
-# Fuzz target (built and run by tests/fuzz/run.sh) and its seed corpus.
-EXTRA_DIST += tests/fuzz/fuzz_onnx.c tests/fuzz/corpus/onnx
+# Fuzz target, built and run by tests/fuzz/run.sh (seeds: tests/fuzz/corpus/onnx/, copies of
+# conv_bn_relu, reshape_chain, constants, typed_init and opset10_resize from onnx_models.py).
+EXTRA_DIST += tests/fuzz/fuzz_onnx.c
