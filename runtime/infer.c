@@ -335,7 +335,7 @@ static nnm_err spatial_in(job *j, const nnm_value *x, geo *o)
     if (x->ndim != want)
         return fail(j, NNM_ESHAPE, "input '%s' must be %d-D, has shape %s", x->name, want,
                     vshp(b, x));
-    int nhwc = j->a.layout == NNM_LAYOUT_NHWC;
+    int nhwc = j->a.layout == NNM_IR_NHWC;
     o->n = x->shape[0];
     if (j->a.spatial_1d) {
         o->h = 1;
@@ -358,7 +358,7 @@ static void spatial_out(job *j, int k, nnm_dtype dt, int64_t n, int64_t c, int64
                         int64_t w)
 {
     int64_t s[4];
-    int nhwc = j->a.layout == NNM_LAYOUT_NHWC;
+    int nhwc = j->a.layout == NNM_IR_NHWC;
     if (j->a.spatial_1d) {
         s[0] = n; s[1] = nhwc ? w : c; s[2] = nhwc ? c : w;
         set_out(j, k, dt, s, 3);
@@ -605,7 +605,7 @@ static nnm_err infer_global_pool(job *j)
         return fail(j, NNM_ESHAPE, "input '%s' must have at least 3 dims, has shape %s",
                     x->name, vshp(b, x));
     int64_t s[NNM_MAX_DIMS];
-    int nhwc = j->a.layout == NNM_LAYOUT_NHWC;
+    int nhwc = j->a.layout == NNM_IR_NHWC;
     for (int d = 0; d < x->ndim; d++) s[d] = 1;
     s[0] = x->shape[0];
     if (nhwc) s[x->ndim - 1] = x->shape[x->ndim - 1];
@@ -779,7 +779,7 @@ static nnm_err infer_batchnorm(job *j)
     if (x->ndim < 2)
         return fail(j, NNM_ESHAPE, "input '%s' must have at least 2 dims, has shape %s",
                     x->name, vshp(b, x));
-    int64_t c = j->a.layout == NNM_LAYOUT_NHWC ? x->shape[x->ndim - 1] : x->shape[1];
+    int64_t c = j->a.layout == NNM_IR_NHWC ? x->shape[x->ndim - 1] : x->shape[1];
     for (int k = 1; k < 5; k++) {
         const nnm_value *p = inv(j, k);
         if ((rc = same_dtype(j, x, p)) != NNM_OK) return rc;

@@ -58,7 +58,7 @@
 #include "nnmesh/tensor.h"
 
 /* Ops. Data inputs after normalization are listed; (opt) may be -1. Layout-sensitive ops
- * carry a.layout: NNM_LAYOUT_NCHW as in ONNX, or NNM_LAYOUT_NHWC after the layout pass. */
+ * carry a.layout: NNM_IR_NCHW as in ONNX, or NNM_IR_NHWC after the layout pass. */
 typedef enum nnm_op {
     NNM_OP_INVALID = 0,
     /* in: X, W, B(opt). W is [M, C/group, kH, kW] (OIHW) in both layouts.
@@ -115,7 +115,7 @@ typedef enum nnm_op {
     NNM_OP__COUNT
 } nnm_op;
 
-enum { NNM_LAYOUT_NCHW = 0, NNM_LAYOUT_NHWC = 1 };
+enum { NNM_IR_NCHW = 0, NNM_IR_NHWC = 1 };
 enum { NNM_AUTOPAD_NOTSET = 0, NNM_AUTOPAD_SAME_UPPER, NNM_AUTOPAD_SAME_LOWER, NNM_AUTOPAD_VALID };
 enum { NNM_PAD_CONSTANT = 0, NNM_PAD_REFLECT, NNM_PAD_EDGE };
 enum { NNM_RESIZE_NEAREST = 0, NNM_RESIZE_LINEAR };
@@ -129,7 +129,7 @@ enum {
 };
 
 typedef struct nnm_attrs {
-    int layout;                 /* NNM_LAYOUT_* for conv, pools, batchnorm */
+    int layout;                 /* NNM_IR_* for conv, pools, batchnorm */
     int spatial_1d;             /* imported from a 1-D conv/pool: H = 1 was inserted */
     int kernel[2], strides[2], dilations[2];
     int pads[2 * NNM_MAX_DIMS]; /* conv/pool: {top, left, bottom, right}; PAD: 2*ndim */

@@ -663,14 +663,14 @@ static int view4_make(const nnm_tensor *t, int layout, view4 *v)
 {
     const int64_t *s = t->shape;
     if (t->ndim == 4) {
-        if (layout == NNM_LAYOUT_NHWC) {
+        if (layout == NNM_IR_NHWC) {
             v->n = s[0]; v->h = s[1]; v->w = s[2]; v->c = s[3];
         } else {
             v->n = s[0]; v->c = s[1]; v->h = s[2]; v->w = s[3];
         }
     } else if (t->ndim == 3) {
         v->n = s[0]; v->h = 1;
-        if (layout == NNM_LAYOUT_NHWC) {
+        if (layout == NNM_IR_NHWC) {
             v->w = s[1]; v->c = s[2];
         } else {
             v->c = s[1]; v->w = s[2];
@@ -678,7 +678,7 @@ static int view4_make(const nnm_tensor *t, int layout, view4 *v)
     } else {
         return -1;
     }
-    if (layout == NNM_LAYOUT_NHWC) {
+    if (layout == NNM_IR_NHWC) {
         v->sc = 1; v->sw = v->c; v->sh = v->w * v->c; v->sn = v->h * v->w * v->c;
     } else {
         v->sw = 1; v->sh = v->w; v->sc = v->h * v->w; v->sn = v->c * v->h * v->w;
@@ -924,7 +924,7 @@ static nnm_err k_pool(const nnm_node *n, const nnm_tensor *x, nnm_tensor *y, nnm
 
 static nnm_err k_global_pool(const nnm_node *n, const nnm_tensor *x, nnm_tensor *y, nnm_diag *d)
 {
-    int nd = x->ndim, nhwc = n->a.layout == NNM_LAYOUT_NHWC;
+    int nd = x->ndim, nhwc = n->a.layout == NNM_IR_NHWC;
     if (nd < 2 || y->dtype != NNM_DT_F32)
         return node_err(d, n, NNM_ESHAPE, "input %s must have rank >= 2", shp(x).s);
     int64_t bn = x->shape[0], c = nhwc ? x->shape[nd - 1] : x->shape[1];
@@ -952,7 +952,7 @@ static nnm_err k_batchnorm(const nnm_node *n, const nnm_tensor *const *in, nnm_t
                            nnm_diag *d)
 {
     const nnm_tensor *x = in[0];
-    int nd = x->ndim, nhwc = n->a.layout == NNM_LAYOUT_NHWC;
+    int nd = x->ndim, nhwc = n->a.layout == NNM_IR_NHWC;
     if (nd < 2 || !same_shape(x, y) || y->dtype != NNM_DT_F32)
         return node_err(d, n, NNM_ESHAPE, "input %s must have rank >= 2 and match the output "
                         "%s", shp(x).s, shp(y).s);

@@ -167,7 +167,7 @@ static int supports_conv(const nnm_graph *g, const nnm_node *n)
 {
     const nnm_attrs *a = &n->a;
     float lo, hi;
-    if (a->layout != NNM_LAYOUT_NHWC || a->spatial_1d || n->n_in < 2) return 0;
+    if (a->layout != NNM_IR_NHWC || a->spatial_1d || n->n_in < 2) return 0;
     if (!window_attrs_ok(a) || a->group < 1 || !clamp_bounds(a, &lo, &hi)) return 0;
     const nnm_value *x = f32_value(g, n->in[0]), *w = f32_value(g, n->in[1]);
     const nnm_value *y = f32_value(g, n->out[0]);
@@ -262,7 +262,7 @@ static int supports_pool(const nnm_graph *g, const nnm_node *n)
 {
     const nnm_attrs *a = &n->a;
     /* Pools carry no fused clamp in the IR; a node that says otherwise goes to the reference. */
-    if (a->layout != NNM_LAYOUT_NHWC || a->spatial_1d || a->act) return 0;
+    if (a->layout != NNM_IR_NHWC || a->spatial_1d || a->act) return 0;
     if (!extra_inputs_absent(n, 1) || n->n_out != 1) return 0;
     const nnm_value *x = f32_value(g, n->in[0]), *y = f32_value(g, n->out[0]);
     if (!x || !y || x->ndim != 4 || y->ndim != 4) return 0;

@@ -172,7 +172,7 @@ static int wants_nhwc(const lctx *c, const nnm_node *n)
     if (n->n_out < 1 || n->out[0] < 0 || !is_4d_float(&g->values[n->out[0]])) return 0;
     if (op_is_spatial(n->op)) {
         const nnm_value *x = &g->values[n->in[0]];
-        return is_4d_float(x) && !n->a.spatial_1d && n->a.layout == NNM_LAYOUT_NCHW;
+        return is_4d_float(x) && !n->a.spatial_1d && n->a.layout == NNM_IR_NCHW;
     }
     if (!op_is_layout_free(n->op)) return 0;
     if (n->op == NNM_OP_DROPOUT && n->n_out > 1 && n->out[1] >= 0) return 0;
@@ -265,7 +265,7 @@ nnm_err layout__to_nhwc(nnm_graph **out, const nnm_graph *src, nnm_diag *diag)
         dn->out_bytes = n->out_bytes;
         if (nhwc) {
             if (op_is_spatial(n->op)) {
-                dn->a.layout = NNM_LAYOUT_NHWC;
+                dn->a.layout = NNM_IR_NHWC;
             } else if (n->op == NNM_OP_CONCAT) {
                 dn->a.axis = to_nhwc_axis[n->a.axis];
             } else if (n->op == NNM_OP_PAD) {

@@ -193,7 +193,7 @@ static int bn_target(const nnm_graph *g, int b)
     if (bn->out[0] < 0) return -1;
     int x = bn->in[0];
     const nnm_value *xv = &g->values[x];
-    if (xv->dtype != NNM_DT_F32 || xv->ndim < 2 || bn->a.layout != NNM_LAYOUT_NCHW) return -1;
+    if (xv->dtype != NNM_DT_F32 || xv->ndim < 2 || bn->a.layout != NNM_IR_NCHW) return -1;
     int64_t C = xv->shape[1];
     for (int j = 1; j < 5; j++)
         if (!is_f32_const(g, bn->in[j]) || value_numel(g, bn->in[j]) != C) return -1;
@@ -208,12 +208,12 @@ static int bn_target(const nnm_graph *g, int b)
     if (pn->a.act) return -1;   /* a clamp sits between the conv and the BN */
     switch (pn->op) {
     case NNM_OP_CONV:
-        if (w->ndim < 3 || w->shape[0] != C || pn->a.layout != NNM_LAYOUT_NCHW) return -1;
+        if (w->ndim < 3 || w->shape[0] != C || pn->a.layout != NNM_IR_NCHW) return -1;
         if (has_b && (!is_f32_const(g, pn->in[2]) || value_numel(g, pn->in[2]) != C)) return -1;
         return p;
     case NNM_OP_CONV_TRANSPOSE:
         if (w->ndim < 3 || pn->a.group < 1 || w->shape[1] * pn->a.group != C ||
-            w->shape[0] % pn->a.group != 0 || pn->a.layout != NNM_LAYOUT_NCHW)
+            w->shape[0] % pn->a.group != 0 || pn->a.layout != NNM_IR_NCHW)
             return -1;
         if (has_b && (!is_f32_const(g, pn->in[2]) || value_numel(g, pn->in[2]) != C)) return -1;
         return p;

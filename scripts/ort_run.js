@@ -131,7 +131,10 @@ async function main() {
   const a = parseArgs(process.argv.slice(2));
   let ort;
   try {
-    ort = require('onnxruntime-node');
+    // ORT_MODULES (set by the build) points at a node_modules holding onnxruntime-node, so
+    // an out-of-tree or distcheck build finds the one scripts/install-deps.sh installed.
+    const where = process.env.ORT_MODULES;
+    ort = where ? require(path.join(where, 'onnxruntime-node')) : require('onnxruntime-node');
   } catch (e) {
     die(1, `cannot load onnxruntime-node (${e.message}); run: cd ${__dirname} && ONNXRUNTIME_NODE_INSTALL=skip npm ci`);
   }

@@ -19,7 +19,9 @@ need_models() {
 }
 
 need_ort() {
-  [ -d "$top_srcdir/scripts/node_modules/onnxruntime-node" ] ||
+  : "${ORT_MODULES:=$top_srcdir/scripts/node_modules}"
+  export ORT_MODULES
+  [ -d "$ORT_MODULES/onnxruntime-node" ] ||
     fail "onnxruntime-node is not installed: run scripts/install-deps.sh --test"
 }
 

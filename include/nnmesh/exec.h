@@ -57,8 +57,6 @@ double nnm_exec_profile_get(const nnm_exec *ex, int i);
 
 /* --- slices ---------------------------------------------------------------------------- */
 
-enum { NNM_PART_WHOLE = 0, NNM_PART_CHANNELS = 1, NNM_PART_ROWS = 2 };
-
 typedef struct nnm_part {
     int kind;              /* NNM_PART_* */
     int64_t begin, end;    /* output channels or output rows [begin, end) of the slice's outputs */

@@ -31,6 +31,15 @@ typedef enum nnm_dtype {
     NNM_DT__COUNT
 } nnm_dtype;
 
+/* How a slice of a model is split between nodes (the engine's slicer and the wire share
+ * it). The numeric values are wire values: append only. */
+typedef enum nnm_part_kind {
+    NNM_PART_WHOLE = 0,        /* the whole slice */
+    NNM_PART_CHANNELS = 1,     /* output channels [begin, end) */
+    NNM_PART_ROWS = 2,         /* output rows [begin, end) */
+    NNM_PART__COUNT
+} nnm_part_kind;
+
 typedef struct nnm_tensor {
     nnm_dtype dtype;
     int ndim;                       /* 0..NNM_MAX_DIMS; 0 is a scalar */

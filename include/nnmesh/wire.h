@@ -65,13 +65,8 @@ typedef enum nnm_layout {
     NNM_LAYOUT__COUNT
 } nnm_layout;
 
-/* How a TASK splits one slice between nodes. Append only. */
-typedef enum nnm_part_kind {
-    NNM_PART_WHOLE = 0,        /* the whole slice; part range must be [0, 0) */
-    NNM_PART_CHANNELS = 1,     /* output channels [begin, end) */
-    NNM_PART_ROWS = 2,         /* output rows [begin, end) of the last node */
-    NNM_PART__COUNT
-} nnm_part_kind;
+/* How a TASK splits one slice between nodes: nnm_part_kind, in nnmesh/tensor.h (shared
+ * with the engine's slicer). */
 
 /* ---- limits ---------------------------------------------------------------------------- */
 

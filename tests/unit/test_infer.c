@@ -222,7 +222,7 @@ static void test_infer_conv_nhwc_and_1d_layouts(void **state)
     int w = add_weight(g, "w", 4, S(8, 3, 3, 3));
     int y = add_val(g, "y");
     nnm_node *n = add_node(g, NNM_OP_CONV, "nhwc", (int[]){ x, w }, 2, &y, 1);
-    n->a.layout = NNM_LAYOUT_NHWC;
+    n->a.layout = NNM_IR_NHWC;
     n->a.strides[0] = n->a.strides[1] = 2;
     n->a.pads[0] = n->a.pads[1] = n->a.pads[2] = n->a.pads[3] = 1;
     int x1 = add_input(g, "x1", NNM_DT_F32, 3, S(1, 2, 10));

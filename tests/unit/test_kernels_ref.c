@@ -151,7 +151,7 @@ static void test_conv_1d_pads_matches_hand_values(void **state)
     /* the same in NHWC ([N, L, C]) with C = 1 is the same bytes */
     in[0].shape[1] = 5; in[0].shape[2] = 1;
     out[0].shape[1] = 5; out[0].shape[2] = 1;
-    n.a.layout = NNM_LAYOUT_NHWC;
+    n.a.layout = NNM_IR_NHWC;
     assert_int_equal(run_node(&n, in, 2, out, 1, NULL), NNM_OK);
     expect_f32(&out[0], (float[]){ -2, -2, -2, -2, 4 }, 5, 0.0f);
     cleanup(in, 2);
@@ -214,7 +214,7 @@ static void conv_layouts_case(int C, int M, int G, int kh, int kw, int sh, int s
     to_nhwc(&out[0], &yh);
     mk(&ynhwc, NNM_DT_F32, NULL, 4, N, OH, OW, M);
     nnm_tensor nin[3] = { xh, in[1], in[2] };
-    n.a.layout = NNM_LAYOUT_NHWC;
+    n.a.layout = NNM_IR_NHWC;
     assert_int_equal(run_node(&n, nin, n.n_in, &ynhwc, 1, NULL), NNM_OK);
     expect_bits_equal(&ynhwc, &yh);
     cleanup(in, 3);
@@ -311,7 +311,7 @@ static void test_conv_transpose_random_groups_both_layouts_agree(void **state)
     to_nhwc(&out[0], &yh);
     mk(&ynhwc, NNM_DT_F32, NULL, 4, N, OH, OW, M);
     nnm_tensor nin[2] = { xh, in[1] };
-    n.a.layout = NNM_LAYOUT_NHWC;
+    n.a.layout = NNM_IR_NHWC;
     assert_int_equal(run_node(&n, nin, 2, &ynhwc, 1, NULL), NNM_OK);
     expect_bits_equal(&ynhwc, &yh);
     cleanup(in, 2);
@@ -424,7 +424,7 @@ static void test_pool_random_both_layouts_agree(void **state)
         to_nhwc(&in[0], &xh);
         to_nhwc(&out[0], &yh);
         mk(&ynhwc, NNM_DT_F32, NULL, 4, 2, 5, 6, 3);
-        n.a.layout = NNM_LAYOUT_NHWC;
+        n.a.layout = NNM_IR_NHWC;
         assert_int_equal(run_node(&n, &xh, 1, &ynhwc, 1, NULL), NNM_OK);
         expect_bits_equal(&ynhwc, &yh);
         cleanup(in, 1);
@@ -449,7 +449,7 @@ static void test_pool_global_avg_max_both_layouts_match_hand_values(void **state
     expect_f32(&out[0], (float[]){ 4, 9 }, 2, 0.0f);
     /* NHWC: the same numbers interleaved, [1, 2, 2, 2] */
     memcpy(in[0].data, (float[]){ 1, -1, 2, -2, 3, -3, 4, 9 }, 8 * sizeof(float));
-    n.a.layout = NNM_LAYOUT_NHWC;
+    n.a.layout = NNM_IR_NHWC;
     assert_int_equal(run_node(&n, in, 1, out, 1, NULL), NNM_OK);
     expect_f32(&out[0], (float[]){ 4, 9 }, 2, 0.0f);
     n.op = NNM_OP_GLOBAL_AVGPOOL;
@@ -477,7 +477,7 @@ static void test_batchnorm_both_layouts_match_hand_values(void **state)
     nnm_tensor_cleanup(&out[0]);
     mk(&in[0], NNM_DT_F32, (float[]){ 1, 3, 2, 4 }, 4, 1, 1, 2, 2);
     mk(&out[0], NNM_DT_F32, NULL, 4, 1, 1, 2, 2);
-    n.a.layout = NNM_LAYOUT_NHWC;
+    n.a.layout = NNM_IR_NHWC;
     assert_int_equal(run_node(&n, in, 5, out, 1, NULL), NNM_OK);
     expect_f32(&out[0], (float[]){ 0, 1, 0.5f, 2 }, 4, 0.0f);
     cleanup(in, 5);

@@ -223,7 +223,7 @@ static void test_kernels_xnn_conv_cases_match_ref(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char what[32];
         snprintf(what, sizeof what, "conv case %zu", i);
-        check_graph(conv_graph(&cases[i], 0, NNM_LAYOUT_NHWC, 1), what, 1e-5);
+        check_graph(conv_graph(&cases[i], 0, NNM_IR_NHWC, 1), what, 1e-5);
     }
 }
 
@@ -240,7 +240,7 @@ static void test_kernels_xnn_conv_transpose_cases_match_ref(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char what[40];
         snprintf(what, sizeof what, "conv transpose case %zu", i);
-        check_graph(conv_graph(&cases[i], 1, NNM_LAYOUT_NHWC, 1), what, 1e-5);
+        check_graph(conv_graph(&cases[i], 1, NNM_IR_NHWC, 1), what, 1e-5);
     }
 }
 
@@ -316,7 +316,7 @@ static nnm_graph *pool_graph(nnm_op op, const int64_t *xs, int k, int s, int d, 
     }
     nnm_node *nd = add_node(g, op, in, 1, 4, ys);
     nnm_attrs *a = &nd->a;
-    a->layout = NNM_LAYOUT_NHWC;
+    a->layout = NNM_IR_NHWC;
     a->kernel[0] = a->kernel[1] = k;
     a->strides[0] = a->strides[1] = s;
     a->dilations[0] = a->dilations[1] = d;
@@ -519,7 +519,7 @@ static void test_kernels_xnn_threadpool_2_matches_single_thread(void **state)
     conv_case cc = { 2, 15, 13, 8, 16, 1, 3, 3, 2, 1, 1, 1, { 1, 1, 1, 1 }, 1, 1, { 0, 0 } };
     conv_case dw = { 2, 15, 13, 16, 16, 16, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, 0, { 0, 0 } };
     nnm_graph *gs[4] = {
-        conv_graph(&cc, 0, NNM_LAYOUT_NHWC, 1), conv_graph(&dw, 0, NNM_LAYOUT_NHWC, 1),
+        conv_graph(&cc, 0, NNM_IR_NHWC, 1), conv_graph(&dw, 0, NNM_IR_NHWC, 1),
         gemm_graph(9, 40, 24, 1, 1, (int64_t[]){ 24 }, 1.0f, 0),
         binary_graph(NNM_OP_ADD, 4, (int64_t[]){ 2, 7, 7, 32 }, 1, (int64_t[]){ 32 }, 1, 0),
     };
@@ -544,17 +544,17 @@ static void test_kernels_xnn_unsupported_nodes_return_0(void **state)
 {
     (void)state;
     conv_case cc = { 1, 7, 7, 3, 8, 1, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, 0, { 0, 0 } };
-    nnm_graph *g = conv_graph(&cc, 0, NNM_LAYOUT_NCHW, 1);
+    nnm_graph *g = conv_graph(&cc, 0, NNM_IR_NCHW, 1);
     assert_int_equal(nnm_backend_xnn.supports(g, &g->nodes[0]), 0);   /* NCHW */
     ir__graph_free(g);
-    g = conv_graph(&cc, 0, NNM_LAYOUT_NHWC, 0);
+    g = conv_graph(&cc, 0, NNM_IR_NHWC, 0);
     assert_int_equal(nnm_backend_xnn.supports(g, &g->nodes[0]), 0);   /* weight not constant */
     ir__graph_free(g);
-    g = conv_graph(&cc, 0, NNM_LAYOUT_NHWC, 1);
+    g = conv_graph(&cc, 0, NNM_IR_NHWC, 1);
     g->nodes[0].a.spatial_1d = 1;
     assert_int_equal(nnm_backend_xnn.supports(g, &g->nodes[0]), 0);
     ir__graph_free(g);
-    g = conv_graph(&cc, 0, NNM_LAYOUT_NHWC, 1);
+    g = conv_graph(&cc, 0, NNM_IR_NHWC, 1);
     g->values[g->nodes[0].out[0]].shape[1] = 6;                        /* inconsistent shape */
     assert_int_equal(nnm_backend_xnn.supports(g, &g->nodes[0]), 0);
     ir__graph_free(g);
