@@ -14,6 +14,7 @@
 #include "nnmesh/exec.h"
 #include "nnmesh/graph.h"
 #include "nnmesh/npy.h"
+#include "keys.h"
 
 #define MAX_INPUTS 32
 
@@ -25,6 +26,10 @@ static const char usage_text[] =
 "    nnmesh run MODEL.onnx [-i [NAME=]FILE.npy]... [-o DIR] [--threads N] [--repeat N]\n"
 "               [--backend auto|xnn|ref] [--no-arena] [--profile]\n"
 "    nnmesh inspect MODEL.onnx\n"
+"    nnmesh keygen [-o KEYFILE] [--id NODE]\n"
+"    nnmesh trust add TRUSTFILE --node ID (PUBKEY | --key KEYFILE)\n"
+"    nnmesh trust list TRUSTFILE\n"
+"    nnmesh trust revoke TRUSTFILE PUBKEY\n"
 "    nnmesh --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -36,6 +41,14 @@ static const char usage_text[] =
 "    inspect  Prints every node after import (BatchNormalization folded, activations\n"
 "             fused, constant sub-graphs folded): op, output shape, FLOPs, parameter\n"
 "             bytes and activation bytes, then totals. Unsupported ops are named.\n"
+"    keygen   Writes a new Ed25519 node key file (default NODE.key or node.key), mode\n"
+"             0600, never overwriting one; prints the public key and its fingerprint\n"
+"             (with --id, the trust file line too).\n"
+"    trust    Edits the mesh trust file (read by every node; SIGHUP re-reads it):\n"
+"             add appends 'node ID PUBKEY' (creating the file; --key reads the public\n"
+"             key from a key file), list prints every entry with its fingerprint,\n"
+"             revoke appends 'revoke PUBKEY'. Each change is checked and written\n"
+"             atomically.\n"
 "\n"
 "OPTIONS\n"
 "    -i, --input [NAME=]FILE   bind a .npy file to a model input (repeatable)\n"
@@ -459,5 +472,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keygen")) return nnm_cli_keygen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "trust")) return nnm_cli_trust(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }

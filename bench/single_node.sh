@@ -15,7 +15,7 @@ repeat=${1:-30}
 rounds=${2:-5}
 SYS_PYTHON=${SYS_PYTHON:-/usr/bin/python3}
 NNMESH="$top_builddir/apps/nnmesh"
-MODELS="$top_builddir/tests/models"
+MODELS="$top_builddir/tests/model-cache"
 mkdir -p "$MODELS"
 "$SYS_PYTHON" "$top_srcdir/scripts/make_models.py" "$MODELS" --only mobilenet_v2,resnet18,squeezenet1_1 >/dev/null
 tmp=$(mktemp -d)

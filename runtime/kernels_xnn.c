@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthreadpool.h>
 #include <xnnpack.h>
 
 #include "kernels.h"
@@ -53,6 +54,7 @@ typedef struct xstate {
     size_t nc_batch;                          /* unary / softmax: rows */
     uint32_t adj_h, adj_w;                    /* deconvolution adjustment */
     size_t pre[XDIMS], post[XDIMS];           /* constant pad */
+    struct gconv *own;                        /* Conv on the own kernel instead of op */
 } xstate;
 
 /* --- initialization -------------------------------------------------------------------- */
@@ -411,6 +413,278 @@ static int xnn_supports(const nnm_graph *g, const nnm_node *n)
     }
 }
 
+/* --- own dense convolution kernel (x86-64 AVX2 + FMA) ---------------------------------- *
+ *
+ * Why: the Debian build of this snapshot compiles XNNPACK's f32 GEMM/IGEMM microkernel for
+ * AVX2 (5x16 fma3_broadcast) with GCC, which runs out of the 16 ymm registers and keeps
+ * one accumulator on the stack: every step of the inner loop then waits for an FMA, a
+ * store and a store-to-load forward of the same stack slot (perf: ~70% of MobileNetV2's
+ * samples on the instructions around that spill), about half the machine's FMA rate.
+ * So group-1 convolutions (1x1 as a GEMM, kxk as an indirect GEMM) run on the kernel
+ * below instead, when the CPU has AVX2 and FMA; depthwise convolutions, pools and the rest
+ * stay on XNNPACK, whose kernels for them are fine. NNMESH_GEMM=xnn in the environment
+ * turns this off (for A/B measurements).
+ *
+ * Layout: the weights are packed per panel of 16 output channels as [panel][tap][c][16]
+ * (tap = ky * kW + kx), zero-padded past the last channel, and the bias as [panel][16].
+ * The microkernel computes 6 output pixels x 16 channels: 12 accumulators, 2 weight
+ * vectors and 1 broadcast fit the 16 ymm registers. Input rows are read through one
+ * pointer per pixel and tap (a pointer to zeros for padding taps), so 1x1 and kxk
+ * convolutions share it. Tiles of pixels x panels are spread over the thread pool. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(NNM_NO_OWN_GEMM)
+#define OWN_GEMM 1
+#include <immintrin.h>
+#endif
+
+#define GMR 6
+#define GNR 16
+
+typedef struct gconv {
+    float *w;                 /* [panels][taps][c][16] */
+    float *bias;              /* [panels][16] */
+    float *zero;              /* c zeros: the input of a padding tap */
+    size_t c, n, panels, taps;
+    size_t ih, iw, oh, ow;
+    uint32_t kh, kw, sh, sw, dh, dw, pt, pl;
+    float lo, hi;
+    size_t tile_m, tile_n;    /* thread-pool tiles: pixels, channels (multiple of 16) */
+    int pointwise;            /* 1x1, stride 1, no padding: pixel p reads x + p * c */
+} gconv;
+
+typedef struct grun {
+    const gconv *k;
+    const float *x;
+    float *y;
+} grun;
+
+static void gconv_free(gconv *k)
+{
+    if (k == NULL) return;
+    free(k->w);
+    free(k->bias);
+    free(k->zero);
+    free(k);
+}
+
+#ifdef OWN_GEMM
+static int own_gemm_enabled(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("NNMESH_GEMM");
+        __builtin_cpu_init();
+        on = (e == NULL || strcmp(e, "xnn") != 0) && __builtin_cpu_supports("avx2") &&
+             __builtin_cpu_supports("fma");
+    }
+    return on;
+}
+
+/* 6x16 tile: rows r < mr of y (row stride ystride floats), nc <= 16 valid channels.
+ * a[t * GMR + r] is the input row of pixel r at tap t (c floats). */
+__attribute__((target("avx2,fma")))
+static void ukernel_6x16(size_t mr, size_t nc, size_t taps, size_t c, const float *const *a,
+                         const float *w, const float *bias, float *y, size_t ystride, float lo,
+                         float hi)
+{
+    __m256 c00 = _mm256_loadu_ps(bias), c01 = _mm256_loadu_ps(bias + 8);
+    __m256 c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01;
+    __m256 c40 = c00, c41 = c01, c50 = c00, c51 = c01;
+    for (size_t t = 0; t < taps; t++) {
+        const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+        a += GMR;
+        for (size_t k = 0; k < c; k++) {
+            const __m256 b0 = _mm256_loadu_ps(w), b1 = _mm256_loadu_ps(w + 8);
+            w += GNR;
+            __m256 v = _mm256_broadcast_ss(a0 + k);
+            c00 = _mm256_fmadd_ps(v, b0, c00);
+            c01 = _mm256_fmadd_ps(v, b1, c01);
+            v = _mm256_broadcast_ss(a1 + k);
+            c10 = _mm256_fmadd_ps(v, b0, c10);
+            c11 = _mm256_fmadd_ps(v, b1, c11);
+            v = _mm256_broadcast_ss(a2 + k);
+            c20 = _mm256_fmadd_ps(v, b0, c20);
+            c21 = _mm256_fmadd_ps(v, b1, c21);
+            v = _mm256_broadcast_ss(a3 + k);
+            c30 = _mm256_fmadd_ps(v, b0, c30);
+            c31 = _mm256_fmadd_ps(v, b1, c31);
+            v = _mm256_broadcast_ss(a4 + k);
+            c40 = _mm256_fmadd_ps(v, b0, c40);
+            c41 = _mm256_fmadd_ps(v, b1, c41);
+            v = _mm256_broadcast_ss(a5 + k);
+            c50 = _mm256_fmadd_ps(v, b0, c50);
+            c51 = _mm256_fmadd_ps(v, b1, c51);
+        }
+    }
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    __m256 r[GMR][2] = { { c00, c01 }, { c10, c11 }, { c20, c21 },
+                         { c30, c31 }, { c40, c41 }, { c50, c51 } };
+    for (size_t i = 0; i < mr; i++, y += ystride) {
+        __m256 v0 = _mm256_min_ps(_mm256_max_ps(r[i][0], vlo), vhi);
+        __m256 v1 = _mm256_min_ps(_mm256_max_ps(r[i][1], vlo), vhi);
+        if (nc == GNR) {
+            _mm256_storeu_ps(y, v0);
+            _mm256_storeu_ps(y + 8, v1);
+        } else {
+            float tmp[GNR];
+            _mm256_storeu_ps(tmp, v0);
+            _mm256_storeu_ps(tmp + 8, v1);
+            memcpy(y, tmp, nc * sizeof *tmp);
+        }
+    }
+}
+
+/* One thread-pool tile: pixels [m0, m0 + tm) x channels [n0, n0 + tn). The input rows of
+ * the tile's pixels are looked up once; then each 16-channel weight panel is swept over all
+ * of the tile's pixels, so the panel and the tile's rows stay in cache together. */
+static void gconv_tile(void *arg, size_t m0, size_t n0, size_t tm, size_t tn)
+{
+    const grun *g = arg;
+    const gconv *k = g->k;
+    size_t blocks = (tm + GMR - 1) / GMR, per = k->taps * GMR;
+    const float *stack[2048];
+    const float **ap = stack;
+    if (blocks * per > sizeof stack / sizeof *stack) {
+        ap = malloc(blocks * per * sizeof *ap);
+        if (ap == NULL) return;     /* cannot happen for the tiles gconv_tiles picks */
+    }
+    size_t last = m0 + tm - 1;       /* rows past the tile repeat its last pixel */
+    if (k->pointwise) {
+        for (size_t i = 0; i < blocks * GMR; i++) {
+            size_t p = m0 + i <= last ? m0 + i : last;
+            ap[i] = g->x + p * k->c;
+        }
+    } else {
+        size_t plane = k->oh * k->ow;
+        size_t b = m0 / plane, oy = m0 % plane / k->ow, ox = m0 % k->ow;
+        for (size_t i = 0; i < blocks * GMR; i++) {
+            const float **dst = ap + i / GMR * per + i % GMR;
+            if (m0 + i > last) {       /* repeat the last real row */
+                for (size_t t = 0; t < k->taps; t++) dst[t * GMR] = dst[t * GMR - 1];
+                continue;
+            }
+            for (size_t ky = 0; ky < k->kh; ky++) {
+                size_t iy = oy * k->sh + ky * k->dh - k->pt;   /* wraps when above */
+                for (size_t kx = 0; kx < k->kw; kx++) {
+                    size_t ix = ox * k->sw + kx * k->dw - k->pl;
+                    const float *row = k->zero;
+                    if (iy < k->ih && ix < k->iw)
+                        row = g->x + ((b * k->ih + iy) * k->iw + ix) * k->c;
+                    dst[(ky * k->kw + kx) * GMR] = row;
+                }
+            }
+            if (++ox == k->ow) {
+                ox = 0;
+                if (++oy == k->oh) { oy = 0; b++; }
+            }
+        }
+    }
+    for (size_t n = n0; n < n0 + tn && n < k->n; n += GNR) {
+        size_t p = n / GNR;
+        size_t nc = k->n - n < GNR ? k->n - n : GNR;
+        const float *w = k->w + p * k->taps * k->c * GNR;
+        for (size_t bi = 0; bi < blocks; bi++) {
+            size_t m = m0 + bi * GMR;
+            size_t mr = m0 + tm - m < GMR ? m0 + tm - m : GMR;
+            ukernel_6x16(mr, nc, k->taps, k->c, ap + bi * per, w, k->bias + p * GNR,
+                         g->y + m * k->n + n, k->n, k->lo, k->hi);
+        }
+    }
+    if (ap != stack) free(ap);
+}
+
+/* Tiles for the pool: about 4 per thread, pixel tiles of at most 8 microkernel rows. */
+static void gconv_tiles(gconv *k, size_t m, int threads)
+{
+    size_t tm = 8 * GMR, tn = k->panels * GNR;
+    if (m < tm) tm = (m + GMR - 1) / GMR * GMR;
+    size_t want = threads > 1 ? 4 * (size_t)threads : 1;
+    while (((m + tm - 1) / tm) * ((k->panels * GNR + tn - 1) / tn) < want) {
+        if (tn > GNR) tn = (tn / GNR + 1) / 2 * GNR;
+        else if (tm > GMR) tm -= GMR;
+        else break;
+    }
+    k->tile_m = tm;
+    k->tile_n = tn;
+}
+
+/* 1 if the own kernel takes this (already supported) convolution. */
+static int gconv_takes(const nnm_graph *g, const nnm_node *n)
+{
+    if (!own_gemm_enabled() || n->op != NNM_OP_CONV || n->a.group != 1) return 0;
+    const nnm_value *w = &g->values[n->in[1]];
+    /* Few input channels per tap (a 3-channel stem) waste the pointer set-up. */
+    return w->shape[2] * w->shape[3] <= 64;
+}
+
+static nnm_err gconv_prepare(gconv **out, const nnm_graph *g, const nnm_node *n, int threads)
+{
+    const nnm_attrs *a = &n->a;
+    const nnm_value *x = &g->values[n->in[0]], *wv = &g->values[n->in[1]];
+    const nnm_value *y = &g->values[n->out[0]];
+    const float *w = wv->data;
+    const float *bias = n->n_in > 2 && n->in[2] >= 0 ? g->values[n->in[2]].data : NULL;
+    gconv *k = calloc(1, sizeof *k);
+    if (k == NULL) return NNM_ENOMEM;
+    k->n = (size_t)wv->shape[0];
+    k->c = (size_t)wv->shape[1];
+    k->kh = (uint32_t)a->kernel[0];
+    k->kw = (uint32_t)a->kernel[1];
+    k->taps = (size_t)k->kh * k->kw;
+    k->panels = (k->n + GNR - 1) / GNR;
+    k->ih = (size_t)x->shape[1];
+    k->iw = (size_t)x->shape[2];
+    k->oh = (size_t)y->shape[1];
+    k->ow = (size_t)y->shape[2];
+    k->sh = (uint32_t)a->strides[0];
+    k->sw = (uint32_t)a->strides[1];
+    k->dh = (uint32_t)a->dilations[0];
+    k->dw = (uint32_t)a->dilations[1];
+    k->pt = (uint32_t)a->pads[0];
+    k->pl = (uint32_t)a->pads[1];
+    k->pointwise = k->taps == 1 && k->sh == 1 && k->sw == 1 && k->pt == 0 && k->pl == 0 &&
+                   a->pads[2] == 0 && a->pads[3] == 0;
+    clamp_bounds(a, &k->lo, &k->hi);
+    size_t wn = k->panels * k->taps * k->c * GNR;
+    k->w = aligned_alloc(64, (wn * sizeof(float) + 63) / 64 * 64);
+    k->bias = calloc(k->panels * GNR, sizeof(float));
+    k->zero = calloc(k->c, sizeof(float));
+    if (!k->w || !k->bias || !k->zero) {
+        gconv_free(k);
+        return NNM_ENOMEM;
+    }
+    memset(k->w, 0, wn * sizeof(float));
+    /* ONNX OIHW [n][c][ky][kx] -> [panel][tap][c][16]. */
+    for (size_t o = 0; o < k->n; o++) {
+        float *dst = k->w + (o / GNR) * k->taps * k->c * GNR + o % GNR;
+        for (size_t ci = 0; ci < k->c; ci++)
+            for (size_t t = 0; t < k->taps; t++)
+                dst[(t * k->c + ci) * GNR] = w[(o * k->c + ci) * k->taps + t];
+        if (bias) k->bias[o] = bias[o];
+    }
+    gconv_tiles(k, (size_t)y->shape[0] * k->oh * k->ow, threads);
+    *out = k;
+    return NNM_OK;
+}
+
+static void gconv_run(const gconv *k, const float *x, float *y, size_t batch, pthreadpool_t pool)
+{
+    grun g = { k, x, y };
+    pthreadpool_parallelize_2d_tile_2d(pool, gconv_tile, &g, batch * k->oh * k->ow,
+                                       k->panels * GNR, k->tile_m, k->tile_n, 0);
+}
+#else
+static int gconv_takes(const nnm_graph *g, const nnm_node *n) { (void)g; (void)n; return 0; }
+static nnm_err gconv_prepare(gconv **out, const nnm_graph *g, const nnm_node *n, int threads)
+{
+    (void)out; (void)g; (void)n; (void)threads;
+    return NNM_EUNSUPPORTED;
+}
+static void gconv_run(const gconv *k, const float *x, float *y, size_t batch, pthreadpool_t pool)
+{
+    (void)k; (void)x; (void)y; (void)batch; (void)pool;
+}
+#endif
+
 /* --- prepare --------------------------------------------------------------------------- */
 
 /* ONNX conv weights [M, C/g, kH, kW] (OIHW) to XNNPACK's [g][M/g][kH][kW][C/g]: since the
@@ -457,8 +731,10 @@ static void record_shapes(xstate *s, const nnm_graph *g, const nnm_node *n, int 
     memcpy(s->out_shape, y->shape, sizeof y->shape);
 }
 
-static nnm_err prepare_conv(xstate *s, const nnm_graph *g, const nnm_node *n, nnm_diag *diag)
+static nnm_err prepare_conv(xstate *s, const nnm_graph *g, const nnm_node *n, int threads,
+                            nnm_diag *diag)
 {
+    if (gconv_takes(g, n)) return gconv_prepare(&s->own, g, n, threads);
     const nnm_attrs *a = &n->a;
     const nnm_value *x = &g->values[n->in[0]], *w = &g->values[n->in[1]];
     const float *bias = n->n_in > 2 && n->in[2] >= 0 ? g->values[n->in[2]].data : NULL;
@@ -692,13 +968,13 @@ static void xnn_release(void *state)
     xstate *s = state;
     if (s == NULL) return;
     if (s->op != NULL) xnn_delete_operator(s->op);
+    gconv_free(s->own);
     free(s);
 }
 
 static nnm_err xnn_prepare(void **state, const nnm_graph *g, const nnm_node *n,
                            const nnm_kctx *ctx, nnm_diag *diag)
 {
-    (void)ctx;
     if (state == NULL || g == NULL || n == NULL)
         return nnm_diag_set(diag, NNM_EINVAL, "xnn prepare: state, graph and node are required");
     *state = NULL;
@@ -717,7 +993,7 @@ static nnm_err xnn_prepare(void **state, const nnm_graph *g, const nnm_node *n,
     case NNM_OP_CONV:
     case NNM_OP_CONV_TRANSPOSE:
         record_shapes(s, g, n, 1);
-        rc = prepare_conv(s, g, n, diag);
+        rc = prepare_conv(s, g, n, ctx != NULL && ctx->threads > 1 ? ctx->threads : 1, diag);
         break;
     case NNM_OP_GEMM:
     case NNM_OP_MATMUL:
@@ -802,6 +1078,10 @@ static nnm_err xnn_run(void *state, const nnm_node *n, const nnm_tensor *const *
     const char *call;
     switch (s->kind) {
     case NNM_OP_CONV:
+        if (s->own != NULL) {
+            gconv_run(s->own, x, y, (size_t)xs[0], pool);
+            return NNM_OK;
+        }
         call = "xnn_setup_convolution2d_nhwc_f32";
         st = xnn_setup_convolution2d_nhwc_f32(s->op, (size_t)xs[0], (size_t)xs[1], (size_t)xs[2],
                                               x, y, pool);

@@ -5,3 +5,9 @@ tests_tools_slice_check_LDADD = libnnmesh.la $(NNM_DEP_LIBS)
 
 TESTS += tests/cli_errors.sh tests/models.sh tests/slicing.sh tests/lenet.sh
 EXTRA_DIST += tests/lib.sh tests/cli_errors.sh tests/models.sh tests/slicing.sh tests/lenet.sh
+
+# Models exported by scripts/make_models.py are cached in the build tree.
+clean-local: clean-model-cache
+clean-model-cache:
+	rm -rf tests/model-cache
+.PHONY: clean-model-cache

@@ -7,7 +7,7 @@ set -eu
 : "${NODE:=node}"
 export top_srcdir top_builddir SYS_PYTHON NODE
 NNMESH="$top_builddir/apps/nnmesh"
-MODELS="$top_builddir/tests/models"     # generated models are cached here, never committed
+MODELS="$top_builddir/tests/model-cache"   # generated models are cached here, never committed
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 

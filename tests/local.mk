@@ -10,3 +10,4 @@ include tests/exec.mk
 include tests/crypto.mk
 include tests/wire.mk
 include tests/mqtt.mk
+include tests/node.mk

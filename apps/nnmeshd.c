@@ -1,0 +1,493 @@
+/* apps/nnmeshd.c — the node daemon's main: reads and checks the config file, loads the
+ * identity, the trust file and the models, measures capacity, then serves until SIGTERM
+ * or SIGINT (SIGHUP re-reads the trust file). A thin main over libnnmesh: argument
+ * parsing, logging and signals. The MQTT session, adverts and request handling are not
+ * wired yet (transport/ is in progress); --help says so. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "nnmesh/capacity.h"
+#include "nnmesh/config.h"
+#include "nnmesh/crypto.h"
+#include "nnmesh/graph.h"
+
+enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+static const char *const level_name[] = { "debug", "info", "warn", "error" };
+static int log_min = LOG_INFO;
+static char log_node[NNM_ID_MAX + 1];
+
+static void logf_(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* "2026-11-24T04:10:00Z info node n1: message" on stderr, one write per line. */
+static void logf_(int level, const char *fmt, ...)
+{
+    if (level < log_min) return;
+    char line[1024], ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int n = snprintf(line, sizeof line, "%s %s %s%s: ", ts, level_name[level],
+                     log_node[0] ? "node " : "nnmeshd", log_node);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof line) vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s\n", line);
+}
+
+/* ---- help, generated in part from the config key table ---------------------------------- */
+
+static const char help_head[] =
+"NAME\n"
+"    nnmeshd - the nnmesh node daemon: one per device of the mesh\n"
+"\n"
+"SYNOPSIS\n"
+"    nnmeshd --config FILE [--log-level debug|info|warn|error]\n"
+"    nnmeshd --check-config FILE\n"
+"    nnmeshd --measure [--threads N] [--budget MS]\n"
+"    nnmeshd --print-config-doc\n"
+"    nnmeshd --help | --version\n"
+"\n"
+"DESCRIPTION\n"
+"    --config FILE\n"
+"        Runs a node in the foreground: reads and checks FILE, loads the node's key file,\n"
+"        the mesh trust file and every model listed in [models] (each hashed with\n"
+"        BLAKE2b-256), measures this machine's capacity, then serves until SIGTERM or\n"
+"        SIGINT and exits 0. SIGHUP re-reads the trust file (a bad new file is logged and\n"
+"        the old one kept). Logs go to stderr, one line each:\n"
+"            2026-11-24T04:10:00Z info node n1: ...\n"
+"\n"
+"        NOT WIRED YET: the node does not connect to the brokers in [broker], publish\n"
+"        adverts or serve requests; [broker], [limits] and [control] are checked but not\n"
+"        used. Those arrive with the MQTT session layer (transport/).\n"
+"\n"
+"    --check-config FILE\n"
+"        Checks FILE as --config would (unknown or misspelt keys, values, ranges, ids,\n"
+"        duplicates, the key file and its mode, the trust file, every model file, which\n"
+"        is also parsed) and prints the effective configuration, defaults included.\n"
+"        Every error names the file, the line and the key.\n"
+"\n"
+"    --measure\n"
+"        Measures capacity as the node does at start and prints it as JSON: GFLOP/s per\n"
+"        op class (3x3 conv, 1x1 conv, depthwise 3x3, fully connected) from short probes\n"
+"        of the real kernels (about 0.2 s; under a cgroup CPU quota the result is what\n"
+"        the quota lets the node sustain), free memory (MemAvailable capped by the\n"
+"        cgroup limit), load average and CPU quota.\n"
+"\n"
+"    --print-config-doc\n"
+"        Prints the configuration reference (docs/CONFIG.md) from the key table.\n"
+"\n"
+"OPTIONS\n"
+"    -c, --config FILE        run a node with FILE\n"
+"    --check-config FILE      check FILE and print the effective configuration\n"
+"    --log-level LEVEL        least severe level logged (default info)\n"
+"    --threads N              probe threads for --measure (default: all online CPUs)\n"
+"    --budget MS              probe time for --measure (default 200, at most 10000)\n"
+"\n"
+"CONFIGURATION FILE\n"
+"    An INI file: [section] headers, 'key = value' lines, '#' or ';' comments. Relative\n"
+"    paths are relative to the config file's directory. Sizes take K, M or G suffixes\n"
+"    (powers of 1024); durations need ms or s. A list may continue on indented lines.\n"
+"\n";
+
+static const char help_tail[] =
+"\n"
+"EXAMPLE\n"
+"    nnmesh keygen --id n1 -o /etc/nnmesh/n1.key\n"
+"    nnmesh trust add /etc/nnmesh/trust --node n1 --key /etc/nnmesh/n1.key\n"
+"    cat > /etc/nnmesh/node.conf <<EOF\n"
+"    [node]\n"
+"    id = n1\n"
+"    key_file = n1.key\n"
+"    [mesh]\n"
+"    trust_file = trust\n"
+"    [broker]\n"
+"    uris = tcp://10.0.0.2:1883, tcp://10.0.0.3:1883\n"
+"    [models]\n"
+"    mobilenet = /srv/models/mobilenet_v2.onnx\n"
+"    EOF\n"
+"    nnmeshd --check-config /etc/nnmesh/node.conf && nnmeshd --config /etc/nnmesh/node.conf\n"
+"\n"
+"EXIT STATUS\n"
+"    0 on success and after SIGTERM/SIGINT; 1 when the config, a file it names or a\n"
+"    model is wrong (one line on stderr says which, with file and line); 2 on usage\n"
+"    errors.\n";
+
+static void print_help(FILE *f)
+{
+    fputs(help_head, f);
+    const char *sect = "";
+    for (int i = 0; i < nnm_config_key_count(); i++) {
+        nnm_config_key k;
+        nnm_config_key_get(i, &k);
+        if (strcmp(sect, k.section) != 0) {
+            fprintf(f, "    [%s]\n", k.section);
+            sect = k.section;
+        }
+        char range[64] = "";
+        if (k.min != NULL) snprintf(range, sizeof range, ", %s..%s", k.min, k.max);
+        fprintf(f, "      %s (%s%s%s%s)\n", k.name, k.type, range,
+                k.def == NULL ? ", required" : k.def[0] ? ", default " : "",
+                k.def != NULL && k.def[0] ? k.def : "");
+        /* Wrap the help at 80 columns, indented by 10. */
+        const char *h = k.help;
+        while (*h) {
+            int w = 70;
+            int len = (int)strlen(h);
+            if (len > w) {
+                int cut = w;
+                while (cut > 0 && h[cut] != ' ') cut--;
+                if (cut == 0) cut = w;
+                len = cut;
+            }
+            fprintf(f, "          %.*s\n", len, h);
+            h += len;
+            while (*h == ' ') h++;
+        }
+    }
+    fputs(help_tail, f);
+}
+
+/* docs/CONFIG.md; tests/config_errors.sh checks the committed file matches. */
+static void print_config_doc(void)
+{
+    printf("# nnmeshd configuration reference\n\n"
+           "<!-- Generated by `nnmeshd --print-config-doc` from the key table in "
+           "runtime/config.c; do not edit. -->\n\n"
+           "One INI file per node: `[section]` headers, `key = value` lines, `#` or `;` "
+           "comments. Relative paths are relative to the config file's directory. Sizes "
+           "take `K`, `M` or `G` suffixes (powers of 1024); durations need `ms` or `s`. "
+           "A list is comma-separated and may continue on indented lines. Check a file with "
+           "`nnmeshd --check-config FILE`: every error names the file, the line and the key, "
+           "and an unknown key gets the closest known one as a suggestion.\n\n");
+    const char *sect = "";
+    for (int i = 0; i < nnm_config_key_count(); i++) {
+        nnm_config_key k;
+        nnm_config_key_get(i, &k);
+        if (strcmp(sect, k.section) != 0) {
+            printf("%s## [%s]\n\n| key | type | range | default | description |\n"
+                   "|---|---|---|---|---|\n", i ? "\n" : "", k.section);
+            sect = k.section;
+        }
+        char range[64] = "";
+        if (k.min != NULL) snprintf(range, sizeof range, "%s .. %s", k.min, k.max);
+        printf("| `%s` | %s | %s | %s | %s |\n", k.name, k.type, range,
+               k.def == NULL ? "**required**" : k.def[0] ? k.def : "", k.help);
+    }
+}
+
+/* ---- pieces of a node -------------------------------------------------------------------- */
+
+static int load_config(nnm_config **cfg, const char *path)
+{
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    nnm_err rc = nnm_config_load(cfg, path, &d);
+    if (rc != NNM_OK) {
+        fprintf(stderr, "nnmeshd: %s\n", d.msg[0] ? d.msg : nnm_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* BLAKE2b-256 of a file's bytes, as hex. */
+static int hash_file(char hex[2 * 32 + 1], const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    crypto_generichash_state st;
+    unsigned char buf[65536], h[32];
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) != 0) {
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            close(fd);
+            return -1;
+        }
+        crypto_generichash_update(&st, buf, (unsigned long long)r);
+    }
+    close(fd);
+    crypto_generichash_final(&st, h, sizeof h);
+    sodium_bin2hex(hex, 2 * 32 + 1, h, sizeof h);
+    return 0;
+}
+
+typedef struct model {
+    nnm_graph *g;
+    char hash[2 * 32 + 1];
+} model;
+
+/* Loads (and hashes) every model; on error logs it and returns -1. */
+static int load_models(const nnm_config *cfg, model *m, int quiet)
+{
+    for (int i = 0; i < cfg->n_models; i++) {
+        const nnm_config_model *cm = &cfg->models[i];
+        nnm_diag d;
+        nnm_diag_clear(&d);
+        if (hash_file(m[i].hash, cm->path) != 0) {
+            fprintf(stderr, "nnmeshd: %s:%d: [models] %s: %s: %s\n", cfg->source, cm->line,
+                    cm->id, cm->path, strerror(errno));
+            return -1;
+        }
+        nnm_err rc = nnm_graph_load_onnx(&m[i].g, cm->path, NULL, &d);
+        if (rc != NNM_OK) {
+            fprintf(stderr, "nnmeshd: %s:%d: [models] %s: %s\n", cfg->source, cm->line, cm->id,
+                    d.msg[0] ? d.msg : nnm_strerror(rc));
+            return -1;
+        }
+        double flops = 0, params = 0;
+        int n = nnm_graph_node_count(m[i].g);
+        for (int k = 0; k < n; k++) {
+            nnm_node_info ni;
+            nnm_graph_node_get(m[i].g, k, &ni);
+            flops += ni.flops;
+            params += (double)ni.param_bytes;
+        }
+        if (!quiet)
+            logf_(LOG_INFO, "model %s: %s, %d nodes, %.1f MFLOPs, %.2f MiB parameters, "
+                  "blake2b-256 %s", cm->id, cm->path, n, flops / 1e6, params / 1048576.0,
+                  m[i].hash);
+        else
+            printf("  model %s: %d nodes, %.1f MFLOPs, %.2f MiB parameters, blake2b-256 %.16s...\n",
+                   cm->id, n, flops / 1e6, params / 1048576.0, m[i].hash);
+    }
+    return 0;
+}
+
+static int check_config(const char *path)
+{
+    nnm_config *cfg = NULL;
+    if (load_config(&cfg, path) != 0) return 1;
+    model *m = calloc((size_t)cfg->n_models + 1, sizeof *m);
+    if (m == NULL) {
+        nnm_config_free(cfg);
+        fprintf(stderr, "nnmeshd: out of memory\n");
+        return 1;
+    }
+    printf("%s: OK\n", path);
+    int status = load_models(cfg, m, 1) == 0 ? 0 : 1;
+    if (status == 0) {
+        printf("# effective configuration ('; default' marks keys the file does not set)\n");
+        const char *sect = "";
+        for (int i = 0; i < nnm_config_key_count(); i++) {
+            nnm_config_key k;
+            char val[2048];
+            nnm_config_key_get(i, &k);
+            nnm_config_get_value(cfg, i, val, sizeof val);
+            if (strcmp(sect, k.section) != 0) {
+                printf("[%s]\n", k.section);
+                sect = k.section;
+            }
+            if (!strcmp(k.section, "models")) {
+                for (int j = 0; j < cfg->n_models; j++)
+                    printf("%s = %s\n", cfg->models[j].id, cfg->models[j].path);
+                continue;
+            }
+            if (!strcmp(k.name, "password_file") || cfg->key_line[i] != 0)
+                printf("%s = %s\n", k.name, val);
+            else
+                printf("%s = %s%s; default\n", k.name, val, val[0] ? " " : "");
+        }
+    }
+    for (int i = 0; i < cfg->n_models; i++) nnm_graph_free(m[i].g);
+    free(m);
+    nnm_config_free(cfg);
+    return status;
+}
+
+static int measure(int threads, int budget)
+{
+    nnm_capacity cap;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    nnm_err rc = nnm_capacity_measure(&cap, threads, budget, &d);
+    if (rc != NNM_OK) {
+        fprintf(stderr, "nnmeshd: %s\n", d.msg[0] ? d.msg : nnm_strerror(rc));
+        return 1;
+    }
+    char json[2048];
+    nnm_capacity_encode_json(json, sizeof json, &cap);
+    printf("%s\n", json);
+    return 0;
+}
+
+/* ---- running ------------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t got_stop, got_hup;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP) got_hup = 1;
+    else got_stop = sig;
+}
+
+static int run_node(const char *path)
+{
+    int status = 1;
+    nnm_config *cfg = NULL;
+    nnm_identity *ident = NULL;
+    nnm_trust *trust = NULL;
+    model *m = NULL;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    /* Signals wait until the loop below: a SIGTERM during start-up stops the node there. */
+    sigprocmask(SIG_BLOCK, &block, &old);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    if (load_config(&cfg, path) != 0) goto out;
+    snprintf(log_node, sizeof log_node, "%s", cfg->node_id);
+    logf_(LOG_INFO, "starting: config %s, mesh %s, %d broker URI%s, %d model%s", path,
+          cfg->mesh_name, cfg->n_broker_uris, cfg->n_broker_uris == 1 ? "" : "s", cfg->n_models,
+          cfg->n_models == 1 ? "" : "s");
+    nnm_err rc = nnm_identity_load(&ident, cfg->key_file, &d);
+    if (rc != NNM_OK) {
+        logf_(LOG_ERROR, "%s", d.msg);
+        goto out;
+    }
+    char b64[NNM_PUBKEY_B64_SIZE], fp[NNM_FINGERPRINT_SIZE];
+    nnm_pubkey_encode(b64, nnm_identity_get_pubkey(ident));
+    nnm_pubkey_get_fingerprint(fp, nnm_identity_get_pubkey(ident));
+    logf_(LOG_INFO, "identity %s (fingerprint %s) from %s", b64, fp, cfg->key_file);
+    if ((rc = nnm_trust_load(&trust, cfg->trust_file, &d)) != NNM_OK) {
+        logf_(LOG_ERROR, "%s", d.msg);
+        goto out;
+    }
+    rc = nnm_trust_check(trust, cfg->node_id, nnm_identity_get_pubkey(ident), NULL, 0,
+                         (uint64_t)time(NULL), &d);
+    logf_(LOG_INFO, "trust file %s loaded%s%s", cfg->trust_file,
+          rc == NNM_OK ? "; this node is listed in it" : "; warning: ", rc == NNM_OK ? "" : d.msg);
+    if ((m = calloc((size_t)cfg->n_models + 1, sizeof *m)) == NULL) {
+        logf_(LOG_ERROR, "out of memory");
+        goto out;
+    }
+    if (load_models(cfg, m, 0) != 0) goto out;
+    nnm_capacity cap;
+    if ((rc = nnm_capacity_measure(&cap, (int)cfg->threads, 0, &d)) != NNM_OK) {
+        logf_(LOG_ERROR, "%s", d.msg);
+        goto out;
+    }
+    char quota[32] = "none";
+    if (cap.cpu_quota > 0) snprintf(quota, sizeof quota, "%.2f cores", cap.cpu_quota);
+    uint64_t offer = cfg->memory_limit > 0 && (uint64_t)cfg->memory_limit < cap.mem_free
+                         ? (uint64_t)cfg->memory_limit : cap.mem_free;
+    logf_(LOG_INFO, "capacity (%d thread%s, %.0f ms): conv3x3 %.2f, conv1x1 %.2f, dwconv3x3 %.2f, "
+          "fc %.2f GFLOP/s; memory offered %.0f MiB (free %.0f MiB); load %.2f; cpu quota %s",
+          cap.threads, cap.threads == 1 ? "" : "s", cap.wall_ms, cap.gflops[NNM_PROBE_CONV3X3],
+          cap.gflops[NNM_PROBE_CONV1X1], cap.gflops[NNM_PROBE_DWCONV3X3],
+          cap.gflops[NNM_PROBE_FC], (double)offer / 1048576.0, (double)cap.mem_free / 1048576.0,
+          cap.load1, quota);
+    logf_(LOG_WARN, "networking is not wired yet: not connecting to %s; waiting for SIGTERM",
+          cfg->broker_uris[0]);
+
+    for (;;) {
+        while (!got_stop && !got_hup) sigsuspend(&old);
+        if (got_stop) break;
+        got_hup = 0;
+        nnm_trust *nt = NULL;
+        nnm_diag_clear(&d);
+        if (nnm_trust_load(&nt, cfg->trust_file, &d) == NNM_OK) {
+            nnm_trust_free(trust);
+            trust = nt;
+            logf_(LOG_INFO, "SIGHUP: trust file %s reloaded", cfg->trust_file);
+        } else {
+            logf_(LOG_ERROR, "SIGHUP: %s; keeping the trust file loaded before", d.msg);
+        }
+    }
+    logf_(LOG_INFO, "stopping (%s)", got_stop == SIGINT ? "SIGINT" : "SIGTERM");
+    status = 0;
+out:
+    if (m != NULL)
+        for (int i = 0; i < cfg->n_models; i++) nnm_graph_free(m[i].g);
+    free(m);
+    nnm_trust_free(trust);
+    nnm_identity_free(ident);
+    nnm_config_free(cfg);
+    return status;
+}
+
+static int usage_error(const char *msg, const char *arg)
+{
+    fprintf(stderr, "nnmeshd: %s%s%s\nTry 'nnmeshd --help'.\n", msg, arg ? " " : "", arg ? arg : "");
+    return 2;
+}
+
+static int parse_num(const char *s, int lo, int hi, int *out)
+{
+    char *e;
+    errno = 0;
+    long v = strtol(s, &e, 10);
+    if (errno || e == s || *e || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL, *check = NULL;
+    int do_measure = 0, threads = 0, budget = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            print_help(stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("nnmeshd %s\n", PACKAGE_VERSION);
+            return 0;
+        } else if (!strcmp(a, "--print-config-doc")) {
+            print_config_doc();
+            return 0;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
+            if (!has) return usage_error("option needs a FILE:", a);
+            config = argv[++i];
+        } else if (!strcmp(a, "--check-config")) {
+            if (!has) return usage_error("option needs a FILE:", a);
+            check = argv[++i];
+        } else if (!strcmp(a, "--measure")) {
+            do_measure = 1;
+        } else if (!strcmp(a, "--threads")) {
+            if (!has || parse_num(argv[++i], 0, 1024, &threads))
+                return usage_error("--threads needs a number from 0 to 1024", NULL);
+        } else if (!strcmp(a, "--budget")) {
+            if (!has || parse_num(argv[++i], 1, 10000, &budget))
+                return usage_error("--budget needs milliseconds from 1 to 10000", NULL);
+        } else if (!strcmp(a, "--log-level")) {
+            if (!has) return usage_error("option needs a LEVEL:", a);
+            const char *l = argv[++i];
+            int k = -1;
+            for (int j = 0; j < 4; j++)
+                if (!strcmp(l, level_name[j])) k = j;
+            if (k < 0) return usage_error("--log-level takes debug, info, warn or error, not", l);
+            log_min = k;
+        } else {
+            return usage_error("unknown argument", a);
+        }
+    }
+    if (!!config + !!check + do_measure != 1)
+        return usage_error("give one of --config FILE, --check-config FILE or --measure", NULL);
+    if (check != NULL) return check_config(check);
+    if (do_measure) return measure(threads, budget);
+    return run_node(config);
+}
