@@ -278,7 +278,7 @@ static int check_config(const char *path)
     printf("%s: OK\n", path);
     int status = load_models(cfg, m, 1) == 0 ? 0 : 1;
     if (status == 0) {
-        printf("# effective configuration ('; default' marks keys the file does not set)\n");
+        printf("# effective configuration ('; default': the file does not set the key)\n");
         const char *sect = "";
         for (int i = 0; i < nnm_config_key_count(); i++) {
             nnm_config_key k;
@@ -294,10 +294,9 @@ static int check_config(const char *path)
                     printf("%s = %s\n", cfg->models[j].id, cfg->models[j].path);
                 continue;
             }
-            if (!strcmp(k.name, "password_file") || cfg->key_line[i] != 0)
-                printf("%s = %s\n", k.name, val);
-            else
-                printf("%s = %s%s; default\n", k.name, val, val[0] ? " " : "");
+            if (cfg->key_line[i] != 0) printf("%s = %s\n", k.name, val);
+            else if (val[0] != '\0') printf("%s = %s ; default\n", k.name, val);
+            else printf("# %s is not set\n", k.name);
         }
     }
     for (int i = 0; i < cfg->n_models; i++) nnm_graph_free(m[i].g);

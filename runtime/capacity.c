@@ -346,6 +346,13 @@ nnm_err nnm_capacity_measure(nnm_capacity *cap, int threads, int budget_ms, nnm_
         if (round == 0) t0 = clock_ms(CLOCK_MONOTONIC);
         else if (clock_ms(CLOCK_MONOTONIC) - t0 >= budget_ms) break;
     }
+    /* Time between the timed runs counts too: a throttled process is often stopped in the
+     * system call that reads its CPU time, outside any run. Spread it over the classes in
+     * proportion to their run time. */
+    double loop_ms = clock_ms(CLOCK_MONOTONIC) - t0, timed = 0;
+    for (int p = 0; p < NNM_PROBE__COUNT; p++) timed += wall[p];
+    if (timed > 0 && loop_ms > timed)
+        for (int p = 0; p < NNM_PROBE__COUNT; p++) wall[p] *= loop_ms / timed;
     for (int p = 0; p < NNM_PROBE__COUNT; p++) {
         /* Under a quota the kernel lets the process run at most quota cores on average:
          * the CPU time spent needs at least cpu / quota of wall time. */

@@ -398,6 +398,12 @@ static void suggest(char *out, size_t len, const char *section, const char *name
 static char *resolve_path(const loader *L, const char *v)
 {
     if (v[0] == '/' || L->dir == NULL) return strdup(v);
+    if (!strcmp(L->dir, "/")) {
+        size_t n = strlen(v) + 2;
+        char *p = malloc(n);
+        if (p != NULL) snprintf(p, n, "/%s", v);
+        return p;
+    }
     size_t n = strlen(L->dir) + strlen(v) + 2;
     char *p = malloc(n);
     if (p != NULL) snprintf(p, n, "%s/%s", L->dir, v);
@@ -737,11 +743,15 @@ nnm_err nnm_config_load(nnm_config **out, const char *path, nnm_diag *diag)
         fclose(f);
         return nnm_diag_set(diag, NNM_ENOMEM, "%s: out of memory", path);
     }
+    /* Relative paths in the file are relative to its directory, made absolute so that the
+     * summary and the logs say exactly which file is meant. */
     char *slash = strrchr(dir, '/');
-    if (slash == NULL) { free(dir); dir = NULL; }
+    if (slash == NULL) strcpy(dir, ".");
     else if (slash == dir) slash[1] = '\0';
     else *slash = '\0';
-    nnm_err rc = load(out, f, NULL, path, dir, 1, diag);
+    char *abs = realpath(dir, NULL);
+    nnm_err rc = load(out, f, NULL, path, abs != NULL ? abs : dir, 1, diag);
+    free(abs);
     free(dir);
     fclose(f);
     return rc;

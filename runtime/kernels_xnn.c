@@ -55,6 +55,7 @@ typedef struct xstate {
     uint32_t adj_h, adj_w;                    /* deconvolution adjustment */
     size_t pre[XDIMS], post[XDIMS];           /* constant pad */
     struct gconv *own;                        /* Conv on the own kernel instead of op */
+    struct dwconv *dw;                        /* depthwise Conv on the own kernel */
 } xstate;
 
 /* --- initialization -------------------------------------------------------------------- */
@@ -455,6 +456,7 @@ typedef struct grun {
     const gconv *k;
     const float *x;
     float *y;
+    size_t m;                 /* output pixels */
 } grun;
 
 static void gconv_free(gconv *k)
@@ -465,6 +467,131 @@ static void gconv_free(gconv *k)
     free(k->zero);
     free(k);
 }
+
+/* --- the own kernels' work pool ------------------------------------------------------- *
+ *
+ * pthreadpool (which XNNPACK needs) makes the calling thread wait until every worker has
+ * checked in for every parallel call. On a board where another process holds a core, a
+ * descheduled worker then costs a scheduler time slice per layer (measured here with a
+ * busy process on the other core: MobileNetV2 at 2 threads took 430 ms instead of 9).
+ * The own kernels run on this pool instead: tiles are claimed one at a time from a shared
+ * counter, the caller claims too, and it waits only for tiles a worker has actually
+ * started; a worker that wakes late finds nothing left. One process-wide pool, created on
+ * first use with the largest thread count asked for; workers spin briefly between layers,
+ * then sleep on a condition variable. One parallel call at a time: a second caller
+ * (another executor on another thread) runs its tiles inline. */
+#ifdef OWN_GEMM
+#include <sched.h>
+#include <stdatomic.h>
+
+#define POOL_MAX 64
+#define POOL_SPIN 20000
+
+typedef void (*tile_fn)(void *arg, size_t i);
+
+static struct {
+    pthread_mutex_t mu;        /* guards sleeping workers and pool growth */
+    pthread_cond_t cv;
+    pthread_mutex_t busy;      /* one parallel call at a time */
+    int workers;
+    _Atomic uint32_t gen;      /* generation of the current job */
+    _Atomic uint64_t claim;    /* gen << 32 | next tile index */
+    _Atomic size_t done;       /* tiles finished in the current job */
+    _Atomic(tile_fn) fn;
+    _Atomic(void *) arg;
+    _Atomic uint32_t n;
+} wp = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+          .busy = PTHREAD_MUTEX_INITIALIZER };
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Runs tiles of generation g until none is left; returns how many it ran. */
+static size_t pool_drain(uint32_t g, tile_fn fn, void *arg, uint32_t n)
+{
+    size_t ran = 0;
+    for (;;) {
+        uint64_t c = atomic_load(&wp.claim);
+        if ((uint32_t)(c >> 32) != g || (uint32_t)c >= n) break;
+        if (!atomic_compare_exchange_weak(&wp.claim, &c, c + 1)) continue;
+        fn(arg, (uint32_t)c);
+        atomic_fetch_add(&wp.done, 1);
+        ran++;
+    }
+    return ran;
+}
+
+static void *pool_worker(void *unused)
+{
+    (void)unused;
+    uint32_t seen = atomic_load(&wp.gen);
+    for (;;) {
+        uint32_t g = seen;
+        for (int i = 0; i < POOL_SPIN && (g = atomic_load(&wp.gen)) == seen; i++) cpu_relax();
+        if (g == seen) {
+            pthread_mutex_lock(&wp.mu);
+            while ((g = atomic_load(&wp.gen)) == seen) pthread_cond_wait(&wp.cv, &wp.mu);
+            pthread_mutex_unlock(&wp.mu);
+        }
+        seen = g;
+        /* fn, arg and n are stored before gen; if a newer job has started since, its
+         * claim word carries another generation and pool_drain runs nothing. */
+        pool_drain(g, atomic_load(&wp.fn), atomic_load(&wp.arg), atomic_load(&wp.n));
+    }
+    return NULL;
+}
+
+/* Ensures `want` workers exist (as many as could be started). */
+static void pool_grow(int want)
+{
+    if (want > POOL_MAX) want = POOL_MAX;
+    pthread_mutex_lock(&wp.mu);
+    while (wp.workers < want) {
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &at, pool_worker, NULL);
+        pthread_attr_destroy(&at);
+        if (rc != 0) break;
+        wp.workers++;
+    }
+    pthread_mutex_unlock(&wp.mu);
+}
+
+/* Runs fn(arg, i) for i in [0, n) on up to `threads` threads (the caller included). */
+static void pool_run(int threads, tile_fn fn, void *arg, size_t n)
+{
+    if (threads <= 1 || n <= 1 || n > UINT32_MAX || pthread_mutex_trylock(&wp.busy) != 0) {
+        for (size_t i = 0; i < n; i++) fn(arg, i);
+        return;
+    }
+    pool_grow(threads - 1);
+    /* The claim word moves to the new generation first, so a worker still holding the
+     * previous one claims nothing; the job is published by the store to gen. */
+    uint32_t g = atomic_load(&wp.gen) + 1;
+    atomic_store(&wp.claim, (uint64_t)g << 32);
+    atomic_store(&wp.fn, fn);
+    atomic_store(&wp.arg, arg);
+    atomic_store(&wp.n, (uint32_t)n);
+    atomic_store(&wp.done, 0);
+    atomic_store(&wp.gen, g);
+    pthread_mutex_lock(&wp.mu);
+    pthread_cond_broadcast(&wp.cv);
+    pthread_mutex_unlock(&wp.mu);
+    pool_drain(g, fn, arg, (uint32_t)n);
+    /* Only tiles a worker has claimed are outstanding; each is short. */
+    for (int i = 0; atomic_load(&wp.done) < n; i++) {
+        if (i < POOL_SPIN) cpu_relax();
+        else sched_yield();
+    }
+    pthread_mutex_unlock(&wp.busy);
+}
+#endif
 
 #ifdef OWN_GEMM
 static int own_gemm_enabled(void)
@@ -666,11 +793,22 @@ static nnm_err gconv_prepare(gconv **out, const nnm_graph *g, const nnm_node *n,
     return NNM_OK;
 }
 
-static void gconv_run(const gconv *k, const float *x, float *y, size_t batch, pthreadpool_t pool)
+static void gconv_task(void *arg, size_t i)
 {
-    grun g = { k, x, y };
-    pthreadpool_parallelize_2d_tile_2d(pool, gconv_tile, &g, batch * k->oh * k->ow,
-                                       k->panels * GNR, k->tile_m, k->tile_n, 0);
+    const grun *g = arg;
+    const gconv *k = g->k;
+    size_t tn = (k->panels * GNR + k->tile_n - 1) / k->tile_n;
+    size_t m0 = i / tn * k->tile_m, n0 = i % tn * k->tile_n;
+    size_t m = g->m - m0 < k->tile_m ? g->m - m0 : k->tile_m;
+    gconv_tile(arg, m0, n0, m, k->tile_n);
+}
+
+static void gconv_run(const gconv *k, const float *x, float *y, size_t batch, int threads)
+{
+    grun g = { k, x, y, batch * k->oh * k->ow };
+    size_t tm = (g.m + k->tile_m - 1) / k->tile_m;
+    size_t tn = (k->panels * GNR + k->tile_n - 1) / k->tile_n;
+    pool_run(threads, gconv_task, &g, tm * tn);
 }
 #else
 static int gconv_takes(const nnm_graph *g, const nnm_node *n) { (void)g; (void)n; return 0; }
@@ -679,9 +817,193 @@ static nnm_err gconv_prepare(gconv **out, const nnm_graph *g, const nnm_node *n,
     (void)out; (void)g; (void)n; (void)threads;
     return NNM_EUNSUPPORTED;
 }
-static void gconv_run(const gconv *k, const float *x, float *y, size_t batch, pthreadpool_t pool)
+static void gconv_run(const gconv *k, const float *x, float *y, size_t batch, int threads)
 {
-    (void)k; (void)x; (void)y; (void)batch; (void)pool;
+    (void)k; (void)x; (void)y; (void)batch; (void)threads;
+}
+#endif
+
+/* Depthwise 3x3 (one output channel per input channel, C a multiple of 8) on the same
+ * AVX2 + FMA condition. XNNPACK's depthwise kernel loads its 9 weights with every output
+ * pixel; this one keeps them in registers for a whole output row of one 8-channel block,
+ * so each multiply-add needs one load. Padding rows read a row of zeros with pixel
+ * stride 0; the border pixels of a row, where a window crosses the left or right edge,
+ * take a checked path. Weights packed [C/8][9][8]. */
+typedef struct dwconv {
+    float *w;                 /* [C/8][9][8] */
+    float *bias;              /* [C] */
+    float *zero;              /* C zeros */
+    size_t c, ih, iw, oh, ow;
+    uint32_t sh, sw, pt, pl;
+    float lo, hi;
+} dwconv;
+
+typedef struct dwrun {
+    const dwconv *k;
+    const float *x;
+    float *y;
+    size_t tile;              /* channel blocks per task */
+} dwrun;
+
+static void dwconv_free(dwconv *k)
+{
+    if (k == NULL) return;
+    free(k->w);
+    free(k->bias);
+    free(k->zero);
+    free(k);
+}
+
+#ifdef OWN_GEMM
+/* Output row `row` (batch * oh + oy) for channel blocks [cb0, cb0 + ncb). */
+__attribute__((target("avx2,fma")))
+static void dwconv_row(void *arg, size_t row, size_t cb0, size_t ncb)
+{
+    const dwrun *d = arg;
+    const dwconv *k = d->k;
+    size_t b = row / k->oh, oy = row % k->oh, c = k->c;
+    const float *rows[3];
+    size_t rstride[3];                       /* floats between horizontally adjacent pixels */
+    for (int ky = 0; ky < 3; ky++) {
+        size_t iy = oy * k->sh + (size_t)ky - k->pt;
+        if (iy < k->ih) {
+            rows[ky] = d->x + (b * k->ih + iy) * k->iw * c;
+            rstride[ky] = c;
+        } else {
+            rows[ky] = k->zero;
+            rstride[ky] = 0;
+        }
+    }
+    /* Interior pixels: ox * sw - pl >= 0 and ox * sw - pl + 2 < iw. */
+    size_t lo_x = (k->pl + k->sw - 1) / k->sw;
+    size_t hi_x = k->iw + k->pl >= 3 ? (k->iw + k->pl - 3) / k->sw + 1 : 0;
+    if (hi_x > k->ow) hi_x = k->ow;
+    if (lo_x > hi_x) lo_x = hi_x;
+    const __m256 vlo = _mm256_set1_ps(k->lo), vhi = _mm256_set1_ps(k->hi);
+    float *yrow = d->y + row * k->ow * c;
+    for (size_t cb = cb0; cb < cb0 + ncb; cb++) {
+        size_t co = cb * 8;
+        const float *w = k->w + cb * 72;
+        const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8),
+                     w2 = _mm256_loadu_ps(w + 16), w3 = _mm256_loadu_ps(w + 24),
+                     w4 = _mm256_loadu_ps(w + 32), w5 = _mm256_loadu_ps(w + 40),
+                     w6 = _mm256_loadu_ps(w + 48), w7 = _mm256_loadu_ps(w + 56),
+                     w8 = _mm256_loadu_ps(w + 64);
+        const __m256 vb = _mm256_loadu_ps(k->bias + co);
+        /* Border pixels: checked taps. */
+        for (size_t ox = 0; ox < k->ow; ox++) {
+            if (ox == lo_x) ox = hi_x;
+            if (ox >= k->ow) break;
+            __m256 acc = vb;
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++) {
+                    size_t ix = ox * k->sw + (size_t)kx - k->pl;
+                    if (ix >= k->iw) continue;
+                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(rows[ky] + ix * rstride[ky] + co),
+                                          _mm256_loadu_ps(w + (ky * 3 + kx) * 8), acc);
+                }
+            acc = _mm256_min_ps(_mm256_max_ps(acc, vlo), vhi);
+            _mm256_storeu_ps(yrow + ox * c + co, acc);
+        }
+        const size_t s0 = rstride[0], s1 = rstride[1], s2 = rstride[2];
+        const size_t step0 = s0 * k->sw, step1 = s1 * k->sw, step2 = s2 * k->sw;
+        size_t ix0 = lo_x * k->sw - k->pl;
+        const float *r0 = rows[0] + ix0 * s0 + co, *r1 = rows[1] + ix0 * s1 + co,
+                    *r2 = rows[2] + ix0 * s2 + co;
+        float *out = yrow + lo_x * c + co;
+        for (size_t ox = lo_x; ox < hi_x; ox++) {
+            __m256 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0), w0, vb);
+            __m256 a1 = _mm256_mul_ps(_mm256_loadu_ps(r1), w3);
+            __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(r2), w6);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + s0), w1, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + s1), w4, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + s2), w7, a2);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + 2 * s0), w2, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + 2 * s1), w5, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + 2 * s2), w8, a2);
+            __m256 acc = _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
+            acc = _mm256_min_ps(_mm256_max_ps(acc, vlo), vhi);
+            _mm256_storeu_ps(out, acc);
+            r0 += step0;
+            r1 += step1;
+            r2 += step2;
+            out += c;
+        }
+    }
+}
+
+/* 1 if the own depthwise kernel takes this (already supported) convolution. */
+static int dwconv_takes(const nnm_graph *g, const nnm_node *n)
+{
+    if (!own_gemm_enabled() || n->op != NNM_OP_CONV) return 0;
+    const nnm_attrs *a = &n->a;
+    const nnm_value *x = &g->values[n->in[0]], *w = &g->values[n->in[1]];
+    int64_t c = x->shape[3];
+    return a->group == c && w->shape[0] == c && w->shape[1] == 1 && c % 8 == 0 &&
+           a->kernel[0] == 3 && a->kernel[1] == 3 && a->dilations[0] == 1 &&
+           a->dilations[1] == 1 && a->strides[0] <= 2 && a->strides[1] <= 2 &&
+           a->pads[0] <= 2 && a->pads[1] <= 2;
+}
+
+static nnm_err dwconv_prepare(dwconv **out, const nnm_graph *g, const nnm_node *n)
+{
+    const nnm_attrs *a = &n->a;
+    const nnm_value *x = &g->values[n->in[0]], *y = &g->values[n->out[0]];
+    const float *w = g->values[n->in[1]].data;
+    const float *bias = n->n_in > 2 && n->in[2] >= 0 ? g->values[n->in[2]].data : NULL;
+    dwconv *k = calloc(1, sizeof *k);
+    if (k == NULL) return NNM_ENOMEM;
+    k->c = (size_t)x->shape[3];
+    k->ih = (size_t)x->shape[1];
+    k->iw = (size_t)x->shape[2];
+    k->oh = (size_t)y->shape[1];
+    k->ow = (size_t)y->shape[2];
+    k->sh = (uint32_t)a->strides[0];
+    k->sw = (uint32_t)a->strides[1];
+    k->pt = (uint32_t)a->pads[0];
+    k->pl = (uint32_t)a->pads[1];
+    clamp_bounds(a, &k->lo, &k->hi);
+    k->w = malloc(k->c * 9 * sizeof(float));
+    k->bias = calloc(k->c, sizeof(float));
+    k->zero = calloc(k->c + 8, sizeof(float));
+    if (!k->w || !k->bias || !k->zero) {
+        dwconv_free(k);
+        return NNM_ENOMEM;
+    }
+    /* ONNX [C][1][3][3] -> [C/8][9][8]. */
+    for (size_t ch = 0; ch < k->c; ch++) {
+        for (size_t t = 0; t < 9; t++) k->w[(ch / 8 * 9 + t) * 8 + ch % 8] = w[ch * 9 + t];
+        if (bias) k->bias[ch] = bias[ch];
+    }
+    *out = k;
+    return NNM_OK;
+}
+
+static void dwconv_task(void *arg, size_t i)
+{
+    const dwrun *d = arg;
+    size_t cbs = d->k->c / 8, per = (cbs + d->tile - 1) / d->tile;
+    size_t cb0 = i % per * d->tile;
+    dwconv_row(arg, i / per, cb0, cbs - cb0 < d->tile ? cbs - cb0 : d->tile);
+}
+
+static void dwconv_run(const dwconv *k, const float *x, float *y, size_t batch, int threads)
+{
+    size_t cbs = k->c / 8;
+    /* Whole rows per task unless there are few rows (late layers: 7x7 or 14x14). */
+    dwrun d = { k, x, y, batch * k->oh >= 16 ? cbs : (cbs + 3) / 4 };
+    pool_run(threads, dwconv_task, &d, batch * k->oh * ((cbs + d.tile - 1) / d.tile));
+}
+#else
+static int dwconv_takes(const nnm_graph *g, const nnm_node *n) { (void)g; (void)n; return 0; }
+static nnm_err dwconv_prepare(dwconv **out, const nnm_graph *g, const nnm_node *n)
+{
+    (void)out; (void)g; (void)n;
+    return NNM_EUNSUPPORTED;
+}
+static void dwconv_run(const dwconv *k, const float *x, float *y, size_t batch, int threads)
+{
+    (void)k; (void)x; (void)y; (void)batch; (void)threads;
 }
 #endif
 
@@ -735,6 +1057,7 @@ static nnm_err prepare_conv(xstate *s, const nnm_graph *g, const nnm_node *n, in
                             nnm_diag *diag)
 {
     if (gconv_takes(g, n)) return gconv_prepare(&s->own, g, n, threads);
+    if (dwconv_takes(g, n)) return dwconv_prepare(&s->dw, g, n);
     const nnm_attrs *a = &n->a;
     const nnm_value *x = &g->values[n->in[0]], *w = &g->values[n->in[1]];
     const float *bias = n->n_in > 2 && n->in[2] >= 0 ? g->values[n->in[2]].data : NULL;
@@ -969,6 +1292,7 @@ static void xnn_release(void *state)
     if (s == NULL) return;
     if (s->op != NULL) xnn_delete_operator(s->op);
     gconv_free(s->own);
+    dwconv_free(s->dw);
     free(s);
 }
 
@@ -1079,7 +1403,11 @@ static nnm_err xnn_run(void *state, const nnm_node *n, const nnm_tensor *const *
     switch (s->kind) {
     case NNM_OP_CONV:
         if (s->own != NULL) {
-            gconv_run(s->own, x, y, (size_t)xs[0], pool);
+            gconv_run(s->own, x, y, (size_t)xs[0], ctx != NULL ? ctx->threads : 1);
+            return NNM_OK;
+        }
+        if (s->dw != NULL) {
+            dwconv_run(s->dw, x, y, (size_t)xs[0], ctx != NULL ? ctx->threads : 1);
             return NNM_OK;
         }
         call = "xnn_setup_convolution2d_nhwc_f32";

@@ -14,7 +14,8 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # Exports the test models (cached by make_models.py itself).
 need_models() {
   mkdir -p "$MODELS"
-  "$SYS_PYTHON" "$top_srcdir/scripts/make_models.py" "$MODELS" ${1:+--only "$1"} >/dev/null ||
+  # Tests run in parallel (make -j): one exporter at a time fills the shared cache.
+  flock "$MODELS/.lock" "$SYS_PYTHON" "$top_srcdir/scripts/make_models.py" "$MODELS" ${1:+--only "$1"} >/dev/null ||
     fail "model export failed (needs Debian's python3-torch and python3-onnx: scripts/install-deps.sh --test)"
 }
 

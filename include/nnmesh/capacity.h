@@ -9,7 +9,10 @@
  * default): a process under a cgroup CPU quota may run a whole probe at full speed before
  * the kernel throttles it. So the CPU time the probes consumed is also measured, and the
  * throughput is flops / max(wall time, CPU time / quota cores): what the node can sustain
- * under its quota. Without a quota this is the wall-clock throughput.
+ * under its quota. Without a quota this is the wall-clock throughput. (Measured here: a
+ * process under a 25% quota loses its stalls mostly between the timed runs, so per-run
+ * wall times alone report full speed; the time between runs is therefore spread over the
+ * classes too.)
  *
  * Memory: /proc/meminfo MemAvailable, capped by the memory cgroup's limit minus its usage
  * (cgroup v1 or v2). Load: /proc/loadavg and the CPU quota of the process's cgroup and its
@@ -43,7 +46,7 @@ typedef struct nnm_capacity {
     int runs[NNM_PROBE__COUNT];         /* timed runs of each probe */
     double wall_ms;                     /* whole measurement, graph building included */
     double probe_cpu_ms;                /* CPU time the timed runs took (all threads) */
-    double probe_wall_ms;               /* wall time of the timed runs */
+    double probe_wall_ms;               /* wall time of the timed rounds */
     uint64_t mem_available;             /* MemAvailable, bytes */
     uint64_t mem_cgroup_limit;          /* bytes; 0: no limit */
     uint64_t mem_cgroup_usage;          /* bytes (meaningful when a limit is set) */
