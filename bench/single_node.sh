@@ -7,12 +7,18 @@
 #
 # For each model and thread count it alternates ROUNDS times between nnmesh and ORT, each
 # round a `--repeat REPEAT` run reporting its median, and reports the median of the round
-# medians and their ratio. Peak RSS comes from GNU time's maxresident (KiB).
+# medians and their ratio (and the ratio of the best round of each, which shows the
+# kernels with less of the load of a shared machine). Peak RSS comes from GNU time's
+# maxresident (KiB). BENCH_MODELS and BENCH_THREADS narrow the run for a quick check:
+#
+#   BENCH_MODELS=mobilenet_v2 BENCH_THREADS=1 sh ../bench/single_node.sh 20 5
 set -eu
 top_srcdir=$(cd "$(dirname "$0")/.." && pwd)
 top_builddir=$(pwd)
 repeat=${1:-30}
 rounds=${2:-5}
+models=${BENCH_MODELS:-mobilenet_v2 resnet18 squeezenet1_1}
+threads=${BENCH_THREADS:-1 2}
 SYS_PYTHON=${SYS_PYTHON:-/usr/bin/python3}
 NNMESH="$top_builddir/apps/nnmesh"
 MODELS="$top_builddir/tests/model-cache"
@@ -28,11 +34,12 @@ echo
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(sed -n 's/^model name\t: //p' /proc/cpuinfo | head -1)),"
 echo "batch 1, float32, $rounds alternating rounds of $repeat runs each; medians of round medians."
 echo "Command: \`sh bench/single_node.sh $repeat $rounds\` from the build directory."
+echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
-echo "| model | threads | nnmesh ms | ORT ms | nnmesh/ORT |"
-echo "|---|---|---|---|---|"
-for m in mobilenet_v2 resnet18 squeezenet1_1; do
-  for t in 1 2; do
+echo "| model | threads | nnmesh ms | ORT ms | nnmesh/ORT | best round nnmesh / ORT ms | best ratio |"
+echo "|---|---|---|---|---|---|---|"
+for m in $models; do
+  for t in $threads; do
     : >"$tmp/n"; : >"$tmp/o"
     for r in $(seq "$rounds"); do
       "$NNMESH" run "$MODELS/$m.onnx" -i "input=$MODELS/$m.input.npy" --threads $t --repeat "$repeat" |
@@ -41,9 +48,13 @@ for m in mobilenet_v2 resnet18 squeezenet1_1; do
         -i "input=$MODELS/$m.input.npy" | sed -n 's/.*"median_ms":\([0-9.]*\).*/\1/p' >>"$tmp/o"
     done
     n=$(median <"$tmp/n"); o=$(median <"$tmp/o")
-    echo "| $m | $t | $n | $o | $(echo "$n $o" | awk '{printf "%.2f", $1/$2}') |"
+    nb=$(sort -g "$tmp/n" | head -1); ob=$(sort -g "$tmp/o" | head -1)
+    echo "| $m | $t | $n | $o | $(echo "$n $o" | awk '{printf "%.2f", $1/$2}') | $nb / $ob | $(echo "$nb $ob" | awk '{printf "%.2f", $1/$2}') |"
   done
 done
+echo
+echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."
+[ -n "${BENCH_MODELS:-}${BENCH_THREADS:-}" ] && exit 0
 echo
 echo "## Peak memory of nnmesh run"
 echo

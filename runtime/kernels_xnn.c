@@ -383,6 +383,36 @@ static int supports_resize(const nnm_graph *g, const nnm_node *n)
     return resize_flags(a, y->shape[1], y->shape[2]) >= 0;
 }
 
+/* The layout pass's Transposes: 4-D float32 NCHW <-> NHWC. This snapshot has no f32
+ * transpose operator, and the reference kernel's generic strided walk took 0.25 ms (3% of
+ * MobileNetV2) for the 3x224x224 input; this is a plain C blocked 2-D transpose. */
+static int supports_transpose(const nnm_graph *g, const nnm_node *n)
+{
+    static const int to_nhwc[4] = { 0, 2, 3, 1 }, to_nchw[4] = { 0, 3, 1, 2 };
+    if (n->n_in != 1 || n->n_out != 1 || n->a.act) return 0;
+    const nnm_value *x = f32_value(g, n->in[0]), *y = f32_value(g, n->out[0]);
+    if (!x || !y || x->ndim != 4 || y->ndim != 4) return 0;
+    const int *p = memcmp(n->a.perm, to_nhwc, sizeof to_nhwc) == 0 ? to_nhwc
+                 : memcmp(n->a.perm, to_nchw, sizeof to_nchw) == 0 ? to_nchw : NULL;
+    if (p == NULL) return 0;
+    for (int i = 0; i < 4; i++)
+        if (y->shape[i] != x->shape[p[i]]) return 0;
+    return 1;
+}
+
+/* out[j][i] = in[i][j] for an in of rows x cols, in 32 x 32 blocks. */
+static void transpose2d(float *out, const float *in, size_t rows, size_t cols)
+{
+    for (size_t i0 = 0; i0 < rows; i0 += 32) {
+        size_t i1 = i0 + 32 < rows ? i0 + 32 : rows;
+        for (size_t j0 = 0; j0 < cols; j0 += 32) {
+            size_t j1 = j0 + 32 < cols ? j0 + 32 : cols;
+            for (size_t j = j0; j < j1; j++)
+                for (size_t i = i0; i < i1; i++) out[j * rows + i] = in[i * cols + j];
+        }
+    }
+}
+
 static int xnn_supports(const nnm_graph *g, const nnm_node *n)
 {
     if (g == NULL || n == NULL || n->n_in < 1 || n->n_out < 1 || n->out[0] < 0) return 0;
@@ -409,6 +439,8 @@ static int xnn_supports(const nnm_graph *g, const nnm_node *n)
         return supports_pad(g, n);
     case NNM_OP_RESIZE:
         return supports_resize(g, n);
+    case NNM_OP_TRANSPOSE:
+        return supports_transpose(g, n);
     default:
         return 0;
     }
@@ -660,6 +692,46 @@ static void ukernel_6x16(size_t mr, size_t nc, size_t taps, size_t c, const floa
     }
 }
 
+/* 1x16 tile (one pixel or one row of a fully connected layer): the two halves of even
+ * and odd steps accumulate apart, so four chains of multiply-adds are in flight. */
+__attribute__((target("avx2,fma")))
+static void ukernel_1x16(size_t nc, size_t taps, size_t c, const float *const *a,
+                         const float *w, const float *bias, float *y, float lo, float hi)
+{
+    __m256 c0 = _mm256_loadu_ps(bias), c1 = _mm256_loadu_ps(bias + 8);
+    __m256 d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps();
+    for (size_t t = 0; t < taps; t++) {
+        const float *a0 = a[t * GMR];
+        size_t k = 0;
+        for (; k + 2 <= c; k += 2, w += 2 * GNR) {
+            __m256 v = _mm256_broadcast_ss(a0 + k);
+            c0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w), c0);
+            c1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 8), c1);
+            v = _mm256_broadcast_ss(a0 + k + 1);
+            d0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 16), d0);
+            d1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 24), d1);
+        }
+        if (k < c) {
+            __m256 v = _mm256_broadcast_ss(a0 + k);
+            c0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w), c0);
+            c1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 8), c1);
+            w += GNR;
+        }
+    }
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    __m256 v0 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c0, d0), vlo), vhi);
+    __m256 v1 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c1, d1), vlo), vhi);
+    if (nc == GNR) {
+        _mm256_storeu_ps(y, v0);
+        _mm256_storeu_ps(y + 8, v1);
+    } else {
+        float tmp[GNR];
+        _mm256_storeu_ps(tmp, v0);
+        _mm256_storeu_ps(tmp + 8, v1);
+        memcpy(y, tmp, nc * sizeof *tmp);
+    }
+}
+
 /* One thread-pool tile: pixels [m0, m0 + tm) x channels [n0, n0 + tn). The input rows of
  * the tile's pixels are looked up once; then each 16-channel weight panel is swept over all
  * of the tile's pixels, so the panel and the tile's rows stay in cache together. */
@@ -712,8 +784,12 @@ static void gconv_tile(void *arg, size_t m0, size_t n0, size_t tm, size_t tn)
         for (size_t bi = 0; bi < blocks; bi++) {
             size_t m = m0 + bi * GMR;
             size_t mr = m0 + tm - m < GMR ? m0 + tm - m : GMR;
-            ukernel_6x16(mr, nc, k->taps, k->c, ap + bi * per, w, k->bias + p * GNR,
-                         g->y + m * k->n + n, k->n, k->lo, k->hi);
+            if (mr == 1)
+                ukernel_1x16(nc, k->taps, k->c, ap + bi * per, w, k->bias + p * GNR,
+                             g->y + m * k->n + n, k->lo, k->hi);
+            else
+                ukernel_6x16(mr, nc, k->taps, k->c, ap + bi * per, w, k->bias + p * GNR,
+                             g->y + m * k->n + n, k->n, k->lo, k->hi);
         }
     }
     if (ap != stack) free(ap);
@@ -793,6 +869,43 @@ static nnm_err gconv_prepare(gconv **out, const nnm_graph *g, const nnm_node *n,
     return NNM_OK;
 }
 
+/* A fully connected layer as a 1x1 convolution over m rows: B is [k][n] when
+ * transposed (MatMul, Gemm transB = 0), else [n][k]; bias holds n values or is NULL. */
+static nnm_err gfc_prepare(gconv **out, const float *B, int transposed, size_t kin, size_t nout,
+                           const float *bias, float lo, float hi, size_t m, int threads)
+{
+    gconv *k = calloc(1, sizeof *k);
+    if (k == NULL) return NNM_ENOMEM;
+    k->n = nout;
+    k->c = kin;
+    k->kh = k->kw = k->sh = k->sw = k->dh = k->dw = 1;
+    k->taps = 1;
+    k->panels = (nout + GNR - 1) / GNR;
+    k->ih = k->oh = m;
+    k->iw = k->ow = 1;
+    k->pointwise = 1;
+    k->lo = lo;
+    k->hi = hi;
+    size_t wn = k->panels * kin * GNR;
+    k->w = aligned_alloc(64, (wn * sizeof(float) + 63) / 64 * 64);
+    k->bias = calloc(k->panels * GNR, sizeof(float));
+    k->zero = calloc(1, sizeof(float));
+    if (!k->w || !k->bias || !k->zero) {
+        gconv_free(k);
+        return NNM_ENOMEM;
+    }
+    memset(k->w, 0, wn * sizeof(float));
+    for (size_t o = 0; o < nout; o++) {
+        float *dst = k->w + (o / GNR) * kin * GNR + o % GNR;
+        for (size_t ci = 0; ci < kin; ci++)
+            dst[ci * GNR] = transposed ? B[ci * nout + o] : B[o * kin + ci];
+        if (bias) k->bias[o] = bias[o];
+    }
+    gconv_tiles(k, m, threads);
+    *out = k;
+    return NNM_OK;
+}
+
 static void gconv_task(void *arg, size_t i)
 {
     const grun *g = arg;
@@ -811,6 +924,7 @@ static void gconv_run(const gconv *k, const float *x, float *y, size_t batch, in
     pool_run(threads, gconv_task, &g, tm * tn);
 }
 #else
+static int own_gemm_enabled(void) { return 0; }
 static int gconv_takes(const nnm_graph *g, const nnm_node *n) { (void)g; (void)n; return 0; }
 static nnm_err gconv_prepare(gconv **out, const nnm_graph *g, const nnm_node *n, int threads)
 {
@@ -820,6 +934,13 @@ static nnm_err gconv_prepare(gconv **out, const nnm_graph *g, const nnm_node *n,
 static void gconv_run(const gconv *k, const float *x, float *y, size_t batch, int threads)
 {
     (void)k; (void)x; (void)y; (void)batch; (void)threads;
+}
+static nnm_err gfc_prepare(gconv **out, const float *B, int transposed, size_t kin, size_t nout,
+                           const float *bias, float lo, float hi, size_t m, int threads)
+{
+    (void)out; (void)B; (void)transposed; (void)kin; (void)nout; (void)bias; (void)lo;
+    (void)hi; (void)m; (void)threads;
+    return NNM_EUNSUPPORTED;
 }
 #endif
 
@@ -1106,7 +1227,8 @@ static nnm_err prepare_conv(xstate *s, const nnm_graph *g, const nnm_node *n, in
     return NNM_OK;
 }
 
-static nnm_err prepare_fc(xstate *s, const nnm_graph *g, const nnm_node *n, nnm_diag *diag)
+static nnm_err prepare_fc(xstate *s, const nnm_graph *g, const nnm_node *n, int threads,
+                          nnm_diag *diag)
 {
     const nnm_value *A = &g->values[n->in[0]], *B = &g->values[n->in[1]];
     float lo, hi;
@@ -1126,6 +1248,12 @@ static nnm_err prepare_fc(xstate *s, const nnm_graph *g, const nnm_node *n, nnm_
         for (size_t j = 0; j < nout; j++) bias[j] = n->a.beta * cd[scalar ? 0 : j];
     }
     s->fc_batch = (size_t)(value_numel(A) / (int64_t)k);
+    if (own_gemm_enabled()) {
+        nnm_err rc = gfc_prepare(&s->own, B->data, transposed, k, nout, bias, lo, hi,
+                                 s->fc_batch, threads);
+        free(bias);
+        return rc;
+    }
     enum xnn_status st = xnn_create_fully_connected_nc_f32(
         k, nout, k, nout, B->data, bias, lo, hi, transposed ? XNN_FLAG_TRANSPOSE_WEIGHTS : 0,
         &s->op);
@@ -1322,7 +1450,7 @@ static nnm_err xnn_prepare(void **state, const nnm_graph *g, const nnm_node *n,
     case NNM_OP_GEMM:
     case NNM_OP_MATMUL:
         record_shapes(s, g, n, 1);
-        rc = prepare_fc(s, g, n, diag);
+        rc = prepare_fc(s, g, n, ctx != NULL && ctx->threads > 1 ? ctx->threads : 1, diag);
         break;
     case NNM_OP_MAXPOOL: case NNM_OP_AVGPOOL:
     case NNM_OP_GLOBAL_AVGPOOL: case NNM_OP_GLOBAL_MAXPOOL:
@@ -1341,6 +1469,10 @@ static nnm_err xnn_prepare(void **state, const nnm_graph *g, const nnm_node *n,
     case NNM_OP_RESIZE:
         record_shapes(s, g, n, 1);
         rc = prepare_resize(s, g, n, diag);
+        break;
+    case NNM_OP_TRANSPOSE:
+        record_shapes(s, g, n, 1);
+        rc = NNM_OK;
         break;
     default:
         record_shapes(s, g, n, 1);
@@ -1389,6 +1521,10 @@ static nnm_err xnn_run(void *state, const nnm_node *n, const nnm_tensor *const *
         return nnm_diag_set(diag, NNM_EINVAL, "xnn run: node '%s' was not prepared",
                             n ? n->name : "?");
     pthreadpool_t pool = ctx != NULL ? ctx->pool : NULL;
+    /* Where the own kernels run the convolutions (see the work pool above), the XNNPACK
+     * operators left (adds, pools, the classifier) are small or memory-bound; on
+     * pthreadpool they would bring back its wait for descheduled workers. */
+    if (own_gemm_enabled()) pool = NULL;
     nnm_err rc;
     for (int i = 0; i < s->n_data; i++)
         if ((rc = check_tensor(n, "input", i, in[i], s->in_ndim[i], s->in_shape[i], diag)) != NNM_OK)
@@ -1421,6 +1557,10 @@ static nnm_err xnn_run(void *state, const nnm_node *n, const nnm_tensor *const *
         break;
     case NNM_OP_GEMM:
     case NNM_OP_MATMUL:
+        if (s->own != NULL) {
+            gconv_run(s->own, x, y, 1, ctx != NULL ? ctx->threads : 1);
+            return NNM_OK;
+        }
         call = "xnn_setup_fully_connected_nc_f32";
         st = xnn_setup_fully_connected_nc_f32(s->op, s->fc_batch, x, y, pool);
         break;
@@ -1514,6 +1654,15 @@ static nnm_err xnn_run(void *state, const nnm_node *n, const nnm_tensor *const *
                                                   (size_t)xs[2], (size_t)s->out_shape[1],
                                                   (size_t)s->out_shape[2], x, y, pool);
         break;
+    case NNM_OP_TRANSPOSE: {
+        /* NCHW -> NHWC: per image a C x HW matrix transposed; NHWC -> NCHW: HW x C. */
+        size_t img = (size_t)(xs[1] * xs[2] * xs[3]);
+        int to_nhwc = n->a.perm[1] == 2;
+        size_t rows = to_nhwc ? (size_t)xs[1] : (size_t)(xs[1] * xs[2]);
+        for (int64_t b = 0; b < xs[0]; b++)
+            transpose2d(y + (size_t)b * img, x + (size_t)b * img, rows, img / rows);
+        return NNM_OK;
+    }
     default:
         return nnm_diag_set(diag, NNM_EINVAL, "node '%s' (%s): state was prepared for another op",
                             n->name, n->onnx_op);

@@ -444,8 +444,7 @@ static void on_hello(nnm_link *l, const nnm_frame_header *h, const uint8_t *body
             uint8_t *copy = dup_bytes(p->reply, p->reply_len);
             if (copy != NULL) ob_push(ob, p->inbox, copy, p->reply_len, 1);
         }
-        l->st.drop_hello++;
-        goto out;
+        goto out;   /* expected redundancy, not an attack: not counted */
     }
     uint64_t now = now_s();
     nnm_session *s = NULL;
@@ -461,6 +460,13 @@ static void on_hello(nnm_link *l, const nnm_frame_header *h, const uint8_t *body
             goto out;
         }
         seen_add(p, id);
+        if (h->request == 0 && p->hs_frame != NULL && ob->n < LINK_OUTBOX) {
+            /* Crossing initiations: the peer opens our hello with its own pending handshake
+             * and gets the same keys, but only if it has our hello. It may have lost or
+             * refused it, so send it once more; a duplicate is ignored there. */
+            ob_push(ob, p->inbox, p->hs_frame, p->hs_frame_len, 1);
+            p->hs_frame = NULL;
+        }
         nnm_handshake_free(p->hs);
         p->hs = NULL;
         free(p->hs_frame);
@@ -584,10 +590,11 @@ static void on_sealed(nnm_link *l, const nnm_frame_header *h, const uint8_t *msg
     if (s == NULL) {
         if (is_refused(l, h->sender)) l->st.drop_untrusted++;
         else l->st.drop_no_session++;
-        /* A known peer that lost its state (restart) keeps sending under a session we do not
-         * hold, or we lost ours: offer a new handshake, rarely. */
+        /* A known peer whose session we dropped (BYE) keeps sending: offer a new handshake,
+         * rarely. Not while we hold a session: forged session ids must not make us rekey. */
         uint64_t now = link__now_ms();
-        if (p != NULL && p->hs == NULL && now - p->rehello_ms >= LINK_REHELLO_MS) {
+        if (p != NULL && p->cur == NULL && p->hs == NULL &&
+            now - p->rehello_ms >= LINK_REHELLO_MS) {
             p->rehello_ms = now;
             if (start_hello(l, p, NULL) == NNM_OK) hello_due(l, p, ob);
         }

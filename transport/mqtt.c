@@ -60,6 +60,7 @@ struct nnm_mqtt {
 
     sub *subs;
     size_t nsubs, capsubs;
+    size_t resub_n;                 /* filters in the last restoring subscribe-many */
     int sub_pending;                /* answers awaited by nnm_mqtt_subscribe */
     int sub_result;                 /* reason code of the last answer (0 ok) */
     uint64_t sub_seq, sub_done;
@@ -164,6 +165,7 @@ static void resubscribe(nnm_mqtt *m)
                                "out of memory restoring subscriptions");
         goto out;
     }
+    m->resub_n = n;
     pthread_mutex_unlock(&m->mu);
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     ro.onSuccess5 = on_subscribed;
@@ -187,14 +189,15 @@ static void on_subscribed(void *ctx, MQTTAsync_successData5 *r)
 {
     nnm_mqtt *m = ctx;
     int bad = 0;
-    if (r != NULL) {
-        if (r->alt.sub.reasonCodeCount > 0 && r->alt.sub.reasonCodes != NULL) {
-            for (int i = 0; i < r->alt.sub.reasonCodeCount; i++)
-                if (r->alt.sub.reasonCodes[i] >= 0x80) bad = r->alt.sub.reasonCodes[i];
-        } else if (r->reasonCode >= 0x80) {
-            bad = r->reasonCode;
-        }
-    }
+    /* Paho fills reasonCode for one filter and the array only for several (the array
+     * fields are left uninitialised otherwise). */
+    pthread_mutex_lock(&m->mu);
+    size_t n = m->resub_n;
+    pthread_mutex_unlock(&m->mu);
+    if (r != NULL && n == 1 && r->reasonCode >= 0x80) bad = r->reasonCode;
+    if (r != NULL && n > 1 && r->alt.sub.reasonCodes != NULL)
+        for (int i = 0; i < r->alt.sub.reasonCodeCount && i < (int)n; i++)
+            if (r->alt.sub.reasonCodes[i] >= 0x80) bad = r->alt.sub.reasonCodes[i];
     char uri[sizeof m->st.uri];
     pthread_mutex_lock(&m->mu);
     if (m->state == ST_SUBSCRIBING) m->state = ST_UP;

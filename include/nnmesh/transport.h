@@ -191,7 +191,7 @@ typedef struct nnm_link_stats {
     uint64_t drop_no_session;       /* sealed frame under a session this node does not hold */
     uint64_t drop_bad_tag;          /* authentication failed: altered or forged */
     uint64_t drop_replay;           /* counter already seen (or too old) in its session */
-    uint64_t drop_hello;            /* duplicate, stale or invalid hello */
+    uint64_t drop_hello;            /* stale or invalid hello (duplicates are answered) */
     uint64_t drop_reasm;            /* chunk refused by the reassembler */
     uint64_t drop_queue_full;       /* rx_queue_bytes reached */
     uint64_t send_waits;            /* sends that waited for flow-control credit */

@@ -1,0 +1,424 @@
+/* scheduler/mesh.c — the scheduler object and its mesh view: nodes, links, the cost model's
+ * rates and the online refinement from observed slice and transfer times.
+ *
+ * Refinement keeps, per (node, op class) and per link, an exponential moving average of
+ * log(observed / advertised) time. Working in log space makes the average a geometric mean
+ * of ratios: a node 4x slower than it claims converges to a factor 4 whatever its history.
+ * A node observed more than 2x slower than it advertises is distrusted a further 25%: its
+ * capacity claims are no longer believed (an inflated advert loses work, it cannot gain
+ * any). When any factor drifts by more than 25% since the last epoch, the epoch is bumped
+ * and refined plans are recomputed. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched_int.h"
+
+#define LOGQ_MAX 4.1588830833596715   /* log(64): one observation moves at most this */
+#define DRIFT 0.25
+
+void nnm_sched_config_init(nnm_sched_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->slice_overhead_ms = 0.3;
+    cfg->ema_alpha = 0.3;
+    cfg->default_rtt_ms = 2.0;
+    cfg->default_mbps = 10.0;
+    cfg->lz4_ratio = 0.8;
+    cfg->codec_mbps = 500.0;
+    cfg->fetch_amortize = 64.0;
+    cfg->max_parts = 8;
+    cfg->max_arms = 10;
+    cfg->ucb_c = 0.5;
+    cfg->discount = 0.9;
+    cfg->seed = 1;
+}
+
+static int valid_id(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > NNM_ID_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = id[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) return 0;
+    }
+    return 1;
+}
+
+nnm_err nnm_sched_new(nnm_sched **out, const char *self_id, const nnm_sched_config *cfg,
+                      nnm_diag *diag)
+{
+    nnm_sched_config def;
+    nnm_sched_config_init(&def);
+    if (cfg == NULL) cfg = &def;
+    if (!valid_id(self_id))
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: coordinator id '%s' is not [a-z0-9-]{1,32}",
+                            self_id ? self_id : "(null)");
+    if (!(cfg->slice_overhead_ms >= 0) || !(cfg->ema_alpha > 0 && cfg->ema_alpha <= 1) ||
+        !(cfg->default_rtt_ms >= 0) || !(cfg->default_mbps > 0) ||
+        !(cfg->lz4_ratio > 0 && cfg->lz4_ratio <= 1.5) || !(cfg->codec_mbps > 0) ||
+        !(cfg->fetch_amortize >= 1) || cfg->max_parts < 1 || cfg->max_parts > SCHED_MAXN ||
+        cfg->max_arms < 1 || cfg->max_arms > 32 || !(cfg->ucb_c >= 0) ||
+        !(cfg->discount > 0 && cfg->discount <= 1))
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: a configuration value is out of range "
+                                              "(see nnm_sched_config_init for the defaults)");
+    nnm_sched *s = calloc(1, sizeof *s);
+    if (s == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory");
+    s->cfg = *cfg;
+    strcpy(s->self, self_id);
+    s->version = 1;
+    s->rng = (uint64_t)cfg->seed * 0x9E3779B97F4A7C15ull + 1;
+    *out = s;
+    return NNM_OK;
+}
+
+static void entry_free(sched_entry *e)
+{
+    for (int i = 0; i < e->n_arms; i++) nnm_plan_free(e->arms[i]);
+    free(e);
+}
+
+void nnm_sched_free(nnm_sched *s)
+{
+    if (s == NULL) return;
+    for (int i = 0; i < SCHED_MAXN; i++) free(s->nodes[i].models);
+    while (s->models) {
+        sched_model *m = s->models;
+        s->models = m->next;
+        sched__model_free(m);
+    }
+    while (s->cache) {
+        sched_entry *e = s->cache;
+        s->cache = e->next;
+        entry_free(e);
+    }
+    free(s);
+}
+
+int sched__node_find(const nnm_sched *s, const char *id)
+{
+    if (id == NULL) return -1;
+    for (int i = 0; i < SCHED_MAXN; i++)
+        if (s->nodes[i].present && !strcmp(s->nodes[i].pub.id, id)) return i;
+    return -1;
+}
+
+static int differs(double a, double b)
+{
+    double m = fabs(a) > fabs(b) ? fabs(a) : fabs(b);
+    return m > 0 && fabs(a - b) > 0.1 * m;
+}
+
+nnm_err nnm_sched_node_set(nnm_sched *s, const nnm_mesh_node *n, nnm_diag *diag)
+{
+    if (!valid_id(n->id))
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: node id '%s' is not [a-z0-9-]{1,32}", n->id);
+    for (int c = 0; c < NNM_OPC__COUNT; c++)
+        if (!(n->gflops[c] >= 0) || isinf(n->gflops[c]))
+            return nnm_diag_set(diag, NNM_EINVAL, "scheduler: node '%s': capacity %d is not a finite rate >= 0",
+                                n->id, c);
+    if (n->load_permille > 1000)
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: node '%s': load %u is above 1000 permille",
+                            n->id, (unsigned)n->load_permille);
+    if (n->nmodels > 0 && n->models == NULL)
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: node '%s': %zu models but no list", n->id,
+                            n->nmodels);
+    int i = sched__node_find(s, n->id);
+    int fresh = i < 0;
+    if (fresh) {
+        for (i = 0; i < SCHED_MAXN && s->nodes[i].present; i++) {}
+        if (i == SCHED_MAXN)
+            return nnm_diag_set(diag, NNM_ERANGE, "scheduler: more than %d nodes in the mesh",
+                                SCHED_MAXN);
+    }
+    uint8_t (*models)[NNM_WIRE_HASH_BYTES] = NULL;
+    if (n->nmodels > 0) {
+        models = malloc(n->nmodels * sizeof *models);
+        if (models == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory");
+        memcpy(models, n->models, n->nmodels * sizeof *models);
+    }
+    /* commit */
+    sched_node *sn = &s->nodes[i];
+    int changed = fresh;
+    if (!fresh) {
+        for (int c = 0; c < NNM_OPC__COUNT; c++) changed |= differs(sn->pub.gflops[c], n->gflops[c]);
+        changed |= differs((double)sn->pub.free_mem, (double)n->free_mem);
+        changed |= abs((int)sn->pub.load_permille - (int)n->load_permille) > 100;
+        changed |= sn->pub.draining != n->draining;
+        changed |= sn->pub.nmodels != n->nmodels ||
+                   (n->nmodels && memcmp(sn->models, models, n->nmodels * sizeof *models));
+    } else {
+        memset(sn, 0, sizeof *sn);
+        for (int j = 0; j < SCHED_MAXN; j++) {
+            memset(&s->links[i][j], 0, sizeof s->links[i][j]);
+            memset(&s->links[j][i], 0, sizeof s->links[j][i]);
+        }
+    }
+    free(sn->models);
+    sn->present = 1;
+    sn->pub = *n;
+    sn->models = models;
+    sn->pub.models = (const uint8_t (*)[NNM_WIRE_HASH_BYTES])models;
+    if (changed) s->version++;
+    return NNM_OK;
+}
+
+nnm_err nnm_sched_node_remove(nnm_sched *s, const char *id, nnm_diag *diag)
+{
+    int i = sched__node_find(s, id);
+    if (i < 0) return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: no node '%s'", id ? id : "");
+    free(s->nodes[i].models);
+    memset(&s->nodes[i], 0, sizeof s->nodes[i]);
+    s->version++;
+    return NNM_OK;
+}
+
+nnm_err nnm_sched_link_set(nnm_sched *s, const char *from, const char *to, double rtt_ms,
+                           double mbps, nnm_diag *diag)
+{
+    int a = sched__node_find(s, from), b = sched__node_find(s, to);
+    if (a < 0 || b < 0)
+        return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: link %s -> %s: no node '%s'",
+                            from ? from : "", to ? to : "", a < 0 ? (from ? from : "") : to);
+    if (!(rtt_ms >= 0) || !(mbps > 0) || isinf(rtt_ms) || isinf(mbps))
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: link %s -> %s: rtt %g ms and %g MB/s are not valid",
+                            from, to, rtt_ms, mbps);
+    sched_link *l = &s->links[a][b];
+    if (!l->set || differs(l->rtt_ms, rtt_ms) || differs(l->mbps, mbps)) s->version++;
+    l->set = 1;
+    l->rtt_ms = rtt_ms;
+    l->mbps = mbps;
+    return NNM_OK;
+}
+
+uint64_t nnm_sched_version(const nnm_sched *s)
+{
+    return s->version;
+}
+
+nnm_err nnm_sched_node_from_advert(nnm_mesh_node *n, const char *id, const nnm_advert *adv,
+                                   nnm_diag *diag)
+{
+    if (!valid_id(id))
+        return nnm_diag_set(diag, NNM_EINVAL, "advert: node id '%s' is not [a-z0-9-]{1,32}", id ? id : "");
+    static const char *const names[NNM_OPC__COUNT] = {
+        "mflops-conv3x3", "mflops-conv1x1", "mflops-dwconv", "mflops-fc", "membw-mbps"
+    };
+    memset(n, 0, sizeof *n);
+    strcpy(n->id, id);
+    double generic = 0;
+    for (size_t i = 0; i < adv->ncaps; i++) {
+        const nnm_capacity *cp = &adv->caps[i];
+        if (!strcmp(cp->name, "gflops")) generic = (double)cp->value;
+        for (int c = 0; c < NNM_OPC__COUNT; c++)
+            if (!strcmp(cp->name, names[c])) n->gflops[c] = (double)cp->value / 1000.0;
+    }
+    for (int c = 0; c < NNM_OPC_OTHER; c++)
+        if (n->gflops[c] == 0) n->gflops[c] = generic;
+    n->free_mem = adv->free_mem;
+    n->load_permille = adv->load_permille > 1000 ? 1000 : adv->load_permille;
+    n->nmodels = adv->nmodels;
+    n->models = adv->models;
+    return NNM_OK;
+}
+
+/* --- rates ------------------------------------------------------------------------------- */
+
+/* Advertised rate of class c in work units per millisecond (flops/ms, bytes/ms). */
+static double adv_rate(const sched_node *n, int c)
+{
+    double g = n->pub.gflops[c];
+    if (g <= 0) {
+        if (c == NNM_OPC_OTHER) g = 2.0;            /* GB/s of a small board */
+        else if (n->pub.gflops[NNM_OPC_CONV3X3] > 0) g = n->pub.gflops[NNM_OPC_CONV3X3];
+        else g = 1.0;
+    }
+    return g * 1e6 / (1.0 + n->pub.load_permille / 1000.0);
+}
+
+static double factor(const sched_node *n, int c)
+{
+    double f = exp(n->logm[c]);
+    if (f > 2.0) f *= 1.25;      /* distrust: see the top of this file */
+    return f;
+}
+
+double sched__rate(const nnm_sched *s, int node, int c, int refined)
+{
+    const sched_node *n = &s->nodes[node];
+    double r = adv_rate(n, c);
+    return refined ? r / factor(n, c) : r;
+}
+
+double nnm_sched_node_factor(const nnm_sched *s, const char *node, nnm_opclass c)
+{
+    int i = sched__node_find(s, node);
+    if (i < 0 || (int)c < 0 || c >= NNM_OPC__COUNT) return 0;
+    return exp(s->nodes[i].logm[c]);
+}
+
+int sched__has_model(const nnm_sched *s, int node, const uint8_t *hash)
+{
+    const sched_node *n = &s->nodes[node];
+    for (size_t i = 0; i < n->pub.nmodels; i++)
+        if (!memcmp(n->models[i], hash, NNM_WIRE_HASH_BYTES)) return 1;
+    return 0;
+}
+
+double sched__link_rtt(const nnm_sched *s, int from, int to, int refined)
+{
+    if (from == to) return 0;
+    const sched_link *l = &s->links[from][to];
+    double rtt = l->set ? l->rtt_ms : s->cfg.default_rtt_ms;
+    return refined ? rtt * exp(l->logm) : rtt;
+}
+
+/* Milliseconds to move bytes over from -> to with the best allowed codec (chosen into
+ * *codec if not NULL). Lossless candidates: NONE, LZ4; lossy (f32 only): F16, INT8. */
+double sched__link_ms(const nnm_sched *s, int from, int to, double bytes, int refined,
+                      int lossy, int is_f32, nnm_codec *codec)
+{
+    if (codec) *codec = NNM_CODEC_NONE;
+    if (from == to || bytes <= 0) return 0;
+    const sched_link *l = &s->links[from][to];
+    double rtt = l->set ? l->rtt_ms : s->cfg.default_rtt_ms;
+    double bw = (l->set ? l->mbps : s->cfg.default_mbps) * 1e3;     /* bytes per ms */
+    double m = refined ? exp(l->logm) : 1.0;
+    double cpu = bytes / (s->cfg.codec_mbps * 1e3);
+    double best = (rtt / 2 + bytes / bw) * m;
+    double t = (rtt / 2 + bytes * s->cfg.lz4_ratio / bw) * m + cpu;
+    if (t < best) {
+        best = t;
+        if (codec) *codec = NNM_CODEC_LZ4;
+    }
+    if (lossy && is_f32) {
+        t = (rtt / 2 + bytes * 0.5 / bw) * m + cpu;
+        if (t < best) {
+            best = t;
+            if (codec) *codec = NNM_CODEC_F16;
+        }
+        t = (rtt / 2 + bytes * 0.25 / bw) * m + cpu;
+        if (t < best) {
+            best = t;
+            if (codec) *codec = NNM_CODEC_INT8_AFFINE;
+        }
+    }
+    return best;
+}
+
+/* --- public cost queries ---------------------------------------------------------------- */
+
+nnm_err nnm_sched_compute_ms(const nnm_sched *s, const char *node,
+                             const double work[NNM_OPC__COUNT], int refined, double *ms,
+                             nnm_diag *diag)
+{
+    int i = sched__node_find(s, node);
+    if (i < 0) return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: no node '%s'", node ? node : "");
+    double t = s->cfg.slice_overhead_ms;
+    for (int c = 0; c < NNM_OPC__COUNT; c++) t += work[c] / sched__rate(s, i, c, refined);
+    *ms = t;
+    return NNM_OK;
+}
+
+nnm_err nnm_sched_transfer_ms(const nnm_sched *s, const char *from, const char *to,
+                              size_t bytes, nnm_codec codec, int refined, double *ms,
+                              nnm_diag *diag)
+{
+    int a = sched__node_find(s, from), b = sched__node_find(s, to);
+    if (a < 0 || b < 0)
+        return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: no node '%s'",
+                            a < 0 ? (from ? from : "") : (to ? to : ""));
+    double ratio;
+    switch (codec) {
+    case NNM_CODEC_NONE: ratio = 1; break;
+    case NNM_CODEC_F16: ratio = 0.5; break;
+    case NNM_CODEC_INT8_AFFINE: ratio = 0.25; break;
+    case NNM_CODEC_LZ4: ratio = s->cfg.lz4_ratio; break;
+    default:
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: codec %d has no cost model", (int)codec);
+    }
+    if (a == b || bytes == 0) {
+        *ms = 0;
+        return NNM_OK;
+    }
+    const sched_link *l = &s->links[a][b];
+    double rtt = l->set ? l->rtt_ms : s->cfg.default_rtt_ms;
+    double bw = (l->set ? l->mbps : s->cfg.default_mbps) * 1e3;
+    double t = (rtt / 2 + (double)bytes * ratio / bw) * (refined ? exp(l->logm) : 1.0);
+    if (codec != NNM_CODEC_NONE) t += (double)bytes / (s->cfg.codec_mbps * 1e3);
+    *ms = t;
+    return NNM_OK;
+}
+
+/* --- observations ------------------------------------------------------------------------ */
+
+static void check_drift(nnm_sched *s)
+{
+    int drift = 0;
+    for (int i = 0; i < SCHED_MAXN; i++) {
+        if (!s->nodes[i].present) continue;
+        for (int c = 0; c < NNM_OPC__COUNT; c++)
+            drift |= fabs(s->nodes[i].logm[c] - s->nodes[i].logm_epoch[c]) > DRIFT;
+        for (int j = 0; j < SCHED_MAXN; j++)
+            drift |= fabs(s->links[i][j].logm - s->links[i][j].logm_epoch) > DRIFT;
+    }
+    if (!drift) return;
+    s->epoch++;
+    for (int i = 0; i < SCHED_MAXN; i++) {
+        for (int c = 0; c < NNM_OPC__COUNT; c++) s->nodes[i].logm_epoch[c] = s->nodes[i].logm[c];
+        for (int j = 0; j < SCHED_MAXN; j++) s->links[i][j].logm_epoch = s->links[i][j].logm;
+    }
+}
+
+static double clampq(double lq)
+{
+    return lq > LOGQ_MAX ? LOGQ_MAX : lq < -LOGQ_MAX ? -LOGQ_MAX : lq;
+}
+
+nnm_err nnm_sched_observe_slice(nnm_sched *s, const nnm_plan_part *part, double observed_ms,
+                                nnm_diag *diag)
+{
+    int i = sched__node_find(s, part->node);
+    if (i < 0) return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: observed node '%s' is unknown", part->node);
+    if (!(observed_ms > 0) || isinf(observed_ms))
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: observed time %g ms of node '%s' is not positive",
+                            observed_ms, part->node);
+    sched_node *n = &s->nodes[i];
+    double t[NNM_OPC__COUNT], tot = 0;
+    for (int c = 0; c < NNM_OPC__COUNT; c++) {
+        /* the prediction without the distrust penalty: the EMA tracks the plain ratio */
+        t[c] = part->work[c] / adv_rate(n, c) * exp(n->logm[c]);
+        tot += t[c];
+    }
+    if (tot <= 0) return NNM_OK;
+    double comp = observed_ms - s->cfg.slice_overhead_ms;
+    if (comp < 0.05 * observed_ms) comp = 0.05 * observed_ms;
+    double lq = clampq(log(comp / tot));
+    for (int c = 0; c < NNM_OPC__COUNT; c++)
+        n->logm[c] += s->cfg.ema_alpha * (t[c] / tot) * lq;
+    n->nobs++;
+    check_drift(s);
+    return NNM_OK;
+}
+
+nnm_err nnm_sched_observe_transfer(nnm_sched *s, const char *from, const char *to,
+                                   size_t bytes, double observed_ms, nnm_diag *diag)
+{
+    int a = sched__node_find(s, from), b = sched__node_find(s, to);
+    if (a < 0 || b < 0)
+        return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: observed link %s -> %s: unknown node",
+                            from ? from : "", to ? to : "");
+    if (!(observed_ms > 0) || isinf(observed_ms))
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: observed transfer time %g ms is not positive",
+                            observed_ms);
+    if (a == b) return NNM_OK;
+    sched_link *l = &s->links[a][b];
+    double rtt = l->set ? l->rtt_ms : s->cfg.default_rtt_ms;
+    double bw = (l->set ? l->mbps : s->cfg.default_mbps) * 1e3;
+    double pred = rtt / 2 + (double)bytes / bw;
+    if (pred <= 0) return NNM_OK;
+    double lq = clampq(log(observed_ms / pred));
+    l->logm += s->cfg.ema_alpha * (lq - l->logm);
+    check_drift(s);
+    return NNM_OK;
+}
