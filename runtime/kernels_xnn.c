@@ -400,9 +400,19 @@ static int supports_transpose(const nnm_graph *g, const nnm_node *n)
     return 1;
 }
 
-/* out[j][i] = in[i][j] for an in of rows x cols, in 32 x 32 blocks. */
+/* out[j][i] = in[i][j] for an in of rows x cols, in 32 x 32 blocks; a few rows (an RGB
+ * image going channels-last) are interleaved directly. */
 static void transpose2d(float *out, const float *in, size_t rows, size_t cols)
 {
+    if (rows == 3) {
+        const float *r0 = in, *r1 = in + cols, *r2 = in + 2 * cols;
+        for (size_t j = 0; j < cols; j++, out += 3) {
+            out[0] = r0[j];
+            out[1] = r1[j];
+            out[2] = r2[j];
+        }
+        return;
+    }
     for (size_t i0 = 0; i0 < rows; i0 += 32) {
         size_t i1 = i0 + 32 < rows ? i0 + 32 : rows;
         for (size_t j0 = 0; j0 < cols; j0 += 32) {
@@ -482,6 +492,7 @@ typedef struct gconv {
     float lo, hi;
     size_t tile_m, tile_n;    /* thread-pool tiles: pixels, channels (multiple of 16) */
     int pointwise;            /* 1x1, stride 1, no padding: pixel p reads x + p * c */
+    size_t chunk_taps;        /* taps per slice of the reduction (see gconv_tile) */
 } gconv;
 
 typedef struct grun {
@@ -640,14 +651,42 @@ static int own_gemm_enabled(void)
 
 /* 6x16 tile: rows r < mr of y (row stride ystride floats), nc <= 16 valid channels.
  * a[t * GMR + r] is the input row of pixel r at tap t (c floats). */
-__attribute__((target("avx2,fma")))
-static void ukernel_6x16(size_t mr, size_t nc, size_t taps, size_t c, const float *const *a,
-                         const float *w, const float *bias, float *y, size_t ystride, float lo,
-                         float hi)
+/* Initial accumulators of one output row: the bias, or (bias NULL: a later slice of the
+ * taps) the partial sums already in y, of which nc <= 16 are valid. */
+static inline __attribute__((always_inline, target("avx2,fma")))
+void acc_init(const float *bias, const float *y, size_t nc, __m256 *v0, __m256 *v1)
 {
-    __m256 c00 = _mm256_loadu_ps(bias), c01 = _mm256_loadu_ps(bias + 8);
-    __m256 c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01;
-    __m256 c40 = c00, c41 = c01, c50 = c00, c51 = c01;
+    if (bias != NULL) {
+        *v0 = _mm256_loadu_ps(bias);
+        *v1 = _mm256_loadu_ps(bias + 8);
+    } else if (nc == GNR) {
+        *v0 = _mm256_loadu_ps(y);
+        *v1 = _mm256_loadu_ps(y + 8);
+    } else {
+        float tmp[GNR] = { 0 };
+        memcpy(tmp, y, nc * sizeof *tmp);
+        *v0 = _mm256_loadu_ps(tmp);
+        *v1 = _mm256_loadu_ps(tmp + 8);
+    }
+}
+
+static inline __attribute__((always_inline, target("avx2,fma")))
+void ukernel_6x16_body(size_t mr, size_t nc, size_t taps, size_t c, const float *const *a,
+                       const float *w, const float *bias, float *y, size_t ystride, float lo,
+                       float hi)
+{
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    acc_init(bias, y, nc, &c00, &c01);
+    if (bias != NULL) {
+        c10 = c20 = c30 = c40 = c50 = c00;
+        c11 = c21 = c31 = c41 = c51 = c01;
+    } else {
+        acc_init(NULL, y + (1 < mr ? 1 : 0) * ystride, nc, &c10, &c11);
+        acc_init(NULL, y + (2 < mr ? 2 : 0) * ystride, nc, &c20, &c21);
+        acc_init(NULL, y + (3 < mr ? 3 : 0) * ystride, nc, &c30, &c31);
+        acc_init(NULL, y + (4 < mr ? 4 : 0) * ystride, nc, &c40, &c41);
+        acc_init(NULL, y + (5 < mr ? 5 : 0) * ystride, nc, &c50, &c51);
+    }
     for (size_t t = 0; t < taps; t++) {
         const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
         a += GMR;
@@ -692,13 +731,77 @@ static void ukernel_6x16(size_t mr, size_t nc, size_t taps, size_t c, const floa
     }
 }
 
+__attribute__((target("avx2,fma")))
+static void ukernel_6x16(size_t mr, size_t nc, size_t taps, size_t c, const float *const *a,
+                         const float *w, const float *bias, float *y, size_t ystride, float lo,
+                         float hi)
+{
+    ukernel_6x16_body(mr, nc, taps, c, a, w, bias, y, ystride, lo, hi);
+}
+
+/* The same for 3 input channels (an RGB stem): the compiler unrolls the channel loop. */
+__attribute__((target("avx2,fma")))
+static void ukernel_6x16_c3(size_t mr, size_t nc, size_t taps, const float *const *a,
+                            const float *w, const float *bias, float *y, size_t ystride,
+                            float lo, float hi)
+{
+    ukernel_6x16_body(mr, nc, taps, 3, a, w, bias, y, ystride, lo, hi);
+}
+
+/* 6x8 tile for a last panel with at most 8 channels (24 = 16 + 8 is common): half the
+ * multiply-adds of running the zero-padded 6x16 tile. Weights keep the 16-wide panel. */
+__attribute__((target("avx2,fma")))
+static void ukernel_6x8(size_t mr, size_t nc, size_t taps, size_t c, const float *const *a,
+                        const float *w, const float *bias, float *y, size_t ystride, float lo,
+                        float hi)
+{
+    __m256 c0, c1, c2, c3, c4, c5, unused;
+    acc_init(bias, y, nc, &c0, &unused);
+    if (bias != NULL) {
+        c1 = c2 = c3 = c4 = c5 = c0;
+    } else {
+        acc_init(NULL, y + (1 < mr ? 1 : 0) * ystride, nc, &c1, &unused);
+        acc_init(NULL, y + (2 < mr ? 2 : 0) * ystride, nc, &c2, &unused);
+        acc_init(NULL, y + (3 < mr ? 3 : 0) * ystride, nc, &c3, &unused);
+        acc_init(NULL, y + (4 < mr ? 4 : 0) * ystride, nc, &c4, &unused);
+        acc_init(NULL, y + (5 < mr ? 5 : 0) * ystride, nc, &c5, &unused);
+    }
+    for (size_t t = 0; t < taps; t++) {
+        const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+        a += GMR;
+        for (size_t k = 0; k < c; k++) {
+            const __m256 b = _mm256_loadu_ps(w);
+            w += GNR;
+            c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + k), b, c0);
+            c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + k), b, c1);
+            c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a2 + k), b, c2);
+            c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + k), b, c3);
+            c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a4 + k), b, c4);
+            c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a5 + k), b, c5);
+        }
+    }
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    __m256 r[GMR] = { c0, c1, c2, c3, c4, c5 };
+    for (size_t i = 0; i < mr; i++, y += ystride) {
+        __m256 v = _mm256_min_ps(_mm256_max_ps(r[i], vlo), vhi);
+        if (nc == 8) {
+            _mm256_storeu_ps(y, v);
+        } else {
+            float tmp[8];
+            _mm256_storeu_ps(tmp, v);
+            memcpy(y, tmp, nc * sizeof *tmp);
+        }
+    }
+}
+
 /* 1x16 tile (one pixel or one row of a fully connected layer): the two halves of even
  * and odd steps accumulate apart, so four chains of multiply-adds are in flight. */
 __attribute__((target("avx2,fma")))
 static void ukernel_1x16(size_t nc, size_t taps, size_t c, const float *const *a,
                          const float *w, const float *bias, float *y, float lo, float hi)
 {
-    __m256 c0 = _mm256_loadu_ps(bias), c1 = _mm256_loadu_ps(bias + 8);
+    __m256 c0, c1;
+    acc_init(bias, y, nc, &c0, &c1);
     __m256 d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps();
     for (size_t t = 0; t < taps; t++) {
         const float *a0 = a[t * GMR];
@@ -777,33 +880,61 @@ static void gconv_tile(void *arg, size_t m0, size_t n0, size_t tm, size_t tn)
             }
         }
     }
-    for (size_t n = n0; n < n0 + tn && n < k->n; n += GNR) {
-        size_t p = n / GNR;
-        size_t nc = k->n - n < GNR ? k->n - n : GNR;
-        const float *w = k->w + p * k->taps * k->c * GNR;
-        for (size_t bi = 0; bi < blocks; bi++) {
-            size_t m = m0 + bi * GMR;
-            size_t mr = m0 + tm - m < GMR ? m0 + tm - m : GMR;
-            if (mr == 1)
-                ukernel_1x16(nc, k->taps, k->c, ap + bi * per, w, k->bias + p * GNR,
-                             g->y + m * k->n + n, k->lo, k->hi);
-            else
-                ukernel_6x16(mr, nc, k->taps, k->c, ap + bi * per, w, k->bias + p * GNR,
-                             g->y + m * k->n + n, k->n, k->lo, k->hi);
+    /* Taps in slices of chunk_taps, so that a panel's slice of weights stays in L1 while
+     * the tile's pixels pass; later slices add to the partial sums in y, the last clamps. */
+    for (size_t t0 = 0; t0 < k->taps; t0 += k->chunk_taps) {
+        size_t nt = k->taps - t0 < k->chunk_taps ? k->taps - t0 : k->chunk_taps;
+        int last_slice = t0 + nt == k->taps;
+        float lo = last_slice ? k->lo : -INFINITY, hi = last_slice ? k->hi : INFINITY;
+        for (size_t n = n0; n < n0 + tn && n < k->n; n += GNR) {
+            size_t p = n / GNR;
+            size_t nc = k->n - n < GNR ? k->n - n : GNR;
+            const float *w = k->w + (p * k->taps + t0) * k->c * GNR;
+            const float *bias = t0 == 0 ? k->bias + p * GNR : NULL;
+            for (size_t bi = 0; bi < blocks; bi++) {
+                size_t m = m0 + bi * GMR;
+                size_t mr = m0 + tm - m < GMR ? m0 + tm - m : GMR;
+                const float *const *a = ap + bi * per + t0 * GMR;
+                float *y = g->y + m * k->n + n;
+                if (mr == 1)
+                    ukernel_1x16(nc, nt, k->c, a, w, bias, y, lo, hi);
+                else if (nc <= 8)
+                    ukernel_6x8(mr, nc, nt, k->c, a, w, bias, y, k->n, lo, hi);
+                else if (k->c == 3)
+                    ukernel_6x16_c3(mr, nc, nt, a, w, bias, y, k->n, lo, hi);
+                else
+                    ukernel_6x16(mr, nc, nt, k->c, a, w, bias, y, k->n, lo, hi);
+            }
         }
     }
     if (ap != stack) free(ap);
 }
 
-/* Tiles for the pool: about 4 per thread, pixel tiles of at most 8 microkernel rows. */
+/* Tiles for the pool. A pixel tile's input rows (tm x taps x c floats) should stay in
+ * L2 while every weight panel streams past them, so tm is the most pixels whose rows fit
+ * in 192 KiB (at most 512, a multiple of 6), evened out over the tiles; the weights are
+ * then read once per pixel tile (small late layers: once). With threads, channel tiles
+ * are split first, then pixel tiles, until there are about 4 tiles per thread. */
 static void gconv_tiles(gconv *k, size_t m, int threads)
 {
-    size_t tm = 8 * GMR, tn = k->panels * GNR;
-    if (m < tm) tm = (m + GMR - 1) / GMR * GMR;
+    /* A panel's weights are taps * c * 64 bytes: above 48 KiB, slice the taps so that a
+     * slice takes at most 32 KiB (at least one tap). */
+    size_t tap_bytes = k->c * GNR * sizeof(float);
+    k->chunk_taps = k->taps;
+    if (k->taps * tap_bytes > 48 * 1024) {
+        k->chunk_taps = 32 * 1024 / tap_bytes;
+        if (k->chunk_taps < 1) k->chunk_taps = 1;
+    }
+    size_t row = k->chunk_taps * k->c * sizeof(float);
+    size_t fit = (192 * 1024 / row) / GMR * GMR;
+    if (fit < GMR) fit = GMR;
+    if (fit > 512) fit = 512;
+    size_t nt = (m + fit - 1) / fit;
+    size_t tm = ((m + nt - 1) / nt + GMR - 1) / GMR * GMR, tn = k->panels * GNR;
     size_t want = threads > 1 ? 4 * (size_t)threads : 1;
     while (((m + tm - 1) / tm) * ((k->panels * GNR + tn - 1) / tn) < want) {
         if (tn > GNR) tn = (tn / GNR + 1) / 2 * GNR;
-        else if (tm > GMR) tm -= GMR;
+        else if (tm > GMR) tm = (tm / GMR + 1) / 2 * GMR;
         else break;
     }
     k->tile_m = tm;

@@ -16,7 +16,7 @@ runtime_libnnm_runtime_la_SOURCES = \
 	runtime/diag.c runtime/tensor.c runtime/graph.c runtime/npy.c \
 	runtime/onnx.c runtime/infer.c runtime/passes.c \
 	runtime/kernels_ref.c runtime/kernels_xnn.c \
-	runtime/exec.c runtime/slice.c runtime/layout.c runtime/layout.h \
+	runtime/exec.c runtime/slice.c runtime/layout.c runtime/layout.h runtime/onnx_write.c \
 	runtime/config.c runtime/capacity.c
 
 nnmeshinclude_HEADERS += include/nnmesh/err.h include/nnmesh/tensor.h include/nnmesh/npy.h \

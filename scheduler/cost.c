@@ -484,8 +484,8 @@ void sched__ctx_configs(sched_ctx *c)
                     c->cfg[c->n_cfg - 1].gstart = st;
                     continue;
                 }
-                for (int t = 0; t < 3; t++) {
-                    add_cfg(c, t == 2 ? NNM_STAGE_BRANCHES : NNM_STAGE_SPLIT, t == 1, order + st, k);
+                for (int ty = 0; ty < 3; ty++) {
+                    add_cfg(c, ty == 2 ? NNM_STAGE_BRANCHES : NNM_STAGE_SPLIT, ty == 1, order + st, k);
                     c->cfg[c->n_cfg - 1].gstart = st;
                 }
             }
@@ -606,9 +606,9 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
             }
             if (Bv[i] <= 1e-12) Bv[i] = 1e-12;
         }
-        int fixed = c->weight[cfg->nodes[0]] > 0;
+        int fixed = c->weight[cfg->nodes[0]] > 0, act = 0;
         for (;;) {
-            int act = 0;
+            act = 0;
             if (fixed) {
                 double ws = 0;
                 for (int i = 0; i < cfg->k; i++) if (on[i]) ws += c->weight[cfg->nodes[i]];

@@ -72,12 +72,6 @@ nnm_err nnm_sched_new(nnm_sched **out, const char *self_id, const nnm_sched_conf
     return NNM_OK;
 }
 
-static void entry_free(sched_entry *e)
-{
-    for (int i = 0; i < e->n_arms; i++) nnm_plan_free(e->arms[i]);
-    free(e);
-}
-
 void nnm_sched_free(nnm_sched *s)
 {
     if (s == NULL) return;
@@ -90,7 +84,7 @@ void nnm_sched_free(nnm_sched *s)
     while (s->cache) {
         sched_entry *e = s->cache;
         s->cache = e->next;
-        entry_free(e);
+        sched__entry_free(e);
     }
     free(s);
 }

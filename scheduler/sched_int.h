@@ -144,5 +144,6 @@ double sched__chain_ms(const sched_ctx *c, const sched_chain *ch);
 
 /* plan.c */
 nnm_err sched__dp(const sched_ctx *c, sched_chain *out, nnm_diag *diag);
+void sched__entry_free(sched_entry *e);   /* NULL-safe */
 
 #endif

@@ -35,6 +35,15 @@ nnm_err nnm_graph_decode_onnx(nnm_graph **out, const void *buf, size_t len, cons
                               const nnm_load_opts *opts, nnm_diag *diag);
 void nnm_graph_free(nnm_graph *g);   /* NULL-safe */
 
+/* Writes g (a whole model or a slice) as an ONNX model at opset 13 in a malloc'd buffer
+ * (*out, *len; caller frees): parameters that opset 13 takes as inputs become initializers,
+ * fused activations become Relu/Clip nodes. Re-importing it gives the same graph. Errors:
+ * NNM_EUNSUPPORTED (a channels-last graph from the executor, or an opset-11 Softmax over
+ * several axes), NNM_ENOMEM. */
+nnm_err nnm_graph_encode_onnx(void **out, size_t *len, const nnm_graph *g, nnm_diag *diag);
+/* The same into path (atomically, through path.tmp). */
+nnm_err nnm_graph_save_onnx(const char *path, const nnm_graph *g, nnm_diag *diag);
+
 typedef struct nnm_node_info {
     const char *name;      /* borrowed from the graph */
     const char *op;        /* ONNX op type, e.g. "Conv" */

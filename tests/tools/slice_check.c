@@ -1,6 +1,6 @@
 /* tests/tools/slice_check.c — checks that slices and parts of slices reproduce the whole.
  *
- * usage: slice_check MODEL.onnx INPUT.npy [--seed N] [--backend ref|auto]
+ * usage: slice_check MODEL.onnx INPUT.npy [--seed N] [--backend ref|auto] [--onnx 1]
  *
  * 1. Runs the model whole.
  * 2. For k = 2..6, cuts it at k-1 random points into contiguous slices, runs them in order
@@ -8,6 +8,8 @@
  * 3. Finds runs of nodes that can be split by output rows and by output channels, splits
  *    each into 2-4 uneven parts, runs every part on its cropped inputs, joins the outputs
  *    and compares with the run computed as one slice.
+ * With --onnx 1 every slice and part is written as ONNX and re-imported before it runs
+ * (what a peer receiving the slice's weights does).
  * Prints one line per check and exits 1 on any mismatch. */
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@ typedef struct entry { char *name; nnm_tensor t; } entry;
 static entry dict[MAXV];
 static int n_dict;
 static int backend = NNM_BACKEND_AUTO;
+static int via_onnx;     /* --onnx: every slice goes through nnm_graph_encode_onnx and back */
 static int failures, checks;
 
 static void dict_clear(void)
@@ -91,10 +94,28 @@ static int run_graph(const nnm_graph *s, nnm_tensor *outs, int *n_out)
         if (!src) { fprintf(stderr, "value '%s' not available\n", io.name); goto out; }
         if (nnm_tensor_crop(&ins[i], src, &r) != NNM_OK) { fprintf(stderr, "crop of '%s' failed\n", io.name); goto out; }
     }
-    if (nnm_exec_new(&ex, s, &o, &d) != NNM_OK) { fprintf(stderr, "exec_new: %s\n", d.msg); goto out; }
-    if (nnm_exec_run(ex, ins, ni, outs, no, &d) != NNM_OK) { fprintf(stderr, "run: %s\n", d.msg); goto out; }
+    nnm_graph *re = NULL;
+    if (via_onnx) {
+        void *buf = NULL;
+        size_t len = 0;
+        if (nnm_graph_encode_onnx(&buf, &len, s, &d) != NNM_OK) { fprintf(stderr, "encode: %s\n", d.msg); goto out; }
+        nnm_err rc2 = nnm_graph_decode_onnx(&re, buf, len, "slice.onnx", NULL, &d);
+        free(buf);
+        if (rc2 != NNM_OK) { fprintf(stderr, "re-import: %s\n", d.msg); goto out; }
+        if (nnm_graph_input_count(re) != ni || nnm_graph_output_count(re) != no) {
+            fprintf(stderr, "re-import changed the inputs/outputs\n");
+            nnm_graph_free(re);
+            goto out;
+        }
+        s = re;
+    }
+    if (nnm_exec_new(&ex, s, &o, &d) != NNM_OK) { fprintf(stderr, "exec_new: %s\n", d.msg); nnm_graph_free(re); goto out; }
+    if (nnm_exec_run(ex, ins, ni, outs, no, &d) != NNM_OK) { fprintf(stderr, "run: %s\n", d.msg); nnm_exec_free(ex); ex = NULL; nnm_graph_free(re); goto out; }
     *n_out = no;
     ok = 1;
+    nnm_exec_free(ex);
+    ex = NULL;
+    nnm_graph_free(re);
 out:
     nnm_exec_free(ex);
     for (int i = 0; i < ni; i++) nnm_tensor_cleanup(&ins[i]);
@@ -190,13 +211,14 @@ static void check_parts(const nnm_graph *g, int a, int b, int kind, int64_t dim,
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: slice_check MODEL.onnx INPUT.npy [--seed N] [--backend ref|auto]\n");
+        fprintf(stderr, "usage: slice_check MODEL.onnx INPUT.npy [--seed N] [--backend ref|auto] [--onnx 1]\n");
         return 2;
     }
     unsigned seed = 1;
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--seed")) seed = (unsigned)atoi(argv[i + 1]);
         if (!strcmp(argv[i], "--backend")) backend = !strcmp(argv[i + 1], "ref") ? NNM_BACKEND_REF : NNM_BACKEND_AUTO;
+        if (!strcmp(argv[i], "--onnx")) via_onnx = atoi(argv[i + 1]);
     }
     srand(seed);
     nnm_diag d;

@@ -1,0 +1,759 @@
+/* scheduler/plan.c — the planner: dynamic programming over cut points, turning the chosen
+ * chain of stages into a plan of parts (each confirmed by nnm_graph_slice, which also gives
+ * the regions), choosing codecs per edge, predicting a plan as a timed DAG, the plan cache
+ * and the adaptive policy's bandit.
+ *
+ * DP (latency): best[p][c] is the least time to have computed nodes [0, p) with the last
+ * stage in configuration c (which says who holds the data crossing cut p);
+ *   best[b][c] = min over a < b, c' of best[a][c'] + stage(c, [a, b) | holders of c')
+ * with best[0][source] = 0, plus the transfer of the graph outputs to the coordinator after
+ * the last stage. Configurations that hold the data alike (same nodes) are merged before
+ * the inner loop, so it costs O(n^2 * C * H) stage evaluations, H the distinct holder sets.
+ * Throughput uses the same table with chained node groups (each node in one stage) and
+ * max instead of sum (cost.c, sched__ctx_configs). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched_int.h"
+
+static void hold_src(const sched_ctx *c, sched_hold *h)
+{
+    h->k = 1;
+    h->nodes[0] = c->src;
+    h->frac[0] = 1;
+}
+
+static int same_holders(const sched_cfg *x, const sched_cfg *y)
+{
+    return x->k == y->k && !memcmp(x->nodes, y->nodes, (size_t)x->k * sizeof x->nodes[0]);
+}
+
+nnm_err sched__dp(const sched_ctx *c, sched_chain *out, nnm_diag *diag)
+{
+    const sched_model *m = c->m;
+    int n = m->n, C = c->n_cfg, V = C;       /* V: the virtual "source" state at cut 0 */
+    size_t S = (size_t)(n + 1) * (size_t)(C + 1);
+    double *best = malloc(S * sizeof *best), *per = malloc(S * sizeof *per);
+    int *fa = malloc(S * sizeof *fa), *fc = malloc(S * sizeof *fc);
+    int *cls = malloc(((size_t)C + 1) * sizeof *cls);
+    int *rep = malloc(((size_t)C + 1) * sizeof *rep);
+    nnm_err rc = NNM_ENOMEM;
+    if (!best || !per || !fa || !fc || !cls || !rep) {
+        nnm_diag_set(diag, rc, "scheduler: out of memory planning");
+        goto done;
+    }
+    for (size_t i = 0; i < S; i++) { best[i] = INFINITY; per[i] = 0; fa[i] = fc[i] = -1; }
+    best[V] = 0;
+    /* holder classes: configurations with the same nodes hold the data alike */
+    int H = 0;
+    for (int x = 0; x < C; x++) {
+        int k = H;
+        if (!c->groups) {
+            for (k = 0; k < H; k++)
+                if (same_holders(&c->cfg[rep[k]], &c->cfg[x])) break;
+        }
+        if (k == H) rep[H++] = x;
+        cls[x] = k;
+    }
+#define AT(p, x) ((size_t)(p) * (size_t)(C + 1) + (size_t)(x))
+#define KEY(p, x) (c->groups ? per[AT(p, x)] + 1e-3 * best[AT(p, x)] : best[AT(p, x)])
+    int *hbest = malloc(((size_t)H + 1) * sizeof *hbest);
+    if (!hbest) {
+        nnm_diag_set(diag, rc, "scheduler: out of memory planning");
+        goto done;
+    }
+    for (int b = 1; b <= n; b++) {
+        for (int a = 0; a < b; a++) {
+            int nh;
+            if (a == 0) {
+                nh = 1;
+                hbest[0] = V;
+            } else {
+                nh = H;
+                for (int k = 0; k < H; k++) hbest[k] = -1;
+                if (!c->groups) {
+                    for (int x = 0; x < C; x++) {
+                        if (isinf(best[AT(a, x)])) continue;
+                        int k = cls[x];
+                        if (hbest[k] < 0 || KEY(a, x) < KEY(a, hbest[k])) hbest[k] = x;
+                    }
+                } else {
+                    for (int x = 0; x < C; x++) hbest[x] = isinf(best[AT(a, x)]) ? -1 : x;
+                }
+            }
+            for (int k = 0; k < nh; k++) {
+                int px = hbest[k];
+                if (px < 0) continue;
+                sched_hold h;
+                if (px == V) hold_src(c, &h);
+                else sched__hold_of(c, &c->cfg[px], &h);
+                for (int x = 0; x < C; x++) {
+                    const sched_cfg *f = &c->cfg[x];
+                    if (a == 0 && c->pin &&
+                        !(f->type == NNM_STAGE_SINGLE && f->nodes[0] == c->src)) continue;
+                    if (c->groups) {
+                        int want = px == V ? 0 : c->cfg[px].gstart + c->cfg[px].k;
+                        if (f->gstart != want) continue;
+                    }
+                    double t = sched__stage_ms(c, f, a, b, &h, NULL, NULL, NULL, NULL);
+                    if (isinf(t)) continue;
+                    if (b == n) {
+                        sched_hold h2;
+                        sched__hold_of(c, f, &h2);
+                        t += sched__sink_ms(c, &h2);
+                    }
+                    double tot = best[AT(a, px)] + t;
+                    double pe = per[AT(a, px)] > t ? per[AT(a, px)] : t;
+                    double key = c->groups ? pe + 1e-3 * tot : tot;
+                    size_t at = AT(b, x);
+                    double old = isinf(best[at]) ? INFINITY : KEY(b, x);
+                    if (key < old) {
+                        best[at] = tot;
+                        per[at] = pe;
+                        fa[at] = a;
+                        fc[at] = px;
+                    }
+                }
+            }
+        }
+    }
+    int bx = -1;
+    for (int x = 0; x < C; x++)
+        if (!isinf(best[AT(n, x)]) && (bx < 0 || KEY(n, x) < KEY(n, bx))) bx = x;
+    if (bx < 0) {
+        rc = nnm_diag_set(diag, NNM_ESTATE,
+                          "scheduler: no node of the mesh can run some part of the model (memory, draining or pinning)");
+        goto done2;
+    }
+    /* walk back */
+    int cuts[1025], cfgs[1025], ns = 0, p = n, x = bx;
+    while (p > 0) {
+        cfgs[ns] = x;
+        cuts[ns] = p;
+        ns++;
+        int a = fa[AT(p, x)], px = fc[AT(p, x)];
+        p = a;
+        x = px;
+    }
+    out->n = ns;
+    for (int i = 0; i < ns; i++) {
+        out->cut[i + 1] = cuts[ns - 1 - i];
+        out->cfg[i] = cfgs[ns - 1 - i];
+    }
+    out->cut[0] = 0;
+    out->cost = KEY(n, bx);
+    rc = NNM_OK;
+done2:
+    free(hbest);
+#undef AT
+#undef KEY
+done:
+    free(best);
+    free(per);
+    free(fa);
+    free(fc);
+    free(cls);
+    free(rep);
+    return rc;
+}
+
+/* --- from a chain to a plan --------------------------------------------------------------- */
+
+static double vbytes(const nnm_graph *g, int v)
+{
+    const nnm_value *val = &g->values[v];
+    int64_t n = nnm_shape_numel(val->shape, val->ndim, 1);
+    return n < 0 ? 0 : (double)n * (double)nnm_dtype_size(val->dtype);
+}
+
+static int stage_of(const sched_chain *ch, int node)
+{
+    if (node < 0) return -1;
+    for (int i = 0; i < ch->n; i++)
+        if (node >= ch->cut[i] && node < ch->cut[i + 1]) return i;
+    return -1;
+}
+
+/* Fills part's inputs, outputs and work from the slice of g it describes. Returns the
+ * slicer's error (the caller decides whether a rejected split is fatal). */
+static nnm_err part_fill(nnm_plan_part *pp, const nnm_graph *g, const sched_chain *ch,
+                         nnm_diag *diag)
+{
+    nnm_graph *sg = NULL;
+    nnm_err rc = nnm_graph_slice(&sg, g, pp->node_begin, pp->node_end, &pp->part, diag);
+    if (rc != NNM_OK) return rc;
+    rc = NNM_ENOMEM;
+    pp->in = calloc((size_t)sg->n_inputs + 1, sizeof *pp->in);
+    pp->out = calloc((size_t)sg->n_outputs + 1, sizeof *pp->out);
+    if (!pp->in || !pp->out) goto fail;
+    for (int i = 0; i < sg->n_inputs; i++) {
+        const nnm_value *v = &sg->values[sg->inputs[i]];
+        nnm_plan_input *in = &pp->in[pp->n_in];
+        if (!(in->value = strdup(v->name))) goto fail;
+        pp->n_in++;
+        nnm_graph_input_region(sg, i, &in->region);
+        in->bytes = (size_t)vbytes(sg, sg->inputs[i]);
+        int ov = ir__value_find(g, v->name);
+        in->src_stage = ov < 0 ? -1 : stage_of(ch, g->values[ov].producer);
+        in->codec = NNM_CODEC_NONE;
+    }
+    for (int i = 0; i < sg->n_outputs; i++) {
+        const nnm_value *v = &sg->values[sg->outputs[i]];
+        nnm_plan_output *o = &pp->out[pp->n_out];
+        if (!(o->value = strdup(v->name))) goto fail;
+        pp->n_out++;
+        nnm_graph_output_region(sg, i, &o->region);
+        o->bytes = (size_t)vbytes(sg, sg->outputs[i]);
+    }
+    for (int c = 0; c < NNM_OPC__COUNT; c++) pp->work[c] = 0;
+    for (int k = 0; k < sg->n_nodes; k++) {
+        int c = nnm_sched_classify(sg, k);
+        pp->work[c] += c == NNM_OPC_OTHER ? (double)sg->nodes[k].out_bytes : sg->nodes[k].flops;
+    }
+    ir__graph_free(sg);
+    return NNM_OK;
+fail:
+    ir__graph_free(sg);
+    return nnm_diag_set(diag, rc, "scheduler: out of memory building a plan");
+}
+
+/* Integer part sizes from shares: largest remainder, every kept part at least 1. */
+static int part_sizes(const double *share, int k, int64_t dim, int64_t *cnt)
+{
+    double tot = 0;
+    for (int i = 0; i < k; i++) tot += share[i] > 0 ? share[i] : 0;
+    if (tot <= 0) return 0;
+    int64_t sum = 0;
+    double rem[SCHED_MAXN];
+    for (int i = 0; i < k; i++) {
+        double x = share[i] > 0 ? share[i] / tot * (double)dim : 0;
+        cnt[i] = (int64_t)floor(x);
+        rem[i] = x - (double)cnt[i];
+        sum += cnt[i];
+    }
+    while (sum < dim) {
+        int bi = -1;
+        for (int i = 0; i < k; i++)
+            if (share[i] > 0 && (bi < 0 || rem[i] > rem[bi])) bi = i;
+        cnt[bi]++;
+        rem[bi] = -1;
+        sum++;
+    }
+    /* parts that rounded to 0 rows are dropped (their rows went to others) */
+    int kept = 0;
+    for (int i = 0; i < k; i++) kept += cnt[i] > 0;
+    return kept;
+}
+
+static nnm_err part_new(nnm_plan_stage *st, const char *node)
+{
+    nnm_plan_part *p = realloc(st->parts, (size_t)(st->n_parts + 1) * sizeof *p);
+    if (p == NULL) return NNM_ENOMEM;
+    st->parts = p;
+    memset(&p[st->n_parts], 0, sizeof *p);
+    strcpy(p[st->n_parts].node, node);
+    st->n_parts++;
+    return NNM_OK;
+}
+
+/* Builds the plan of chain ch. On a split the slicer rejects, *rej_stage gets its index and
+ * NNM_EUNSUPPORTED is returned with *out NULL. */
+static nnm_err build_plan(const sched_ctx *c, const sched_chain *ch, nnm_plan **out,
+                          int *rej_stage, nnm_diag *diag)
+{
+    const nnm_sched *s = c->s;
+    const nnm_graph *g = c->m->g;
+    nnm_err rc = NNM_ENOMEM;
+    *rej_stage = -1;
+    nnm_plan *p = calloc(1, sizeof *p);
+    if (p == NULL) goto oom;
+    p->stages = calloc((size_t)ch->n, sizeof *p->stages);
+    if (p->stages == NULL) goto oom;
+    memcpy(p->model_hash, c->m->hash, NNM_WIRE_HASH_BYTES);
+    p->mesh_version = s->version;
+    p->policy = c->policy;
+    p->objective = c->objective;
+    p->arm = -1;
+    strcpy(p->coordinator, s->nodes[c->sink].pub.id);
+    strcpy(p->source, s->nodes[c->src].pub.id);
+    sched_hold h;
+    hold_src(c, &h);
+    for (int i = 0; i < ch->n; i++) {
+        const sched_cfg *f = &c->cfg[ch->cfg[i]];
+        int a = ch->cut[i], b = ch->cut[i + 1];
+        nnm_plan_stage *st = &p->stages[p->n_stages++];
+        st->node_begin = a;
+        st->node_end = b;
+        st->kind = (nnm_stage_kind)f->type;
+        double shares[SCHED_MAXN];
+        int nseg = 0, segcut[SCHED_MAX_SEG + 1], assign[SCHED_MAX_SEG];
+        sched__stage_ms(c, f, a, b, &h, shares, &nseg, segcut, assign);
+        if (f->type == NNM_STAGE_SINGLE) {
+            if (part_new(st, s->nodes[f->nodes[0]].pub.id) != NNM_OK) goto oom;
+            st->parts[0].node_begin = a;
+            st->parts[0].node_end = b;
+        } else if (f->type == NNM_STAGE_SPLIT) {
+            int64_t dim = c->m->st[f->axis][(size_t)a * (size_t)(c->m->n + 1) + (size_t)b].dim;
+            int64_t cnt[SCHED_MAXN], at = 0;
+            part_sizes(shares, f->k, dim, cnt);
+            for (int q = 0; q < f->k; q++) {
+                if (cnt[q] <= 0) continue;
+                if (part_new(st, s->nodes[f->nodes[q]].pub.id) != NNM_OK) goto oom;
+                nnm_plan_part *pp = &st->parts[st->n_parts - 1];
+                pp->node_begin = a;
+                pp->node_end = b;
+                pp->part.kind = f->axis == 0 ? NNM_PART_ROWS : NNM_PART_CHANNELS;
+                pp->part.begin = at;
+                pp->part.end = at + cnt[q];
+                at += cnt[q];
+            }
+            if (st->n_parts == 1) {   /* everything rounded onto one node */
+                st->kind = NNM_STAGE_SINGLE;
+                st->parts[0].part.kind = NNM_PART_WHOLE;
+                st->parts[0].part.begin = st->parts[0].part.end = 0;
+            }
+        } else {
+            for (int q = 0; q < nseg; q++) {
+                if (part_new(st, s->nodes[f->nodes[assign[q]]].pub.id) != NNM_OK) goto oom;
+                nnm_plan_part *pp = &st->parts[st->n_parts - 1];
+                pp->node_begin = segcut[q];
+                pp->node_end = segcut[q + 1];
+            }
+        }
+        for (int q = 0; q < st->n_parts; q++) {
+            nnm_diag d2;
+            nnm_diag_clear(&d2);
+            rc = part_fill(&st->parts[q], g, ch, &d2);
+            if (rc == NNM_OK) continue;
+            if (rc != NNM_ENOMEM && st->kind != NNM_STAGE_SINGLE) {
+                *rej_stage = i;
+                rc = NNM_EUNSUPPORTED;
+            } else if (diag) {
+                *diag = d2;
+            }
+            nnm_plan_free(p);
+            return rc;
+        }
+        sched__hold_of(c, f, &h);
+    }
+    /* graph outputs back to the coordinator */
+    p->outputs = calloc((size_t)g->n_outputs + 1, sizeof *p->outputs);
+    if (p->outputs == NULL) goto oom;
+    for (int i = 0; i < g->n_outputs; i++) {
+        int v = g->outputs[i];
+        nnm_plan_input *o = &p->outputs[p->n_out];
+        if (!(o->value = strdup(g->values[v].name))) goto oom;
+        p->n_out++;
+        o->src_stage = stage_of(ch, g->values[v].producer);
+        o->region.axis = -1;
+        o->bytes = (size_t)vbytes(g, v);
+    }
+    *out = p;
+    return NNM_OK;
+oom:
+    nnm_plan_free(p);
+    return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory building a plan");
+}
+
+/* --- predicting a plan as a timed DAG ----------------------------------------------------- */
+
+/* Bytes of input `in` that part q of its producing stage supplies. */
+static double overlap_bytes(const nnm_plan_input *in, const nnm_plan_part *q, int nparts)
+{
+    for (int k = 0; k < q->n_out; k++) {
+        const nnm_plan_output *o = &q->out[k];
+        if (strcmp(o->value, in->value)) continue;
+        if (o->region.axis < 0) return (double)in->bytes;
+        int64_t ol = o->region.end - o->region.begin;
+        if (ol <= 0) return 0;
+        double per = (double)o->bytes / (double)ol;
+        if (in->region.axis < 0) return (double)o->bytes;
+        if (in->region.axis != o->region.axis) return (double)in->bytes / nparts;
+        int64_t lo = in->region.begin > o->region.begin ? in->region.begin : o->region.begin;
+        int64_t hi = in->region.end < o->region.end ? in->region.end : o->region.end;
+        return hi > lo ? per * (double)(hi - lo) : 0;
+    }
+    return 0;
+}
+
+static double edge_ms(const nnm_sched *s, int from, int to, double bytes, nnm_codec codec,
+                      int refined)
+{
+    if (from == to || bytes <= 0) return 0;
+    const sched_link *l = &s->links[from][to];
+    double rtt = l->set ? l->rtt_ms : s->cfg.default_rtt_ms;
+    double bw = (l->set ? l->mbps : s->cfg.default_mbps) * 1e3;
+    double ratio = codec == NNM_CODEC_F16 ? 0.5 : codec == NNM_CODEC_INT8_AFFINE ? 0.25
+                   : codec == NNM_CODEC_LZ4 ? s->cfg.lz4_ratio : 1.0;
+    double t = (rtt / 2 + bytes * ratio / bw) * (refined ? exp(l->logm) : 1.0);
+    if (codec != NNM_CODEC_NONE) t += bytes / (s->cfg.codec_mbps * 1e3);
+    return t;
+}
+
+static double part_ms(const nnm_sched *s, int j, const nnm_plan_part *pp, int refined)
+{
+    double t = s->cfg.slice_overhead_ms;
+    for (int c = 0; c < NNM_OPC__COUNT; c++) t += pp->work[c] / sched__rate(s, j, c, refined);
+    return t;
+}
+
+/* Arrival time of input `in` at node j: the latest of its producers' finish + transfer. */
+static double arrival(const nnm_sched *s, const nnm_plan *p, int **nidx, double **fin,
+                      const nnm_plan_input *in, int src, int j, int refined)
+{
+    if (in->src_stage < 0) return edge_ms(s, src, j, (double)in->bytes, in->codec, refined);
+    const nnm_plan_stage *ps = &p->stages[in->src_stage];
+    double t = 0;
+    for (int q = 0; q < ps->n_parts; q++) {
+        double by = overlap_bytes(in, &ps->parts[q], ps->n_parts);
+        if (by <= 0) continue;
+        double x = fin[in->src_stage][q] + edge_ms(s, nidx[in->src_stage][q], j, by, in->codec, refined);
+        if (x > t) t = x;
+    }
+    return t;
+}
+
+/* Times every part (fills pred fields when fill is set). */
+static nnm_err predict(const nnm_sched *s, nnm_plan *p, int refined, int fill, double *lat,
+                       double *period, nnm_diag *diag)
+{
+    nnm_err rc = NNM_ENOMEM;
+    int **nidx = calloc((size_t)p->n_stages + 1, sizeof *nidx);
+    double **fin = calloc((size_t)p->n_stages + 1, sizeof *fin);
+    double busy[SCHED_MAXN] = { 0 }, freeat[SCHED_MAXN] = { 0 };
+    int src = sched__node_find(s, p->source), sink = sched__node_find(s, p->coordinator);
+    if (!nidx || !fin) goto done;
+    if (src < 0 || sink < 0) {
+        rc = nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: plan node '%s' is not in the mesh",
+                          src < 0 ? p->source : p->coordinator);
+        goto done;
+    }
+    for (int i = 0; i < p->n_stages; i++) {
+        const nnm_plan_stage *st = &p->stages[i];
+        nidx[i] = malloc(((size_t)st->n_parts + 1) * sizeof **nidx);
+        fin[i] = malloc(((size_t)st->n_parts + 1) * sizeof **fin);
+        if (!nidx[i] || !fin[i]) goto done;
+        double end = 0;
+        for (int q = 0; q < st->n_parts; q++) {
+            const nnm_plan_part *pp = &st->parts[q];
+            int j = sched__node_find(s, pp->node);
+            if (j < 0) {
+                rc = nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: plan node '%s' is not in the mesh",
+                                  pp->node);
+                goto done;
+            }
+            nidx[i][q] = j;
+            double start = freeat[j];
+            for (int k = 0; k < pp->n_in; k++) {
+                double x = arrival(s, p, nidx, fin, &pp->in[k], src, j, refined);
+                if (x > start) start = x;
+            }
+            double t = part_ms(s, j, pp, refined);
+            fin[i][q] = start + t;
+            freeat[j] = fin[i][q];
+            busy[j] += t;
+            if (fill) st->parts[q].pred_ms = t;
+            if (fin[i][q] > end) end = fin[i][q];
+        }
+        if (fill) p->stages[i].pred_end_ms = end;
+    }
+    double L = 0;
+    for (int k = 0; k < p->n_out; k++) {
+        double x = arrival(s, p, nidx, fin, &p->outputs[k], src, sink, refined);
+        if (x > L) L = x;
+    }
+    double P = 0;
+    for (int j = 0; j < SCHED_MAXN; j++) if (busy[j] > P) P = busy[j];
+    *lat = L;
+    *period = P;
+    rc = NNM_OK;
+done:
+    if (rc == NNM_ENOMEM) nnm_diag_set(diag, rc, "scheduler: out of memory predicting a plan");
+    for (int i = 0; i < p->n_stages && nidx && fin; i++) {
+        free(nidx[i]);
+        free(fin[i]);
+    }
+    free(nidx);
+    free(fin);
+    return rc;
+}
+
+nnm_err nnm_sched_plan_predict(const nnm_sched *s, const nnm_plan *plan, int refined,
+                               double *latency_ms, double *period_ms, nnm_diag *diag)
+{
+    return predict(s, (nnm_plan *)plan, refined, 0, latency_ms, period_ms, diag);
+}
+
+/* Codec of every edge: the one that moves the largest share of the edge fastest. */
+static void choose_codecs(const nnm_sched *s, nnm_plan *p, const nnm_graph *g, int lossy,
+                          int refined)
+{
+    int src = sched__node_find(s, p->source), sink = sched__node_find(s, p->coordinator);
+    for (int i = 0; i <= p->n_stages; i++) {
+        int last = i == p->n_stages;
+        int np = last ? 1 : p->stages[i].n_parts;
+        for (int q = 0; q < np; q++) {
+            int j = last ? sink : sched__node_find(s, p->stages[i].parts[q].node);
+            int nin = last ? p->n_out : p->stages[i].parts[q].n_in;
+            for (int k = 0; k < nin; k++) {
+                nnm_plan_input *in = last ? &p->outputs[k] : &p->stages[i].parts[q].in[k];
+                int v = ir__value_find(g, in->value);
+                int f32 = v >= 0 && g->values[v].dtype == NNM_DT_F32;
+                int from = src;
+                double by = (double)in->bytes;
+                if (in->src_stage >= 0) {
+                    const nnm_plan_stage *ps = &p->stages[in->src_stage];
+                    double bb = -1;
+                    for (int r = 0; r < ps->n_parts; r++) {
+                        double x = overlap_bytes(in, &ps->parts[r], ps->n_parts);
+                        int fr = sched__node_find(s, ps->parts[r].node);
+                        if (fr != j && x > bb) { bb = x; from = fr; by = x; }
+                    }
+                    if (bb < 0) from = j;
+                }
+                sched__link_ms(s, from, j, by, refined, lossy, f32, &in->codec);
+            }
+        }
+    }
+}
+
+/* --- cache, candidates and the bandit -------------------------------------------------- */
+
+static int plans_equal(const nnm_plan *x, const nnm_plan *y)
+{
+    if (x->n_stages != y->n_stages) return 0;
+    for (int i = 0; i < x->n_stages; i++) {
+        const nnm_plan_stage *a = &x->stages[i], *b = &y->stages[i];
+        if (a->node_begin != b->node_begin || a->node_end != b->node_end ||
+            a->n_parts != b->n_parts) return 0;
+        for (int q = 0; q < a->n_parts; q++) {
+            const nnm_plan_part *u = &a->parts[q], *v = &b->parts[q];
+            if (strcmp(u->node, v->node) || u->node_begin != v->node_begin ||
+                u->node_end != v->node_end || u->part.kind != v->part.kind ||
+                u->part.begin != v->part.begin || u->part.end != v->part.end) return 0;
+        }
+    }
+    return 1;
+}
+
+/* DP + build, retrying while the slicer rejects a split the analytic rules allowed. */
+static nnm_err plan_ctx(sched_ctx *c, nnm_plan **out, nnm_diag *diag)
+{
+    sched_chain *ch = malloc(sizeof *ch);
+    if (ch == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory planning");
+    nnm_err rc = NNM_OK;
+    for (int tries = 0; tries < 64; tries++) {
+        if ((rc = sched__dp(c, ch, diag)) != NNM_OK) break;
+        int rej = -1;
+        rc = build_plan(c, ch, out, &rej, diag);
+        if (rc == NNM_OK || rej < 0) break;
+        const sched_cfg *f = &c->cfg[ch->cfg[rej]];
+        int a = ch->cut[rej], b = ch->cut[rej + 1];
+        if (f->type == NNM_STAGE_SPLIT) {
+            c->m->st[f->axis][(size_t)a * (size_t)(c->m->n + 1) + (size_t)b].feasible = 0;
+        } else {
+            /* a branch split the slicer rejects: forbid that config here (rare) */
+            c->m->st[0][(size_t)a * (size_t)(c->m->n + 1) + (size_t)b].feasible = 0;
+            c->m->st[1][(size_t)a * (size_t)(c->m->n + 1) + (size_t)b].feasible = 0;
+            rc = nnm_diag_set(diag, NNM_EUNSUPPORTED, "scheduler: a branch split was rejected by the slicer");
+            break;
+        }
+        rc = NNM_EUNSUPPORTED;
+    }
+    free(ch);
+    if (rc == NNM_OK) {
+        double L, P;
+        choose_codecs(c->s, *out, c->m->g, c->lossy, c->refined);
+        if ((rc = predict(c->s, *out, c->refined, 1, &L, &P, diag)) != NNM_OK) {
+            nnm_plan_free(*out);
+            *out = NULL;
+            return rc;
+        }
+        (*out)->pred_latency_ms = L;
+        (*out)->pred_period_ms = P;
+    }
+    return rc;
+}
+
+void sched__entry_free(sched_entry *e)
+{
+    if (e == NULL) return;
+    for (int i = 0; i < e->n_arms; i++) nnm_plan_free(e->arms[i]);
+    free(e);
+}
+
+/* Builds the candidate arms of the adaptive policy (arm 0 is the DP plan). */
+static nnm_err candidates(sched_ctx *base, sched_entry *e, nnm_diag *diag)
+{
+    const nnm_sched *s = base->s;
+    const nnm_plan *p0 = e->arms[0];
+    int used[SCHED_MAXN] = { 0 };
+    for (int i = 0; i < p0->n_stages; i++) {
+        if (p0->stages[i].n_parts < 2) continue;
+        for (int q = 0; q < p0->stages[i].n_parts; q++) {
+            int j = sched__node_find(s, p0->stages[i].parts[q].node);
+            if (j >= 0) used[j] = 1;
+        }
+    }
+    sched_ctx *c = malloc(sizeof *c);
+    if (c == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory planning");
+    for (int variant = 0; variant < 3; variant++) {
+        for (int j = 0; j < SCHED_MAXN && e->n_arms < s->cfg.max_arms; j++) {
+            if (variant < 2 && !used[j]) continue;
+            if (variant == 2 && j > 0) break;
+            *c = *base;
+            if (variant == 0) {
+                if (base->pin && j == base->src) continue;
+                c->exclude |= 1u << j;
+            } else if (variant == 1) {
+                c->perturb[j] = 0.5;
+            } else {
+                c->policy = NNM_POLICY_LOCAL;
+            }
+            sched__ctx_configs(c);
+            nnm_plan *p = NULL;
+            nnm_diag d2;
+            if (plan_ctx(c, &p, &d2) != NNM_OK) continue;   /* a variant may be infeasible */
+            int dup = 0;
+            for (int a = 0; a < e->n_arms && !dup; a++) dup = plans_equal(e->arms[a], p);
+            if (dup) {
+                nnm_plan_free(p);
+                continue;
+            }
+            p->policy = NNM_POLICY_ADAPTIVE;
+            e->arms[e->n_arms++] = p;
+        }
+    }
+    free(c);
+    return NNM_OK;
+}
+
+static int pick_arm(const nnm_sched *s, const sched_entry *e)
+{
+    double N = 0, scale = INFINITY;
+    double mean[32], cnt[32];
+    for (int i = 0; i < e->n_arms; i++) {
+        cnt[i] = e->cnt[i] + 1;                    /* the prior counts as one observation */
+        mean[i] = (e->sum[i] + e->prior[i]) / cnt[i];
+        N += cnt[i];
+        if (mean[i] < scale) scale = mean[i];
+    }
+    int best = 0;
+    double bs = INFINITY;
+    for (int i = 0; i < e->n_arms; i++) {
+        double sc = mean[i] - s->cfg.ucb_c * scale * sqrt(2 * log(N) / cnt[i]);
+        if (sc < bs) { bs = sc; best = i; }
+    }
+    return best;
+}
+
+nnm_err nnm_sched_observe_latency(nnm_sched *s, const nnm_plan *plan, double observed_ms,
+                                  nnm_diag *diag)
+{
+    if (!(observed_ms > 0) || isinf(observed_ms))
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: observed latency %g ms is not positive",
+                            observed_ms);
+    if (plan->arm < 0) return NNM_OK;
+    for (sched_entry *e = s->cache; e; e = e->next) {
+        if (e->generation != plan->generation) continue;
+        if (plan->arm >= e->n_arms) return NNM_OK;
+        for (int i = 0; i < e->n_arms; i++) {
+            e->cnt[i] *= s->cfg.discount;
+            e->sum[i] *= s->cfg.discount;
+        }
+        e->cnt[plan->arm] += 1;
+        e->sum[plan->arm] += observed_ms;
+        return NNM_OK;
+    }
+    return NNM_OK;   /* a plan from a candidate set since replaced: nothing to learn */
+}
+
+nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
+                       const uint8_t hash[NNM_WIRE_HASH_BYTES], const nnm_plan_opts *opts,
+                       nnm_plan **out, nnm_diag *diag)
+{
+    nnm_plan_opts def;
+    memset(&def, 0, sizeof def);
+    def.policy = NNM_POLICY_ADAPTIVE;
+    if (opts == NULL) opts = &def;
+    *out = NULL;
+    if ((unsigned)opts->objective >= NNM_OBJ__COUNT || (unsigned)opts->policy >= NNM_POLICY__COUNT)
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: objective %d or policy %d is unknown",
+                            (int)opts->objective, (int)opts->policy);
+    int sink = sched__node_find(s, s->self);
+    if (sink < 0)
+        return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: the coordinator '%s' is not in the mesh view",
+                            s->self);
+    int src = opts->source ? sched__node_find(s, opts->source) : sink;
+    if (src < 0)
+        return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: source node '%s' is not in the mesh view",
+                            opts->source);
+    sched_model *m = NULL;
+    nnm_err rc = sched__model_get(s, g, hash, &m, diag);
+    if (rc != NNM_OK) return rc;
+    int adaptive = opts->policy == NNM_POLICY_ADAPTIVE;
+    uint64_t epoch = adaptive ? s->epoch : 0;
+    sched_entry *e = s->cache, *prev = NULL;
+    for (; e; prev = e, e = e->next)
+        if (!memcmp(e->hash, hash, NNM_WIRE_HASH_BYTES) && e->version == s->version &&
+            e->epoch == epoch && e->objective == (int)opts->objective &&
+            e->policy == (int)opts->policy && e->pin == !!opts->pin_first &&
+            e->lossy == !!opts->allow_lossy && e->src == src)
+            break;
+    if (e == NULL) {
+        sched_ctx *c = malloc(sizeof *c);
+        e = calloc(1, sizeof *e);
+        if (!c || !e) {
+            free(c);
+            free(e);
+            return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory planning");
+        }
+        sched__ctx_init(c, s, m, adaptive);
+        c->policy = opts->policy;
+        c->objective = opts->objective;
+        c->lossy = !!opts->allow_lossy;
+        c->pin = !!opts->pin_first;
+        c->src = src;
+        c->sink = sink;
+        sched__ctx_configs(c);
+        nnm_plan *p = NULL;
+        rc = plan_ctx(c, &p, diag);
+        if (rc == NNM_OK) {
+            e->arms[e->n_arms++] = p;
+            if (adaptive) rc = candidates(c, e, diag);
+        }
+        free(c);
+        if (rc != NNM_OK) {
+            sched__entry_free(e);
+            return rc;
+        }
+        memcpy(e->hash, hash, NNM_WIRE_HASH_BYTES);
+        e->version = s->version;
+        e->epoch = epoch;
+        e->objective = opts->objective;
+        e->policy = opts->policy;
+        e->pin = !!opts->pin_first;
+        e->lossy = !!opts->allow_lossy;
+        e->src = src;
+        e->generation = ++s->generation;
+        for (int i = 0; i < e->n_arms; i++) {
+            e->prior[i] = e->arms[i]->pred_latency_ms;
+            e->arms[i]->generation = e->generation;
+            e->arms[i]->arm = adaptive ? i : -1;
+        }
+        e->next = s->cache;
+        s->cache = e;
+        if (++s->n_cache > 64) {      /* drop the oldest */
+            sched_entry *q = s->cache, *qp = NULL;
+            while (q->next) { qp = q; q = q->next; }
+            if (qp) { qp->next = NULL; sched__entry_free(q); s->n_cache--; }
+        }
+    } else if (prev) {                /* move to front: most recently used */
+        prev->next = e->next;
+        e->next = s->cache;
+        s->cache = e;
+    }
+    int arm = adaptive ? pick_arm(s, e) : 0;
+    return nnm_plan_copy(out, e->arms[arm], diag);
+}
