@@ -493,6 +493,8 @@ typedef struct gconv {
     size_t tile_m, tile_n;    /* thread-pool tiles: pixels, channels (multiple of 16) */
     int pointwise;            /* 1x1, stride 1, no padding: pixel p reads x + p * c */
     size_t chunk_taps;        /* taps per slice of the reduction (see gconv_tile) */
+    size_t *tap_off;          /* floats from a window's corner pixel to each tap's pixel */
+    size_t span_h, span_w;    /* window extent - 1 (dilated); ih > span_h, iw > span_w */
 } gconv;
 
 typedef struct grun {
@@ -505,6 +507,7 @@ typedef struct grun {
 static void gconv_free(gconv *k)
 {
     if (k == NULL) return;
+    free(k->tap_off);
     free(k->w);
     free(k->bias);
     free(k->zero);
@@ -864,14 +867,21 @@ static void gconv_tile(void *arg, size_t m0, size_t n0, size_t tm, size_t tn)
                 for (size_t t = 0; t < k->taps; t++) dst[t * GMR] = dst[t * GMR - 1];
                 continue;
             }
-            for (size_t ky = 0; ky < k->kh; ky++) {
-                size_t iy = oy * k->sh + ky * k->dh - k->pt;   /* wraps when above */
-                for (size_t kx = 0; kx < k->kw; kx++) {
-                    size_t ix = ox * k->sw + kx * k->dw - k->pl;
-                    const float *row = k->zero;
-                    if (iy < k->ih && ix < k->iw)
-                        row = g->x + ((b * k->ih + iy) * k->iw + ix) * k->c;
-                    dst[(ky * k->kw + kx) * GMR] = row;
+            size_t iy0 = oy * k->sh - k->pt, ix0 = ox * k->sw - k->pl;   /* may wrap */
+            if (iy0 < k->ih - k->span_h && ix0 < k->iw - k->span_w) {
+                /* The whole window is inside the image: fixed offsets from its corner. */
+                const float *corner = g->x + ((b * k->ih + iy0) * k->iw + ix0) * k->c;
+                for (size_t t = 0; t < k->taps; t++) dst[t * GMR] = corner + k->tap_off[t];
+            } else {
+                for (size_t ky = 0; ky < k->kh; ky++) {
+                    size_t iy = iy0 + ky * k->dh;
+                    for (size_t kx = 0; kx < k->kw; kx++) {
+                        size_t ix = ix0 + kx * k->dw;
+                        const float *row = k->zero;
+                        if (iy < k->ih && ix < k->iw)
+                            row = g->x + ((b * k->ih + iy) * k->iw + ix) * k->c;
+                        dst[(ky * k->kw + kx) * GMR] = row;
+                    }
                 }
             }
             if (++ox == k->ow) {
@@ -978,6 +988,21 @@ static nnm_err gconv_prepare(gconv **out, const nnm_graph *g, const nnm_node *n,
     k->pointwise = k->taps == 1 && k->sh == 1 && k->sw == 1 && k->pt == 0 && k->pl == 0 &&
                    a->pads[2] == 0 && a->pads[3] == 0;
     clamp_bounds(a, &k->lo, &k->hi);
+    k->span_h = (size_t)k->dh * (k->kh - 1);
+    k->span_w = (size_t)k->dw * (k->kw - 1);
+    k->tap_off = malloc(k->taps * sizeof *k->tap_off);
+    if (k->tap_off == NULL || k->span_h >= k->ih || k->span_w >= k->iw) {
+        /* A window larger than the image never lies inside it: border path only. */
+        if (k->tap_off == NULL) {
+            gconv_free(k);
+            return NNM_ENOMEM;
+        }
+        k->span_h = k->ih;
+        k->span_w = k->iw;
+    }
+    for (size_t ky = 0; ky < k->kh; ky++)
+        for (size_t kx = 0; kx < k->kw; kx++)
+            k->tap_off[ky * k->kw + kx] = (ky * k->dh * k->iw + kx * k->dw) * k->c;
     size_t wn = k->panels * k->taps * k->c * GNR;
     k->w = aligned_alloc(64, (wn * sizeof(float) + 63) / 64 * 64);
     k->bias = calloc(k->panels * GNR, sizeof(float));

@@ -10,15 +10,15 @@ BUILT_SOURCES += runtime/onnx.pb-c.c runtime/onnx.pb-c.h
 CLEANFILES += runtime/onnx.pb-c.c runtime/onnx.pb-c.h
 nodist_runtime_libnnm_runtime_la_SOURCES = runtime/onnx.pb-c.c runtime/onnx.pb-c.h
 
-runtime_libnnm_runtime_la_CFLAGS = $(AM_CFLAGS) $(PROTOBUFC_CFLAGS) $(INIH_CFLAGS)
+runtime_libnnm_runtime_la_CFLAGS = $(AM_CFLAGS) $(PROTOBUFC_CFLAGS) $(SODIUM_CFLAGS) $(INIH_CFLAGS)
 runtime_libnnm_runtime_la_SOURCES = \
 	runtime/ir.h runtime/kernels.h \
 	runtime/diag.c runtime/tensor.c runtime/graph.c runtime/npy.c \
 	runtime/onnx.c runtime/infer.c runtime/passes.c \
 	runtime/kernels_ref.c runtime/kernels_xnn.c \
-	runtime/exec.c runtime/slice.c runtime/layout.c runtime/layout.h runtime/onnx_write.c \
+	runtime/exec.c runtime/slice.c runtime/layout.c runtime/layout.h runtime/onnx_write.c runtime/worker.c \
 	runtime/config.c runtime/capacity.c
 
 nnmeshinclude_HEADERS += include/nnmesh/err.h include/nnmesh/tensor.h include/nnmesh/npy.h \
 	include/nnmesh/graph.h include/nnmesh/exec.h \
-	include/nnmesh/config.h include/nnmesh/capacity.h
+	include/nnmesh/config.h include/nnmesh/capacity.h include/nnmesh/worker.h

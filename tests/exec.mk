@@ -11,3 +11,9 @@ clean-local: clean-model-cache
 clean-model-cache:
 	rm -rf tests/model-cache
 .PHONY: clean-model-cache
+
+check_PROGRAMS += tests/unit/test_worker
+TESTS += tests/unit/test_worker
+tests_unit_test_worker_SOURCES = tests/unit/test_worker.c
+tests_unit_test_worker_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_worker_LDADD = $(TEST_LIBS)

@@ -11,3 +11,4 @@ include tests/crypto.mk
 include tests/wire.mk
 include tests/mqtt.mk
 include tests/node.mk
+include tests/sched.mk

@@ -928,6 +928,14 @@ static nnm_err send_one(nnm_link *l, const char *peer, uint8_t type, uint64_t re
                               "link: peer '%s' acknowledged nothing for a while: %zu bytes in "
                               "flight (window %zu); it is slow, gone, or the broker path is cut",
                               p->id, p->fl_bytes, l->o.window_bytes);
+            /* The peer may have restarted and lost our session: the next send handshakes
+             * again instead of sealing into the void. */
+            nnm_session_free(p->prev);
+            p->prev = p->cur;
+            p->prev_until_ms = now + LINK_PREV_MS;
+            p->cur = NULL;
+            p->gen++;
+            fl_reset(p);
             goto unlock;
         }
         if (now - p->query_ms >= LINK_QUERY_MS) {

@@ -236,8 +236,10 @@ nnm_err nnm_link_connect_peer(nnm_link *l, const char *peer_id, unsigned timeout
  * the rest of the header. Types: TASK, TENSOR, RESULT, ERROR, CTL, and ACK with request != 0
  * (the others belong to the link). Blocks while the peer's flow-control window is full.
  * f is only read. Errors: NNM_EINVAL (type or a body field), NNM_ETIMEOUT (no session or no
- * credit within send_timeout_ms), NNM_ECONN (broker not connected), those of
- * nnm_link_connect_peer, NNM_ENOMEM. */
+ * credit within send_timeout_ms; after a credit timeout the session is dropped so that the
+ * next send handshakes again, in case the peer restarted), NNM_ECONN (broker not connected),
+ * those of nnm_link_connect_peer, NNM_ENOMEM. A chunked frame cut short by an error is
+ * discarded by the receiver's reassembly timeout. */
 nnm_err nnm_link_send(nnm_link *l, const char *peer, const nnm_frame *f, nnm_diag *diag);
 
 /* Convenience: a TENSOR frame of n wire tensors (borrowed) for request. Errors: as above. */
