@@ -4,8 +4,9 @@ apps_nnmesh_SOURCES = apps/nnmesh.c
 apps_nnmesh_CPPFLAGS = $(AM_CPPFLAGS) -include config.h
 apps_nnmesh_LDADD = libnnmesh.la $(NNM_DEP_LIBS)
 apps_nnmesh_SOURCES += apps/keys.c apps/keys.h
+apps_nnmesh_SOURCES += apps/peers.c apps/peers.h
 
-# The node daemon (runtime/config.c, runtime/capacity.c; networking arrives with transport/).
+# The node daemon (runtime/config.c, runtime/capacity.c, runtime/node.c).
 bin_PROGRAMS += apps/nnmeshd
 apps_nnmeshd_SOURCES = apps/nnmeshd.c
 apps_nnmeshd_CPPFLAGS = $(AM_CPPFLAGS) -include config.h

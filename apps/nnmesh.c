@@ -15,6 +15,7 @@
 #include "nnmesh/graph.h"
 #include "nnmesh/npy.h"
 #include "keys.h"
+#include "peers.h"
 
 #define MAX_INPUTS 32
 
@@ -30,6 +31,8 @@ static const char usage_text[] =
 "    nnmesh trust add TRUSTFILE --node ID (PUBKEY | --key KEYFILE)\n"
 "    nnmesh trust list TRUSTFILE\n"
 "    nnmesh trust revoke TRUSTFILE PUBKEY\n"
+"    nnmesh peers --config FILE [--wait SECONDS]\n"
+"    nnmesh ctl --config FILE NODE (drain | resume | policy NAME) [--timeout SECONDS]\n"
 "    nnmesh --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -49,6 +52,15 @@ static const char usage_text[] =
 "             key from a key file), list prints every entry with its fingerprint,\n"
 "             revoke appends 'revoke PUBKEY'. Each change is checked and written\n"
 "             atomically.\n"
+"    peers    Connects to the brokers of a node config as an observer, collects the\n"
+"             retained adverts for --wait seconds (default 2), verifies each against the\n"
+"             trust file (untrusted, forged, expired ones are reported on stderr) and\n"
+"             prints a table: id, key fingerprint, epoch, sequence, measured GFLOP/s per\n"
+"             op class, threads, load, memory offered, state, age of the advert, models.\n"
+"    ctl      Sends a signed control frame to NODE through the secure link and waits\n"
+"             for its answer: drain (stop taking new work), resume, policy NAME (local,\n"
+"             equal, memory, capacity, adaptive). Use an operator config: an identity in\n"
+"             the trust file that no running node uses.\n"
 "\n"
 "OPTIONS\n"
 "    -i, --input [NAME=]FILE   bind a .npy file to a model input (repeatable)\n"
@@ -474,5 +486,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return nnm_cli_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "trust")) return nnm_cli_trust(argc - 1, argv + 1);
+    if (!strcmp(cmd, "peers")) return nnm_cli_peers(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ctl")) return nnm_cli_ctl(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }

@@ -1,10 +1,11 @@
 /* apps/nnmeshd.c — the node daemon's main: reads and checks the config file, loads the
- * identity, the trust file and the models, measures capacity, then serves until SIGTERM
- * or SIGINT (SIGHUP re-reads the trust file). A thin main over libnnmesh: argument
- * parsing, logging and signals. The MQTT session, adverts and request handling are not
- * wired yet (transport/ is in progress); --help says so. */
+ * identity, the trust file and the models, measures capacity, then joins the mesh
+ * (nnmesh/node.h: link, signed adverts, peer table, stats, control) until SIGTERM or SIGINT,
+ * when it leaves cleanly; SIGHUP re-reads the trust file. A thin main over libnnmesh:
+ * argument parsing, logging and signals. Request handling arrives with the scheduler. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "nnmesh/config.h"
 #include "nnmesh/crypto.h"
 #include "nnmesh/graph.h"
+#include "nnmesh/node.h"
 
 enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 static const char *const level_name[] = { "debug", "info", "warn", "error" };
@@ -67,9 +69,18 @@ static const char help_head[] =
 "        the old one kept). Logs go to stderr, one line each:\n"
 "            2026-11-24T04:10:00Z info node n1: ...\n"
 "\n"
-"        NOT WIRED YET: the node does not connect to the brokers in [broker], publish\n"
-"        adverts or serve requests; [broker], [limits] and [control] are checked but not\n"
-"        used. Those arrive with the MQTT session layer (transport/).\n"
+"        Then it joins the mesh: connects to the first reachable URI of [broker] uris\n"
+"        (an unreachable broker is retried with backoff and logged, never fatal),\n"
+"        publishes a signed advert (capacities, models by hash, free memory, load,\n"
+"        epoch, sequence, expiry) retained on nnmesh/<mesh>/advert/<id> every\n"
+"        advert_interval, cleared by its Last Will if the node dies; keeps a table of\n"
+"        the peers whose adverts verify against the trust file; publishes JSON stats\n"
+"        retained on nnmesh/<mesh>/stats/<id>; obeys control (drain, resume, policy)\n"
+"        signed by a trusted key ('nnmesh ctl'), or as plaintext on\n"
+"        nnmesh/<mesh>/ctl/<id>/<verb> if allow_plaintext_control is true. The epoch\n"
+"        is counted in KEYFILE.epoch, one more at every start. SIGTERM clears the\n"
+"        advert, says goodbye to peers and disconnects. Requests are not served yet\n"
+"        (they arrive with the scheduler).\n"
 "\n"
 "    --check-config FILE\n"
 "        Checks FILE as --config would (unknown or misspelt keys, values, ranges, ids,\n"
@@ -226,6 +237,7 @@ static int hash_file(char hex[2 * 32 + 1], const char *path)
 typedef struct model {
     nnm_graph *g;
     char hash[2 * 32 + 1];
+    uint8_t raw[32];
 } model;
 
 /* Loads (and hashes) every model; on error logs it and returns -1. */
@@ -235,7 +247,8 @@ static int load_models(const nnm_config *cfg, model *m, int quiet)
         const nnm_config_model *cm = &cfg->models[i];
         nnm_diag d;
         nnm_diag_clear(&d);
-        if (hash_file(m[i].hash, cm->path) != 0) {
+        if (hash_file(m[i].hash, cm->path) != 0 ||
+            sodium_hex2bin(m[i].raw, sizeof m[i].raw, m[i].hash, 64, NULL, NULL, NULL) != 0) {
             fprintf(stderr, "nnmeshd: %s:%d: [models] %s: %s: %s\n", cfg->source, cm->line,
                     cm->id, cm->path, strerror(errno));
             return -1;
@@ -325,6 +338,13 @@ static int measure(int threads, int budget)
 
 static volatile sig_atomic_t got_stop, got_hup;
 
+static void node_log(void *ctx, nnm_node_log_level level, const char *msg)
+{
+    (void)ctx;
+    logf_(level == NNM_NODE_LOG_DEBUG ? LOG_DEBUG : level == NNM_NODE_LOG_INFO ? LOG_INFO
+          : level == NNM_NODE_LOG_WARN ? LOG_WARN : LOG_ERROR, "%s", msg);
+}
+
 static void on_signal(int sig)
 {
     if (sig == SIGHUP) got_hup = 1;
@@ -338,6 +358,9 @@ static int run_node(const char *path)
     nnm_identity *ident = NULL;
     nnm_trust *trust = NULL;
     model *m = NULL;
+    nnm_node *node = NULL;
+    nnm_trust *reloaded = NULL;
+    uint8_t (*hashes)[32] = NULL;
     nnm_diag d;
     nnm_diag_clear(&d);
     sigset_t block, old;
@@ -397,26 +420,74 @@ static int run_node(const char *path)
           cap.gflops[NNM_PROBE_CONV1X1], cap.gflops[NNM_PROBE_DWCONV3X3],
           cap.gflops[NNM_PROBE_FC], (double)offer / 1048576.0, (double)cap.mem_free / 1048576.0,
           cap.load1, quota);
-    logf_(LOG_WARN, "networking is not wired yet: not connecting to %s; waiting for SIGTERM",
-          cfg->broker_uris[0]);
-
-    for (;;) {
-        while (!got_stop && !got_hup) sigsuspend(&old);
-        if (got_stop) break;
+    nnm_node_capacity nc;
+    memset(&nc, 0, sizeof nc);
+    nc.threads = cap.threads;
+    nc.cpu_quota = cap.cpu_quota;
+    for (int i = 0; i < 4; i++) nc.gflops[i] = cap.gflops[i];
+    nc.mem_offer = offer;
+    nc.mem_free = cap.mem_free;
+    nc.load1 = cap.load1;
+    nc.cpus_online = cap.cpus_online;
+    char epoch_path[4096];
+    snprintf(epoch_path, sizeof epoch_path, "%s.epoch", cfg->key_file);
+    uint64_t epoch = 0;
+    if (nnm_node_epoch_next(&epoch, epoch_path, &d) != NNM_OK) {
+        logf_(LOG_ERROR, "epoch file: %s", d.msg);
+        goto out;
+    }
+    if (cfg->username != NULL || cfg->password_file != NULL || cfg->tls_ca_file != NULL ||
+        cfg->tls_cert_file != NULL)
+        logf_(LOG_WARN, "[broker] TLS and password settings are not supported by the MQTT "
+              "session yet: connecting without them");
+    if ((hashes = calloc((size_t)cfg->n_models + 1, sizeof *hashes)) == NULL) {
+        logf_(LOG_ERROR, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < cfg->n_models; i++) memcpy(hashes[i], m[i].raw, 32);
+    nnm_node_opts no;
+    memset(&no, 0, sizeof no);
+    no.cfg = cfg;
+    no.identity = ident;
+    no.trust = trust;
+    no.epoch = epoch;
+    no.capacity = nc;
+    no.models = (const uint8_t(*)[32])hashes;
+    no.nmodels = (size_t)cfg->n_models;
+    no.log = node_log;
+    if ((rc = nnm_node_new(&node, &no, &d)) != NNM_OK || (rc = nnm_node_start(node, &d)) != NNM_OK) {
+        logf_(LOG_ERROR, "%s", d.msg);
+        goto out;
+    }
+    logf_(LOG_INFO, "joining mesh %s as %s, epoch %" PRIu64 ", via %s%s; serving, waiting for "
+          "SIGTERM", cfg->mesh_name, cfg->node_id, epoch, cfg->broker_uris[0],
+          cfg->n_broker_uris > 1 ? " (and fallbacks)" : "");
+    /* Paho's threads were created with the signals blocked: only this thread takes them. */
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    while (!got_stop) {
+        nnm_node_poll(node, 100);
+        if (!got_hup) continue;
         got_hup = 0;
         nnm_trust *nt = NULL;
         nnm_diag_clear(&d);
         if (nnm_trust_load(&nt, cfg->trust_file, &d) == NNM_OK) {
-            nnm_trust_free(trust);
-            trust = nt;
-            logf_(LOG_INFO, "SIGHUP: trust file %s reloaded", cfg->trust_file);
+            nnm_node_set_trust(node, nt);
+            nnm_trust_free(reloaded);   /* the first one stays: the link holds it */
+            reloaded = nt;
+            logf_(LOG_INFO, "SIGHUP: trust file %s reloaded (adverts and control use it now; "
+                  "peer handshakes keep the one loaded at start)", cfg->trust_file);
         } else {
             logf_(LOG_ERROR, "SIGHUP: %s; keeping the trust file loaded before", d.msg);
         }
     }
+    sigprocmask(SIG_BLOCK, &block, NULL);
     logf_(LOG_INFO, "stopping (%s)", got_stop == SIGINT ? "SIGINT" : "SIGTERM");
+    nnm_node_leave(node);
     status = 0;
 out:
+    nnm_node_free(node);
+    nnm_trust_free(reloaded);
+    free(hashes);
     if (m != NULL)
         for (int i = 0; i < cfg->n_models; i++) nnm_graph_free(m[i].g);
     free(m);

@@ -1,1 +1,2 @@
 EXTRA_DIST += bench/single_node.sh
+include bench/wire.mk

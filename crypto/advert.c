@@ -75,7 +75,7 @@ nnm_err nnm_advert_seal(uint8_t *out, size_t cap, size_t *out_len, const nnm_ide
 
 /* Parses buf into a (unverified) advert; *signed_len is the length covered by the signature,
  * *sig and *cert point into buf. */
-static nnm_err parse(nnm_advert *a, size_t *signed_len, const uint8_t **sig,
+static nnm_err parse(nnm_signed_advert *a, size_t *signed_len, const uint8_t **sig,
                      const uint8_t **cert, size_t *cert_len, const uint8_t *buf, size_t len,
                      nnm_diag *diag)
 {
@@ -109,7 +109,7 @@ static nnm_err parse(nnm_advert *a, size_t *signed_len, const uint8_t **sig,
     return NNM_OK;
 }
 
-nnm_err nnm_advert_decode(nnm_advert *out, const uint8_t *buf, size_t len, nnm_diag *diag)
+nnm_err nnm_advert_decode(nnm_signed_advert *out, const uint8_t *buf, size_t len, nnm_diag *diag)
 {
     if (out == NULL || (buf == NULL && len > 0))
         return nnm_diag_set(diag, NNM_EINVAL, "nnm_advert_decode: NULL argument");
@@ -118,7 +118,7 @@ nnm_err nnm_advert_decode(nnm_advert *out, const uint8_t *buf, size_t len, nnm_d
     return parse(out, &sl, &sig, &cert, &cl, buf, len, diag);
 }
 
-nnm_err nnm_advert_open(nnm_advert *out, const uint8_t *buf, size_t len, nnm_trust *trust,
+nnm_err nnm_advert_open(nnm_signed_advert *out, const uint8_t *buf, size_t len, nnm_trust *trust,
                         nnm_advert_state *st, uint64_t now, uint64_t tolerance, nnm_diag *diag)
 {
     if (out == NULL || (buf == NULL && len > 0) || trust == NULL)
@@ -126,7 +126,7 @@ nnm_err nnm_advert_open(nnm_advert *out, const uint8_t *buf, size_t len, nnm_tru
     memset(out, 0, sizeof *out);
     nnm_err rc = crypto__init(diag);
     if (rc != NNM_OK) return rc;
-    nnm_advert a;
+    nnm_signed_advert a;
     size_t signed_len, cert_len;
     const uint8_t *sig, *cert;
     if ((rc = parse(&a, &signed_len, &sig, &cert, &cert_len, buf, len, diag)) != NNM_OK) return rc;

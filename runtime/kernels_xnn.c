@@ -11,6 +11,15 @@
  * reentrant: the XNNPACK operator keeps the pointers bound by setup, so one state must not
  * run on two threads at once (prepare one state per concurrent runner).
  *
+ * Own kernels in the same backend (x86-64 with AVX2 and FMA; NNMESH_GEMM=xnn in the
+ * environment turns them off): the Debian build of XNNPACK's f32 GEMM microkernel spills
+ * an accumulator to the stack and runs at about half speed, so group-1 convolutions and
+ * fully connected layers run on an own register-blocked GEMM, 3x3 depthwise convolutions
+ * on an own kernel, and both on an own work pool that never waits for a worker that has
+ * not started (see "own dense convolution kernel" and "the own kernels' work pool"). The
+ * layout pass's NCHW <-> NHWC Transposes run here too (plain C; XNNPACK has none). Each
+ * of them computes what the XNNPACK operator would, and is checked the same way.
+ *
  * Facts about this snapshot that the code relies on (checked by tests/unit/test_kernels_xnn.c
  * against the reference kernels):
  *  - convolution and deconvolution weights are [groups][group_out][kH][kW][group_in]
@@ -481,6 +490,7 @@ static int xnn_supports(const nnm_graph *g, const nnm_node *n)
 
 #define GMR 6
 #define GNR 16
+#define GPTRS 2048            /* input row pointers of one tile, on the stack */
 
 typedef struct gconv {
     float *w;                 /* [panels][taps][c][16] */
@@ -531,7 +541,7 @@ static void gconv_free(gconv *k)
 #include <stdatomic.h>
 
 #define POOL_MAX 64
-#define POOL_SPIN 20000
+#define POOL_SPIN 4000
 
 typedef void (*tile_fn)(void *arg, size_t i);
 
@@ -577,7 +587,12 @@ static void *pool_worker(void *unused)
     uint32_t seen = atomic_load(&wp.gen);
     for (;;) {
         uint32_t g = seen;
-        for (int i = 0; i < POOL_SPIN && (g = atomic_load(&wp.gen)) == seen; i++) cpu_relax();
+        /* Spin a little (the next layer comes within microseconds), then yield the core
+         * for a while (the caller may be waiting for it on a busy machine), then sleep. */
+        for (int i = 0; i < POOL_SPIN && (g = atomic_load(&wp.gen)) == seen; i++) {
+            if (i < POOL_SPIN / 10) cpu_relax();
+            else sched_yield();
+        }
         if (g == seen) {
             pthread_mutex_lock(&wp.mu);
             while ((g = atomic_load(&wp.gen)) == seen) pthread_cond_wait(&wp.cv, &wp.mu);
@@ -846,11 +861,11 @@ static void gconv_tile(void *arg, size_t m0, size_t n0, size_t tm, size_t tn)
     const grun *g = arg;
     const gconv *k = g->k;
     size_t blocks = (tm + GMR - 1) / GMR, per = k->taps * GMR;
-    const float *stack[2048];
+    const float *stack[GPTRS];
     const float **ap = stack;
     if (blocks * per > sizeof stack / sizeof *stack) {
         ap = malloc(blocks * per * sizeof *ap);
-        if (ap == NULL) return;     /* cannot happen for the tiles gconv_tiles picks */
+        if (ap == NULL) return;     /* not reached: gconv_tiles keeps tiles within GPTRS */
     }
     size_t last = m0 + tm - 1;       /* rows past the tile repeat its last pixel */
     if (k->pointwise) {
@@ -937,8 +952,10 @@ static void gconv_tiles(gconv *k, size_t m, int threads)
     }
     size_t row = k->chunk_taps * k->c * sizeof(float);
     size_t fit = (192 * 1024 / row) / GMR * GMR;
-    if (fit < GMR) fit = GMR;
     if (fit > 512) fit = 512;
+    /* The tile's row pointers must fit gconv_tile's stack array (GPTRS). */
+    if (fit > GPTRS / (k->taps * GMR) * GMR) fit = GPTRS / (k->taps * GMR) * GMR;
+    if (fit < GMR) fit = GMR;
     size_t nt = (m + fit - 1) / fit;
     size_t tm = ((m + nt - 1) / nt + GMR - 1) / GMR * GMR, tn = k->panels * GNR;
     size_t want = threads > 1 ? 4 * (size_t)threads : 1;

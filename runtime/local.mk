@@ -17,8 +17,10 @@ runtime_libnnm_runtime_la_SOURCES = \
 	runtime/onnx.c runtime/infer.c runtime/passes.c \
 	runtime/kernels_ref.c runtime/kernels_xnn.c \
 	runtime/exec.c runtime/slice.c runtime/layout.c runtime/layout.h runtime/onnx_write.c runtime/worker.c \
-	runtime/config.c runtime/capacity.c
+	runtime/config.c runtime/capacity.c \
+	runtime/node.c
 
 nnmeshinclude_HEADERS += include/nnmesh/err.h include/nnmesh/tensor.h include/nnmesh/npy.h \
 	include/nnmesh/graph.h include/nnmesh/exec.h \
-	include/nnmesh/config.h include/nnmesh/capacity.h include/nnmesh/worker.h
+	include/nnmesh/config.h include/nnmesh/capacity.h include/nnmesh/worker.h \
+	include/nnmesh/node.h

@@ -583,6 +583,14 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
     double param = m->pre_param[b] - m->pre_param[a];
     if (cfg->type == NNM_STAGE_SINGLE) {
         int j = cfg->nodes[0];
+        if ((c->policy == NNM_POLICY_EQUAL || c->policy == NNM_POLICY_MEMORY) &&
+            !(c->pin && a == 0 && j == c->src)) {
+            /* the baselines split every stage that can be split (on all nodes) */
+            size_t at = (size_t)a * (size_t)(m->n + 1) + (size_t)b;
+            for (int x = 0; x < 2 && c->n_cfg > 1; x++)
+                if (m->st[x][at].feasible && m->st[x][at].dim >= c->cfg[c->n_cfg - 1].k)
+                    return INFINITY;
+        }
         if (!mem_ok(c, j, param)) return INFINITY;
         if (shares) shares[0] = 1;
         return xfer_in(c, h, j, B) + work_ms(c, j, W) + ov + fetch_ms(c, j, param);

@@ -5,6 +5,6 @@ libnnmesh_la_LIBADD += scheduler/libnnm_scheduler.la
 scheduler_libnnm_scheduler_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/runtime
 scheduler_libnnm_scheduler_la_SOURCES = \
 	scheduler/sched_int.h scheduler/mesh.c scheduler/cost.c scheduler/plan.c \
-	scheduler/plan_io.c
+	scheduler/plan_io.c scheduler/coord.c
 
-nnmeshinclude_HEADERS += include/nnmesh/scheduler.h
+nnmeshinclude_HEADERS += include/nnmesh/scheduler.h include/nnmesh/coord.h

@@ -29,8 +29,8 @@ void nnm_sched_config_init(nnm_sched_config *cfg)
     cfg->fetch_amortize = 64.0;
     cfg->max_parts = 8;
     cfg->max_arms = 10;
-    cfg->ucb_c = 0.5;
-    cfg->discount = 0.9;
+    cfg->ucb_c = 0.1;
+    cfg->discount = 0.95;
     cfg->seed = 1;
 }
 

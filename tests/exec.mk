@@ -17,3 +17,9 @@ TESTS += tests/unit/test_worker
 tests_unit_test_worker_SOURCES = tests/unit/test_worker.c
 tests_unit_test_worker_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_worker_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_coord
+TESTS += tests/unit/test_coord
+tests_unit_test_coord_SOURCES = tests/unit/test_coord.c tests/unit/test_link_util.h $(MQTT_TEST_SUPPORT)
+tests_unit_test_coord_CFLAGS = $(TEST_CFLAGS) -I$(top_srcdir)/tests/support
+tests_unit_test_coord_LDADD = $(TEST_LIBS) -lpthread

@@ -1,5 +1,5 @@
 # tests/sched.mk — scheduler tests: cost model, DP, policies, plans run in-process, bandit.
-SCHED_TEST_CFLAGS = $(TEST_CFLAGS) -I$(top_srcdir)/scheduler
+SCHED_TEST_CFLAGS = $(TEST_CFLAGS) -I$(top_srcdir)/scheduler -DNNM_TOP_SRCDIR='"$(abs_top_srcdir)"'
 
 check_PROGRAMS += tests/unit/test_sched tests/unit/test_sched_adaptive
 TESTS += tests/unit/test_sched tests/unit/test_sched_adaptive
@@ -17,3 +17,4 @@ tests_tools_plan_check_SOURCES = tests/tools/plan_check.c
 tests_tools_plan_check_LDADD = libnnmesh.la $(NNM_DEP_LIBS)
 TESTS += tests/sched_models.sh
 EXTRA_DIST += tests/sched_models.sh
+EXTRA_DIST += docs/SCHEDULER.md

@@ -11,9 +11,7 @@
 #include "nnmesh/wire.h"
 /* nnmesh/crypto.h and nnmesh/wire.h both declare a `struct nnm_advert` (the signed envelope
  * and the advert body). transport/ uses neither, so crypto's is renamed for this unit. */
-#define nnm_advert nnm_crypto_advert
 #include "nnmesh/crypto.h"
-#undef nnm_advert
 
 /* Header `request` values of link-internal frames (PROBE and ACK with request 0). */
 enum {

@@ -146,7 +146,7 @@ nnm_err nnm_cert_open(nnm_cert *out, const uint8_t *buf, size_t len, nnm_diag *d
 /* ---- signed adverts ------------------------------------------------------------------- */
 
 /* What nnm_advert_open returns. body points into the caller's buffer (borrowed). */
-typedef struct nnm_advert {
+typedef struct nnm_signed_advert {
     char id[NNM_ID_MAX + 1];
     uint8_t pk[NNM_PUBKEY_BYTES];
     uint64_t epoch;         /* bumped by the node at every start */
@@ -154,7 +154,7 @@ typedef struct nnm_advert {
     uint64_t expiry;        /* unix seconds */
     const uint8_t *body;    /* opaque to this layer (msgpack from the transport) */
     size_t body_len;
-} nnm_advert;
+} nnm_signed_advert;
 
 /* Per-peer memory of the last accepted (epoch, seq). A plain value: zero it with
  * nnm_advert_state_init and keep one per peer id. */
@@ -185,12 +185,12 @@ nnm_err nnm_advert_seal(uint8_t *out, size_t cap, size_t *out_len, const nnm_ide
  * Errors: NNM_EFORMAT, NNM_ECRYPTO (bad signature), NNM_ETRUST, NNM_ETIMEOUT (expired),
  * NNM_EREPLAY (older epoch, or same epoch and seq <= last: ignore it), NNM_EINVAL (st belongs
  * to another peer id). */
-nnm_err nnm_advert_open(nnm_advert *out, const uint8_t *buf, size_t len, nnm_trust *trust,
+nnm_err nnm_advert_open(nnm_signed_advert *out, const uint8_t *buf, size_t len, nnm_trust *trust,
                         nnm_advert_state *st, uint64_t now, uint64_t tolerance, nnm_diag *diag);
 
 /* Parses an advert WITHOUT verifying anything, e.g. to find the peer's state by id before
  * nnm_advert_open. Never act on what it returns. Errors: NNM_EFORMAT. */
-nnm_err nnm_advert_decode(nnm_advert *out, const uint8_t *buf, size_t len, nnm_diag *diag);
+nnm_err nnm_advert_decode(nnm_signed_advert *out, const uint8_t *buf, size_t len, nnm_diag *diag);
 
 /* ---- replay window -------------------------------------------------------------------- */
 

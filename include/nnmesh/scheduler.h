@@ -91,8 +91,8 @@ typedef struct nnm_sched_config {
                                  * 1/fetch_amortize of their transfer time (default 64) */
     int max_parts;              /* parts of a split stage (default 8, at most 32) */
     int max_arms;               /* bandit candidates (default 10) */
-    double ucb_c;               /* UCB exploration weight (default 0.5) */
-    double discount;            /* bandit discount per observation (default 0.9) */
+    double ucb_c;               /* UCB exploration weight (default 0.1) */
+    double discount;            /* bandit discount per observation (default 0.95) */
     unsigned seed;              /* deterministic tie-breaking */
 } nnm_sched_config;
 

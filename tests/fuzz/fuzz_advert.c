@@ -52,7 +52,7 @@ static nnm_trust *world_trust(void)
 static void fuzz_advert(const uint8_t *data, size_t size)
 {
     nnm_trust *t = world_trust();
-    nnm_advert a, u;
+    nnm_signed_advert a, u;
     nnm_advert_state st;
     nnm_advert_state_init(&st);
     nnm_diag d;

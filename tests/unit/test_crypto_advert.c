@@ -43,7 +43,7 @@ static size_t seal(uint8_t *buf, size_t cap, const nnm_identity *id, const char 
 static nnm_err open_at(fix *f, nnm_advert_state *s, const uint8_t *buf, size_t n, uint64_t now,
                        uint64_t tol, nnm_diag *d)
 {
-    nnm_advert a;
+    nnm_signed_advert a;
     return nnm_advert_open(&a, buf, n, f->trust, s, now, tol, d);
 }
 
@@ -52,7 +52,7 @@ static void test_advert_seal_open_round_trip(void **st)
     fix *f = *st;
     uint8_t buf[512];
     size_t n = seal(buf, sizeof buf, f->alice, "alice", 1, 1, NOW + 60);
-    nnm_advert a;
+    nnm_signed_advert a;
     nnm_advert_state s;
     nnm_advert_state_init(&s);
     assert_int_equal(nnm_advert_open(&a, buf, n, f->trust, &s, NOW, 0, NULL), NNM_OK);
@@ -179,7 +179,7 @@ static void test_advert_certified_node_admitted(void **st)
     size_t n = 0;
     assert_int_equal(nnm_advert_seal(b, sizeof b, &n, bob, "bob", KAT_CERT_BOB, sizeof KAT_CERT_BOB,
                                      1, 1, 1750000060, BODY, sizeof BODY, NULL), NNM_OK);
-    nnm_advert a;
+    nnm_signed_advert a;
     assert_int_equal(nnm_advert_decode(&a, b, n, NULL), NNM_OK);
     assert_string_equal(a.id, "bob");
     assert_int_equal(nnm_advert_open(&a, b, n, t, NULL, 1750000000, 0, NULL), NNM_OK);

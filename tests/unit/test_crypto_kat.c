@@ -79,7 +79,7 @@ static void test_advert_seal_matches_vector_and_opens(void **st)
     char line[128];
     trust_line(line, sizeof line, "node", "alice", a);
     nnm_trust *t = trust_text(line);
-    nnm_advert adv;
+    nnm_signed_advert adv;
     nnm_advert_state s;
     nnm_advert_state_init(&s);
     assert_int_equal(nnm_advert_open(&adv, KAT_ADVERT_ALICE, sizeof KAT_ADVERT_ALICE, t, &s,

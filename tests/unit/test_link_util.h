@@ -17,9 +17,7 @@
 
 #include "nnmesh/transport.h"
 #include "nnmesh/wire.h"
-#define nnm_advert nnm_crypto_advert   /* see transport/link_int.h */
 #include "nnmesh/crypto.h"
-#undef nnm_advert
 #include "broker.h"
 
 #define MESH "test-mesh"

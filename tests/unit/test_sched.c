@@ -324,8 +324,11 @@ static void test_sched_policies_differ_on_heterogeneous_mesh(void **state)
             assert_null(st);
             assert_float_equal(nnm_plan_node_share(p, "a"), 1.0, 1e-12);
         } else {
-            assert_non_null(st);
-            assert_int_equal(st->n_parts, 4);
+            if (st == NULL || st->n_parts != 4) {
+                char *txt = NULL;
+                nnm_plan_format(&txt, p, g, NULL);
+                fail_msg("policy %d:\n%s", pol, txt);
+            }
             int64_t la = part_len(st, "a"), lc = part_len(st, "c"), ld = part_len(st, "d");
             if (pol == NNM_POLICY_EQUAL) assert_true(llabs(la - ld) <= 1);
             if (pol == NNM_POLICY_MEMORY) assert_true(lc >= 2 * la && llabs(la - ld) <= 1);
@@ -337,7 +340,10 @@ static void test_sched_policies_differ_on_heterogeneous_mesh(void **state)
     }
     assert_true(lat[NNM_POLICY_CAPACITY] < lat[NNM_POLICY_EQUAL]);
     assert_true(lat[NNM_POLICY_CAPACITY] < lat[NNM_POLICY_MEMORY]);
-    assert_true(lat[NNM_POLICY_EQUAL] < lat[NNM_POLICY_LOCAL]);
+    assert_true(lat[NNM_POLICY_CAPACITY] < lat[NNM_POLICY_LOCAL]);
+    /* on this mesh an equal split is no better than the fastest node alone: the 12.5% node
+     * takes a quarter of the work (what makes it a baseline) */
+    assert_true(lat[NNM_POLICY_EQUAL] > 0.9 * lat[NNM_POLICY_LOCAL]);
     nnm_sched_free(s);
     ir__graph_free(g);
 }
@@ -426,7 +432,7 @@ static void test_sched_lenet_plan_runs_locally(void **state)
     (void)state;
     const char *top = getenv("top_srcdir");
     char path[4096];
-    snprintf(path, sizeof path, "%s/examples/models/lenet5-fmnist.onnx", top ? top : "../..");
+    snprintf(path, sizeof path, "%s/examples/models/lenet5-fmnist.onnx", top ? top : NNM_TOP_SRCDIR);
     nnm_graph *g = NULL;
     nnm_diag d;
     if (nnm_graph_load_onnx(&g, path, NULL, &d) != NNM_OK) fail_msg("%s", d.msg);

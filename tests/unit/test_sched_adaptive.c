@@ -94,6 +94,11 @@ static void simulate(int slice_feedback)
                   "memory %.1f capacity %.1f adaptive %.1f ms (%.2fx better than the best static)\n",
                   slice_feedback ? "slice+latency" : "latency-only", before, after,
                   med[0], med[1], med[2], med[3], med[4], best_static / med[4]);
+    int shift = -1;
+    for (int r = CHANGE; r < NREQ && shift < 0; r++)
+        if (bshare[r] < before * 0.6) shift = r - CHANGE;
+    print_message("work moved off b %d requests after the change\n", shift);
+    assert_true(shift >= 0 && shift <= 20);
     assert_true(before > 0.15);
     assert_true(after < before * 0.6);
     assert_true(best_static / med[NNM_POLICY_ADAPTIVE] >= 1.3);

@@ -15,7 +15,7 @@
 
 static uint64_t tu_rng = 88172645463325252ull;
 
-static float tu_rand(void)
+static __attribute__((unused)) float tu_rand(void)
 {
     tu_rng ^= tu_rng << 13;
     tu_rng ^= tu_rng >> 7;
@@ -28,7 +28,7 @@ typedef struct tu_graph {
     int counter;
 } tu_graph;
 
-static int tu_input(tu_graph *b, const char *name, int nd, const int64_t *s)
+static __attribute__((unused)) int tu_input(tu_graph *b, const char *name, int nd, const int64_t *s)
 {
     nnm_graph *g = b->g;
     int v = ir__value_add(g, name, NNM_DT_F32);
@@ -40,7 +40,7 @@ static int tu_input(tu_graph *b, const char *name, int nd, const int64_t *s)
     return v;
 }
 
-static int tu_const(tu_graph *b, int nd, const int64_t *s, float scale)
+static __attribute__((unused)) int tu_const(tu_graph *b, int nd, const int64_t *s, float scale)
 {
     char name[64];
     snprintf(name, sizeof name, "w%d", b->counter++);
@@ -51,14 +51,14 @@ static int tu_const(tu_graph *b, int nd, const int64_t *s, float scale)
     return ir__const_add(b->g, name, &t);
 }
 
-static int tu_val(tu_graph *b)
+static __attribute__((unused)) int tu_val(tu_graph *b)
 {
     char name[64];
     snprintf(name, sizeof name, "v%d", b->counter++);
     return ir__value_add(b->g, name, NNM_DT_UNDEFINED);
 }
 
-static int tu_node(tu_graph *b, nnm_op op, const char *onnx, const int *in, int n_in)
+static __attribute__((unused)) int tu_node(tu_graph *b, nnm_op op, const char *onnx, const int *in, int n_in)
 {
     char name[64];
     snprintf(name, sizeof name, "%s_%d", onnx, b->counter++);
@@ -68,7 +68,7 @@ static int tu_node(tu_graph *b, nnm_op op, const char *onnx, const int *in, int 
 }
 
 /* Conv cin -> cout, kernel k, stride st, group gr, "same" padding, with bias, fused relu. */
-static int tu_conv(tu_graph *b, int x, int64_t cin, int64_t cout, int k, int st, int gr)
+static __attribute__((unused)) int tu_conv(tu_graph *b, int x, int64_t cin, int64_t cout, int k, int st, int gr)
 {
     int64_t ws[4] = { cout, cin / gr, k, k }, bs[1] = { cout };
     int in[3] = { x, tu_const(b, 4, ws, 1.0f / sqrtf((float)(cin / gr * k * k))),
@@ -85,13 +85,13 @@ static int tu_conv(tu_graph *b, int x, int64_t cin, int64_t cout, int k, int st,
     return y;
 }
 
-static int tu_add(tu_graph *b, int x, int y)
+static __attribute__((unused)) int tu_add(tu_graph *b, int x, int y)
 {
     int in[2] = { x, y };
     return tu_node(b, NNM_OP_ADD, "Add", in, 2);
 }
 
-static int tu_head(tu_graph *b, int x, int64_t c, int64_t classes)
+static __attribute__((unused)) int tu_head(tu_graph *b, int x, int64_t c, int64_t classes)
 {
     int y = tu_node(b, NNM_OP_GLOBAL_AVGPOOL, "GlobalAveragePool", &x, 1);
     y = tu_node(b, NNM_OP_FLATTEN, "Flatten", &y, 1);
@@ -105,7 +105,7 @@ static int tu_head(tu_graph *b, int x, int64_t c, int64_t classes)
     return y;
 }
 
-static nnm_graph *tu_finish(tu_graph *b, int out)
+static __attribute__((unused)) nnm_graph *tu_finish(tu_graph *b, int out)
 {
     nnm_graph *g = b->g;
     g->outputs = realloc(g->outputs, (size_t)(g->n_outputs + 1) * sizeof(int));
@@ -123,7 +123,7 @@ static nnm_graph *tu_finish(tu_graph *b, int out)
 }
 
 /* A plain chain of `layers` 3x3 convs with c channels on h x h, then a classifier head. */
-static nnm_graph *tu_chain(int layers, int64_t c, int64_t h)
+static __attribute__((unused)) nnm_graph *tu_chain(int layers, int64_t c, int64_t h)
 {
     tu_graph b = { ir__graph_new(), 0 };
     int64_t s[4] = { 1, 3, h, h };
@@ -135,7 +135,7 @@ static nnm_graph *tu_chain(int layers, int64_t c, int64_t h)
 
 /* MobileNetV2-like: stem, inverted residual blocks (1x1 expand, 3x3 depthwise, 1x1
  * project, residual add), head. */
-static nnm_graph *tu_mobile(void)
+static __attribute__((unused)) nnm_graph *tu_mobile(void)
 {
     tu_graph b = { ir__graph_new(), 0 };
     int64_t s[4] = { 1, 3, 32, 32 };
@@ -152,7 +152,7 @@ static nnm_graph *tu_mobile(void)
 }
 
 /* NoNN-like: two disjoint sub-networks on the same input, logits added. */
-static nnm_graph *tu_branches(int64_t c, int64_t h)
+static __attribute__((unused)) nnm_graph *tu_branches(int64_t c, int64_t h)
 {
     tu_graph b = { ir__graph_new(), 0 };
     int64_t s[4] = { 1, 3, h, h };
@@ -166,7 +166,7 @@ static nnm_graph *tu_branches(int64_t c, int64_t h)
     return tu_finish(&b, tu_add(&b, y1, y2));
 }
 
-static void tu_node_set(nnm_sched *s, const char *id, double gf, uint64_t mem)
+static __attribute__((unused)) void tu_node_set(nnm_sched *s, const char *id, double gf, uint64_t mem)
 {
     nnm_mesh_node n;
     memset(&n, 0, sizeof n);
@@ -179,7 +179,7 @@ static void tu_node_set(nnm_sched *s, const char *id, double gf, uint64_t mem)
 }
 
 /* Full mesh of links among ids. */
-static void tu_links(nnm_sched *s, const char *const *ids, int n, double rtt, double mbps)
+static __attribute__((unused)) void tu_links(nnm_sched *s, const char *const *ids, int n, double rtt, double mbps)
 {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++)
@@ -187,7 +187,7 @@ static void tu_links(nnm_sched *s, const char *const *ids, int n, double rtt, do
 }
 
 /* Runs g whole on input x (one output). */
-static nnm_err tu_run_whole(const nnm_graph *g, const nnm_tensor *x, nnm_tensor *y)
+static __attribute__((unused)) nnm_err tu_run_whole(const nnm_graph *g, const nnm_tensor *x, nnm_tensor *y)
 {
     nnm_exec *ex = NULL;
     nnm_err rc = nnm_exec_new(&ex, g, NULL, NULL);
@@ -196,7 +196,7 @@ static nnm_err tu_run_whole(const nnm_graph *g, const nnm_tensor *x, nnm_tensor 
     return rc;
 }
 
-static void tu_random_input(const nnm_graph *g, nnm_tensor *x)
+static __attribute__((unused)) void tu_random_input(const nnm_graph *g, nnm_tensor *x)
 {
     const nnm_value *v = &g->values[g->inputs[0]];
     nnm_tensor_init(x, NNM_DT_F32, v->ndim, v->shape);
@@ -205,7 +205,7 @@ static void tu_random_input(const nnm_graph *g, nnm_tensor *x)
 }
 
 /* Max |a - b| relative to max |b|. */
-static double tu_rel_diff(const nnm_tensor *a, const nnm_tensor *b)
+static __attribute__((unused)) double tu_rel_diff(const nnm_tensor *a, const nnm_tensor *b)
 {
     if (a->nbytes != b->nbytes) return INFINITY;
     const float *x = a->data, *y = b->data;

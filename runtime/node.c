@@ -1,0 +1,915 @@
+/* runtime/node.c — a mesh member (nnmesh/node.h): signed adverts, the peer table, stats and
+ * control over the secure link. The node daemon (apps/nnmeshd.c) is a thin main around it.
+ *
+ * Invariants: n->mu guards the peer table, the counters and the control state; it is never
+ * held while publishing or receiving (Paho's callbacks take it, and publishing may wait on
+ * Paho). A peer's replay state (epoch, seq) is kept for the life of the process, also after
+ * it left, so a replayed old advert is refused; it advances only on a fully verified advert. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nnmesh/node.h"
+#include "nnmesh/transport.h"
+#include "nnmesh/wire.h"
+/* nnmesh/crypto.h and nnmesh/wire.h both declare `struct nnm_advert` (the signed envelope and
+ * the advert body), and nnmesh/capacity.h and nnmesh/wire.h both `struct nnm_capacity` (the
+ * measurement and one advertised number). This unit uses all of them, so the crypto and
+ * capacity ones are renamed here (the tags are not part of the ABI). */
+#include "nnmesh/crypto.h"
+#define nnm_capacity nnm_measured_capacity
+#include "nnmesh/capacity.h"
+#undef nnm_capacity
+
+/* ---- clocks and small helpers ------------------------------------------------------------ */
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static const char *const verdict_names[NNM_ADVERT__COUNT] = {
+    [NNM_ADVERT_ACCEPTED] = "accepted",           [NNM_ADVERT_MALFORMED] = "malformed",
+    [NNM_ADVERT_WRONG_TOPIC] = "wrong-topic",     [NNM_ADVERT_UNTRUSTED] = "untrusted",
+    [NNM_ADVERT_BAD_SIGNATURE] = "bad-signature", [NNM_ADVERT_EXPIRED] = "expired",
+    [NNM_ADVERT_REPLAY] = "replay",               [NNM_ADVERT_ID_CONFLICT] = "id-conflict",
+};
+
+const char *nnm_advert_verdict_name(nnm_advert_verdict v)
+{
+    return (unsigned)v < NNM_ADVERT__COUNT ? verdict_names[v] : "?";
+}
+
+uint64_t nnm_node_peer_get_cap(const nnm_node_peer *p, const char *name, uint64_t def)
+{
+    for (size_t i = 0; i < p->ncaps; i++)
+        if (strcmp(p->caps[i].name, name) == 0) return p->caps[i].value;
+    return def;
+}
+
+/* ---- advert codec ------------------------------------------------------------------------- */
+
+nnm_err nnm_node_advert_encode(uint8_t **out, size_t *len, const nnm_identity *self,
+                               const char *id, uint64_t epoch, uint64_t seq, uint64_t expiry_ms,
+                               uint64_t free_mem, uint32_t load_permille,
+                               const char *const *cap_names, const uint64_t *cap_values,
+                               size_t ncaps, const uint8_t (*models)[32], size_t nmodels,
+                               nnm_diag *diag)
+{
+    *out = NULL;
+    *len = 0;
+    if (ncaps > NNM_NODE_CAPS_MAX || nmodels > NNM_NODE_MODELS_MAX)
+        return nnm_diag_set(diag, NNM_ERANGE, "advert: %zu capacities and %zu models, at most "
+                            "%d and %d", ncaps, nmodels, NNM_NODE_CAPS_MAX, NNM_NODE_MODELS_MAX);
+    nnm_capacity caps[NNM_NODE_CAPS_MAX];
+    for (size_t i = 0; i < ncaps; i++) {
+        if (!nnm_id_is_valid(cap_names[i]))
+            return nnm_diag_set(diag, NNM_EINVAL, "advert: bad capacity name '%s'", cap_names[i]);
+        snprintf(caps[i].name, sizeof caps[i].name, "%s", cap_names[i]);
+        caps[i].value = cap_values[i];
+    }
+    nnm_frame f;
+    memset(&f, 0, sizeof f);
+    f.hdr.version = NNM_WIRE_VERSION;
+    f.hdr.type = NNM_FRAME_ADVERT;
+    f.u.advert.epoch = epoch;
+    f.u.advert.seq = seq;
+    f.u.advert.expiry_ms = expiry_ms;
+    snprintf(f.u.advert.version, sizeof f.u.advert.version, "%s", NNM_NODE_VERSION);
+    f.u.advert.free_mem = free_mem;
+    f.u.advert.load_permille = load_permille > 1000 ? 1000 : load_permille;
+    f.u.advert.ncaps = ncaps;
+    f.u.advert.caps = caps;
+    f.u.advert.nmodels = nmodels;
+    f.u.advert.models = models;
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    nnm_err rc = nnm_frame_body_encode(&body, &blen, &f, diag);
+    if (rc != NNM_OK) return rc;
+    size_t cap = blen + NNM_CERT_MAX + 256;
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL) {
+        free(body);
+        return nnm_diag_set(diag, NNM_ENOMEM, "out of memory encoding an advert");
+    }
+    rc = nnm_advert_seal(buf, cap, len, self, id, NULL, 0, epoch, seq, (expiry_ms + 999) / 1000,
+                         body, blen, diag);
+    free(body);
+    if (rc != NNM_OK) {
+        free(buf);
+        *len = 0;
+        return rc;
+    }
+    *out = buf;
+    return NNM_OK;
+}
+
+nnm_advert_verdict nnm_node_advert_check(nnm_node_peer *out, const char *topic_id,
+                                         const uint8_t *buf, size_t len, nnm_trust *trust,
+                                         void *state, uint64_t now_ms, nnm_diag *diag)
+{
+    nnm_signed_advert a;
+    if (nnm_advert_decode(&a, buf, len, diag) != NNM_OK) return NNM_ADVERT_MALFORMED;
+    if (strcmp(a.id, topic_id) != 0) {
+        nnm_diag_set(diag, NNM_EFORMAT, "advert of node '%s' published on the topic of '%s'",
+                     a.id, topic_id);
+        return NNM_ADVERT_WRONG_TOPIC;
+    }
+    nnm_err rc = nnm_advert_open(&a, buf, len, trust, state, now_ms / 1000,
+                                 NNM_NODE_CLOCK_TOLERANCE_S, diag);
+    switch (rc) {
+    case NNM_OK: break;
+    case NNM_ECRYPTO: return NNM_ADVERT_BAD_SIGNATURE;
+    case NNM_ETRUST: return NNM_ADVERT_UNTRUSTED;
+    case NNM_ETIMEOUT: return NNM_ADVERT_EXPIRED;
+    case NNM_EREPLAY: return NNM_ADVERT_REPLAY;
+    default: return NNM_ADVERT_MALFORMED;
+    }
+    nnm_frame_header h;
+    memset(&h, 0, sizeof h);
+    h.version = NNM_WIRE_VERSION;
+    h.type = NNM_FRAME_ADVERT;
+    nnm_wire_limits lim;
+    nnm_wire_limits_init(&lim);
+    lim.max_frame_bytes = NNM_ADVERT_BODY_MAX;
+    nnm_frame *f = NULL;
+    if (nnm_frame_body_decode(&f, &h, a.body, a.body_len, &lim, diag) != NNM_OK) {
+        nnm_diag_prefix(diag, "advert of '%s'", a.id);
+        return NNM_ADVERT_MALFORMED;
+    }
+    const nnm_advert *b = &f->u.advert;
+    if (b->epoch != a.epoch || b->seq != a.seq || (b->expiry_ms + 999) / 1000 != a.expiry) {
+        nnm_diag_set(diag, NNM_EFORMAT, "advert of '%s': body epoch, sequence or expiry differ "
+                     "from the signed ones", a.id);
+        nnm_frame_free(f);
+        return NNM_ADVERT_MALFORMED;
+    }
+    memset(out, 0, sizeof *out);
+    snprintf(out->id, sizeof out->id, "%s", a.id);
+    memcpy(out->pk, a.pk, sizeof out->pk);
+    nnm_pubkey_get_fingerprint(out->fingerprint, a.pk);
+    out->epoch = b->epoch;
+    out->seq = b->seq;
+    out->expiry_ms = b->expiry_ms;
+    snprintf(out->version, sizeof out->version, "%s", b->version);
+    out->free_mem = b->free_mem;
+    out->load_permille = b->load_permille;
+    for (size_t i = 0; i < b->ncaps && out->ncaps < NNM_NODE_CAPS_MAX; i++) {
+        snprintf(out->caps[out->ncaps].name, sizeof out->caps[0].name, "%s", b->caps[i].name);
+        out->caps[out->ncaps++].value = b->caps[i].value;
+    }
+    for (size_t i = 0; i < b->nmodels && out->nmodels < NNM_NODE_MODELS_MAX; i++)
+        memcpy(out->models[out->nmodels++], b->models[i], 32);
+    out->received_ms = now_ms;
+    nnm_frame_free(f);
+    return NNM_ADVERT_ACCEPTED;
+}
+
+/* ---- epoch file --------------------------------------------------------------------------- */
+
+nnm_err nnm_node_epoch_next(uint64_t *epoch, const char *path, nnm_diag *diag)
+{
+    uint64_t old = 0;
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        char line[64] = "";
+        if (fgets(line, sizeof line, f) != NULL) {
+            char *e;
+            errno = 0;
+            unsigned long long v = strtoull(line, &e, 10);
+            if (errno != 0 || e == line || (*e != '\n' && *e != '\0')) {
+                fclose(f);
+                return nnm_diag_set(diag, NNM_EFORMAT, "%s: not an epoch number; delete the "
+                                    "file to start a new count", path);
+            }
+            old = v;
+        }
+        fclose(f);
+    } else if (errno != ENOENT) {
+        return nnm_diag_set(diag, NNM_EIO, "%s: %s", path, strerror(errno));
+    }
+    uint64_t next = old + 1;
+    if (old == 0) next = (uint64_t)time(NULL);   /* no history: start above any lost one */
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return nnm_diag_set(diag, NNM_EIO, "%s: %s", tmp, strerror(errno));
+    char buf[32];
+    int k = snprintf(buf, sizeof buf, "%" PRIu64 "\n", next);
+    if (write(fd, buf, (size_t)k) != k || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return nnm_diag_set(diag, NNM_EIO, "%s: %s", tmp, strerror(e));
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return nnm_diag_set(diag, NNM_EIO, "%s: %s", path, strerror(e));
+    }
+    *epoch = next;
+    return NNM_OK;
+}
+
+/* ---- the node ----------------------------------------------------------------------------- */
+
+typedef struct slot {
+    nnm_node_peer p;
+    nnm_advert_state st;       /* replay memory; kept after the peer left */
+    int alive;
+} slot;
+
+static const char *const policy_names[] = { "local", "equal", "memory", "capacity", "adaptive" };
+
+struct nnm_node {
+    const nnm_config *cfg;
+    const nnm_identity *ident;
+    nnm_trust *trust;
+    uint8_t pk[NNM_PUBKEY_BYTES];
+    char fp[NNM_FINGERPRINT_SIZE];
+    char id[NNM_ID_MAX + 1], mesh[NNM_ID_MAX + 1];
+    char t_advert[NNM_TOPIC_MAX], t_stats[NNM_TOPIC_MAX];
+    char f_adverts[NNM_TOPIC_MAX], f_ctl[NNM_TOPIC_MAX];
+    nnm_link *link;
+    nnm_mqtt *mqtt;
+    nnm_node_log_fn *log;
+    void *log_ctx;
+    unsigned remeasure_s;
+    uint8_t (*models)[32];
+    size_t nmodels;
+    uint64_t start_mono;
+
+    pthread_mutex_t mu;        /* everything below */
+    nnm_node_capacity cap;
+    slot *slots;
+    size_t nslots;
+    nnm_node_stats st;
+    int started, left;
+    int publish_now;           /* advert and stats due at once (control, reconnect) */
+    uint64_t next_advert, next_measure;
+    uint64_t last_log[NNM_ADVERT__COUNT + 1];   /* rate limit of refusal logs; [COUNT]: ctl */
+    uint64_t suppressed[NNM_ADVERT__COUNT + 1];
+};
+
+static void nlog(nnm_node *n, nnm_node_log_level lv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void nlog(nnm_node *n, nnm_node_log_level lv, const char *fmt, ...)
+{
+    if (n->log == NULL) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    n->log(n->log_ctx, lv, msg);
+}
+
+/* Refusals are logged at most once a second per kind (the counters count them all), so a
+ * flood of forged messages cannot flood the log. Called with n->mu held. */
+static int log_allowed(nnm_node *n, unsigned kind, uint64_t *suppressed)
+{
+    uint64_t now = mono_ms();
+    if (n->last_log[kind] != 0 && now - n->last_log[kind] < 1000) {
+        n->suppressed[kind]++;
+        return 0;
+    }
+    n->last_log[kind] = now;
+    *suppressed = n->suppressed[kind];
+    n->suppressed[kind] = 0;
+    return 1;
+}
+
+static slot *find_slot(nnm_node *n, const char *id)
+{
+    for (size_t i = 0; i < n->nslots; i++)
+        if (strcmp(n->slots[i].p.id, id) == 0) return &n->slots[i];
+    return NULL;
+}
+
+static void count_refusal(nnm_node *n, nnm_advert_verdict v, const char *id, const char *why)
+{
+    n->st.adverts_ignored[v]++;
+    uint64_t sup = 0;
+    if (log_allowed(n, (unsigned)v, &sup))
+        nlog(n, v == NNM_ADVERT_ID_CONFLICT ? NNM_NODE_LOG_ERROR : NNM_NODE_LOG_WARN,
+             "advert of '%s' ignored (%s): %s%s", id, nnm_advert_verdict_name(v), why,
+             sup ? " (and more like it, not logged)" : "");
+}
+
+static void on_advert(nnm_node *n, const char *id, const uint8_t *buf, size_t len)
+{
+    uint64_t now = wall_ms();
+    char fp[NNM_FINGERPRINT_SIZE], fp2[NNM_FINGERPRINT_SIZE], why[NNM_DIAG_MAX + 128];
+    pthread_mutex_lock(&n->mu);
+    slot *s = find_slot(n, id);
+    if (len == 0) {            /* cleared: the node left, or its will fired */
+        if (s != NULL && s->alive) {
+            s->alive = 0;
+            n->st.leaves++;
+            n->st.peers--;
+            nlog(n, NNM_NODE_LOG_INFO, "peer %s left (advert cleared; epoch %" PRIu64 ")", id,
+                 s->p.epoch);
+        }
+        pthread_mutex_unlock(&n->mu);
+        return;
+    }
+    nnm_signed_advert a;
+    if (nnm_advert_decode(&a, buf, len, NULL) == NNM_OK && strcmp(a.id, id) == 0) {
+        /* The id is taken: by this node, or by a live peer with another key. */
+        const uint8_t *holder = strcmp(id, n->id) == 0 ? n->pk : s != NULL && s->alive ? s->p.pk
+                                                                                         : NULL;
+        if (holder == n->pk && memcmp(a.pk, n->pk, 32) == 0) {   /* our own advert */
+            pthread_mutex_unlock(&n->mu);
+            return;
+        }
+        if (holder != NULL && memcmp(holder, a.pk, 32) != 0) {
+            nnm_pubkey_get_fingerprint(fp, a.pk);
+            nnm_pubkey_get_fingerprint(fp2, holder);
+            snprintf(why, sizeof why, "node id '%s' is already held by key %s%s; refused the "
+                     "advert signed by key %s", id, fp2, holder == n->pk ? " (this node)" : "",
+                     fp);
+            count_refusal(n, NNM_ADVERT_ID_CONFLICT, id, why);
+            pthread_mutex_unlock(&n->mu);
+            return;
+        }
+    }
+    nnm_advert_state st;
+    nnm_advert_state_init(&st);
+    if (s != NULL) st = s->st;
+    nnm_node_peer p;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    nnm_advert_verdict v = nnm_node_advert_check(&p, id, buf, len, n->trust, &st, now, &d);
+    if (v != NNM_ADVERT_ACCEPTED) {
+        count_refusal(n, v, id, d.msg[0] ? d.msg : nnm_advert_verdict_name(v));
+        pthread_mutex_unlock(&n->mu);
+        return;
+    }
+    if (s == NULL) {
+        if (n->nslots == NNM_NODE_PEERS_MAX) {
+            /* Forget the longest-gone peer to make room. */
+            size_t k = n->nslots;
+            for (size_t i = 0; i < n->nslots; i++)
+                if (!n->slots[i].alive &&
+                    (k == n->nslots || n->slots[i].p.received_ms < n->slots[k].p.received_ms))
+                    k = i;
+            if (k == n->nslots) {
+                count_refusal(n, NNM_ADVERT_MALFORMED, id, "the peer table is full");
+                pthread_mutex_unlock(&n->mu);
+                return;
+            }
+            n->slots[k] = n->slots[--n->nslots];
+        }
+        s = &n->slots[n->nslots++];
+        memset(s, 0, sizeof *s);
+    }
+    n->st.adverts_accepted++;
+    if (!s->alive) {
+        n->st.joins++;
+        n->st.peers++;
+        nlog(n, NNM_NODE_LOG_INFO, "peer %s joined: key %s, epoch %" PRIu64 ", %" PRIu64
+             " MFLOP/s conv3x3, %" PRIu64 " MiB offered, %zu model%s", id, p.fingerprint,
+             p.epoch, nnm_node_peer_get_cap(&p, "mflops-conv3x3", 0),
+             nnm_node_peer_get_cap(&p, "mem-mb", 0), p.nmodels, p.nmodels == 1 ? "" : "s");
+    } else if (s->p.epoch != p.epoch) {
+        nlog(n, NNM_NODE_LOG_INFO, "peer %s restarted: epoch %" PRIu64 " -> %" PRIu64, id,
+             s->p.epoch, p.epoch);
+    }
+    s->p = p;
+    s->st = st;
+    s->alive = 1;
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* Applies a control verb; returns NNM_OK, NNM_ENOTFOUND (unknown verb) or NNM_EINVAL. */
+static nnm_err apply_ctl(nnm_node *n, const char *verb, const char *arg, const char *from)
+{
+    nnm_err rc = NNM_OK;
+    pthread_mutex_lock(&n->mu);
+    if (strcmp(verb, "drain") == 0) {
+        if (!n->st.draining)
+            nlog(n, NNM_NODE_LOG_INFO, "draining (control from %s): no new work is accepted",
+                 from);
+        n->st.draining = 1;
+    } else if (strcmp(verb, "resume") == 0) {
+        if (n->st.draining)
+            nlog(n, NNM_NODE_LOG_INFO, "resuming (control from %s): accepting work again", from);
+        n->st.draining = 0;
+    } else if (strcmp(verb, "policy") == 0) {
+        size_t k = 0;
+        while (k < sizeof policy_names / sizeof *policy_names && strcmp(policy_names[k], arg) != 0)
+            k++;
+        if (k == sizeof policy_names / sizeof *policy_names) {
+            n->st.ctl_bad_arg++;
+            nlog(n, NNM_NODE_LOG_WARN, "control from %s: policy '%.40s' is unknown; use local, "
+                 "equal, memory, capacity or adaptive", from, arg);
+            rc = NNM_EINVAL;
+        } else {
+            snprintf(n->st.policy, sizeof n->st.policy, "%s", policy_names[k]);
+            nlog(n, NNM_NODE_LOG_INFO, "policy set to %s (control from %s)", n->st.policy, from);
+        }
+    } else {
+        n->st.ctl_unknown++;
+        nlog(n, NNM_NODE_LOG_WARN, "control from %s: unknown verb '%s' ignored (known: drain, "
+             "resume, policy)", from, verb);
+        rc = NNM_ENOTFOUND;
+    }
+    if (rc == NNM_OK) {
+        n->st.ctl_accepted++;
+        n->publish_now = 1;
+    }
+    pthread_mutex_unlock(&n->mu);
+    return rc;
+}
+
+static void on_plain_ctl(nnm_node *n, const char *verb, const uint8_t *buf, size_t len)
+{
+    if (!n->cfg->allow_plaintext_control) {
+        pthread_mutex_lock(&n->mu);
+        n->st.ctl_refused++;
+        uint64_t sup = 0;
+        if (log_allowed(n, NNM_ADVERT__COUNT, &sup))
+            nlog(n, NNM_NODE_LOG_WARN, "plaintext control '%s' refused: [control] "
+                 "allow_plaintext_control is false in %s; send a signed one with 'nnmesh ctl'%s",
+                 verb, n->cfg->source, sup ? " (and more, not logged)" : "");
+        pthread_mutex_unlock(&n->mu);
+        return;
+    }
+    /* The argument is text from the shell: printable ASCII, surrounding space trimmed. */
+    char arg[NNM_ID_MAX * 2 + 1];
+    size_t k = 0;
+    int bad = len >= sizeof arg;
+    for (size_t i = 0; !bad && i < len; i++) {
+        if (buf[i] == '\n' || buf[i] == '\r' || buf[i] == ' ' || buf[i] == '\t') continue;
+        if (buf[i] < 0x21 || buf[i] > 0x7e) bad = 1;
+        else arg[k++] = (char)buf[i];
+    }
+    arg[k] = '\0';
+    if (bad) {
+        pthread_mutex_lock(&n->mu);
+        n->st.ctl_bad_arg++;
+        nlog(n, NNM_NODE_LOG_WARN, "plaintext control '%s': the argument is not short printable "
+             "text; ignored", verb);
+        pthread_mutex_unlock(&n->mu);
+        return;
+    }
+    apply_ctl(n, verb, arg, "the shell (plaintext)");
+}
+
+static void on_other(void *ctx, const char *topic, const uint8_t *payload, size_t len,
+                     int retained)
+{
+    (void)retained;
+    nnm_node *n = ctx;
+    nnm_topic t;
+    if (nnm_topic_decode(&t, topic, strlen(topic), NULL) != NNM_OK || strcmp(t.mesh, n->mesh) != 0)
+        return;
+    if (t.kind == NNM_TOPIC_ADVERT) on_advert(n, t.node, payload, len);
+    else if (t.kind == NNM_TOPIC_CTL && strcmp(t.node, n->id) == 0)
+        on_plain_ctl(n, t.arg, payload, len);
+}
+
+static void on_event(void *ctx, nnm_mqtt_event ev, const char *uri, unsigned attempt,
+                     unsigned retry_ms, const char *msg)
+{
+    nnm_node *n = ctx;
+    switch (ev) {
+    case NNM_MQTT_EV_CONNECTED:
+        nlog(n, NNM_NODE_LOG_INFO, "connected to broker %s", uri ? uri : "?");
+        pthread_mutex_lock(&n->mu);
+        n->publish_now = 1;    /* a restarted broker lost our retained advert */
+        pthread_mutex_unlock(&n->mu);
+        break;
+    case NNM_MQTT_EV_CONNECT_FAILED:
+        nlog(n, NNM_NODE_LOG_WARN, "no broker reachable (attempt %u): %s; retrying in %u ms",
+             attempt, msg ? msg : "", retry_ms);
+        break;
+    case NNM_MQTT_EV_LOST:
+        nlog(n, NNM_NODE_LOG_WARN, "lost broker %s: %s; reconnecting in %u ms", uri ? uri : "?",
+             msg ? msg : "", retry_ms);
+        break;
+    case NNM_MQTT_EV_SUBSCRIBE_FAILED:
+        nlog(n, NNM_NODE_LOG_ERROR, "%s", msg ? msg : "a subscription was refused");
+        break;
+    }
+}
+
+nnm_err nnm_node_new(nnm_node **out, const nnm_node_opts *o, nnm_diag *diag)
+{
+    *out = NULL;
+    if (o == NULL || o->cfg == NULL || o->identity == NULL || o->trust == NULL ||
+        (o->nmodels > 0 && o->models == NULL))
+        return nnm_diag_set(diag, NNM_EINVAL, "nnm_node_new: missing option");
+    const nnm_config *c = o->cfg;
+    if (o->nmodels > NNM_NODE_MODELS_MAX)
+        return nnm_diag_set(diag, NNM_ERANGE, "%s: %zu models, a node advertises at most %d",
+                            c->source, o->nmodels, NNM_NODE_MODELS_MAX);
+    nnm_err rc = NNM_ENOMEM;
+    nnm_node *n = calloc(1, sizeof *n);
+    if (n == NULL) return nnm_diag_set(diag, rc, "out of memory");
+    pthread_mutex_init(&n->mu, NULL);
+    n->cfg = c;
+    n->ident = o->identity;
+    n->trust = o->trust;
+    memcpy(n->pk, nnm_identity_get_pubkey(o->identity), sizeof n->pk);
+    nnm_pubkey_get_fingerprint(n->fp, n->pk);
+    snprintf(n->id, sizeof n->id, "%s", c->node_id);
+    snprintf(n->mesh, sizeof n->mesh, "%s", c->mesh_name);
+    n->log = o->log;
+    n->log_ctx = o->log_ctx;
+    n->remeasure_s = o->remeasure_s ? o->remeasure_s : 60;
+    n->cap = o->capacity;
+    n->st.epoch = o->epoch;
+    snprintf(n->st.policy, sizeof n->st.policy, "adaptive");
+    n->start_mono = mono_ms();
+    if ((n->slots = calloc(NNM_NODE_PEERS_MAX, sizeof *n->slots)) == NULL) goto fail;
+    if (o->nmodels > 0) {
+        if ((n->models = malloc(o->nmodels * sizeof *n->models)) == NULL) goto fail;
+        memcpy(n->models, o->models, o->nmodels * sizeof *n->models);
+        n->nmodels = o->nmodels;
+    }
+    nnm_topic t = { .kind = NNM_TOPIC_ADVERT };
+    snprintf(t.mesh, sizeof t.mesh, "%s", n->mesh);
+    snprintf(t.node, sizeof t.node, "%s", n->id);
+    if ((rc = nnm_topic_encode(n->t_advert, sizeof n->t_advert, &t, diag)) != NNM_OK) goto fail;
+    t.kind = NNM_TOPIC_STATS;
+    if ((rc = nnm_topic_encode(n->t_stats, sizeof n->t_stats, &t, diag)) != NNM_OK) goto fail;
+    t.kind = NNM_TOPIC_CTL;
+    snprintf(t.arg, sizeof t.arg, "+");
+    if ((rc = nnm_topic_encode(n->f_ctl, sizeof n->f_ctl, &t, diag)) != NNM_OK) goto fail;
+    t.kind = NNM_TOPIC_ADVERT;
+    t.arg[0] = '\0';
+    snprintf(t.node, sizeof t.node, "+");
+    if ((rc = nnm_topic_encode(n->f_adverts, sizeof n->f_adverts, &t, diag)) != NNM_OK) goto fail;
+
+    nnm_link_opts lo;
+    nnm_link_opts_init(&lo);
+    lo.node_id = n->id;
+    lo.mesh = n->mesh;
+    lo.identity = o->identity;
+    lo.trust = o->trust;
+    /* The MQTT client id is the node id, so that broker ACLs can say "this client may publish
+     * only under its own id" (pattern ... %c); nnm_mqtt has no user names yet. */
+    lo.mqtt.client_id = n->id;
+    for (int i = 0; i < c->n_broker_uris && i < NNM_MQTT_MAX_URIS; i++)
+        lo.mqtt.uris[lo.mqtt.nuris++] = c->broker_uris[i];
+    lo.mqtt.keepalive_s = (unsigned)(c->keepalive_ms / 1000 > 0 ? c->keepalive_ms / 1000 : 1);
+    lo.mqtt.max_message = (size_t)c->max_frame_bytes;
+    lo.mqtt.will_topic = n->t_advert;
+    lo.mqtt.will_payload = NULL;
+    lo.mqtt.will_len = 0;
+    lo.mqtt.will_qos = 1;
+    lo.mqtt.will_retain = 1;
+    lo.mqtt.on_event = on_event;
+    lo.mqtt.on_event_ctx = n;
+    lo.chunk_size = (size_t)c->chunk_size > 1024 ? (size_t)c->chunk_size - 1024 : lo.chunk_size;
+    lo.limits.max_tensor_bytes = (size_t)c->max_tensor_bytes;
+    lo.on_other = on_other;
+    lo.on_other_ctx = n;
+    if ((rc = nnm_link_new(&n->link, &lo, diag)) != NNM_OK) goto fail;
+    n->mqtt = nnm_link_get_mqtt(n->link);
+    if ((rc = nnm_mqtt_subscribe(n->mqtt, n->f_adverts, 1, diag)) != NNM_OK) goto fail;
+    if ((rc = nnm_mqtt_subscribe(n->mqtt, n->f_ctl, 1, diag)) != NNM_OK) goto fail;
+    *out = n;
+    return NNM_OK;
+fail:
+    nnm_node_free(n);
+    return rc;
+}
+
+nnm_err nnm_node_start(nnm_node *n, nnm_diag *diag)
+{
+    nnm_err rc = nnm_link_start(n->link, diag);
+    if (rc == NNM_OK) n->started = 1;
+    return rc;
+}
+
+void nnm_node_set_trust(nnm_node *n, nnm_trust *t)
+{
+    pthread_mutex_lock(&n->mu);
+    n->trust = t;
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* ---- publishing ------------------------------------------------------------------------- */
+
+static void json_str(char *buf, size_t len, size_t *k, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void json_str(char *buf, size_t len, size_t *k, const char *fmt, ...)
+{
+    if (*k >= len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *k, len - *k, fmt, ap);
+    va_end(ap);
+    *k = w < 0 ? len : *k + (size_t)w;
+}
+
+/* Called with n->mu held. */
+static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char *state)
+{
+    nnm_link_stats ls;
+    nnm_link_get_stats(n->link, &ls);
+    nnm_mqtt_stats ms;
+    nnm_mqtt_get_stats(n->mqtt, &ms);
+    const nnm_node_stats *s = &n->st;
+    size_t k = 0;
+    json_str(buf, len, &k, "{\"node\":\"%s\",\"mesh\":\"%s\",\"fingerprint\":\"%s\",\"version\":\""
+             NNM_NODE_VERSION "\",\"state\":\"%s\",\"draining\":%s,\"policy\":\"%s\","
+             "\"epoch\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"uptime_s\":%" PRIu64 ",\"time_ms\":%"
+             PRIu64 ",", n->id, n->mesh, n->fp, state, s->draining ? "true" : "false", s->policy,
+             s->epoch, s->seq, (mono_ms() - n->start_mono) / 1000, wall_ms());
+    /* bytes_in/out: everything this node's MQTT session carried; link: the peer frames. */
+    json_str(buf, len, &k, "\"requests\":%" PRIu64 ",\"slices_run\":%" PRIu64 ",\"bytes_in\":%"
+             PRIu64 ",\"bytes_out\":%" PRIu64 ",\"link\":{\"rx_frames\":%" PRIu64
+             ",\"rx_bytes\":%" PRIu64 ",\"tx_frames\":%" PRIu64 ",\"tx_bytes\":%" PRIu64
+             ",\"sessions\":%" PRIu64 "},\"slice_ms\":{\"p50\":0,\"p99\":0},",
+             s->requests, s->slices_run, ms.received_bytes, ms.published_bytes, ls.rx_frames,
+             ls.rx_bytes, ls.tx_frames, ls.tx_bytes, ls.sessions);
+    json_str(buf, len, &k, "\"errors\":{\"publish\":%" PRIu64 ",\"frames_unsupported\":%" PRIu64
+             ",\"connect_failures\":%" PRIu64 ",\"connections_lost\":%" PRIu64 "},",
+             s->publish_errors, s->frames_unsupported, ms.connect_failures, ms.lost);
+    json_str(buf, len, &k, "\"drops\":{\"malformed\":%" PRIu64 ",\"not_for_me\":%" PRIu64
+             ",\"untrusted\":%" PRIu64 ",\"no_session\":%" PRIu64 ",\"bad_tag\":%" PRIu64
+             ",\"replay\":%" PRIu64 ",\"hello\":%" PRIu64 ",\"reassembly\":%" PRIu64
+             ",\"queue_full\":%" PRIu64 ",\"mqtt_queue_full\":%" PRIu64 "},",
+             ls.drop_malformed, ls.drop_not_for_me, ls.drop_untrusted, ls.drop_no_session,
+             ls.drop_bad_tag, ls.drop_replay, ls.drop_hello, ls.drop_reasm, ls.drop_queue_full,
+             ms.dropped);
+    json_str(buf, len, &k, "\"adverts\":{\"published\":%" PRIu64 ",\"accepted\":%" PRIu64
+             ",\"ignored\":{", s->adverts_published, s->adverts_accepted);
+    for (int v = 1; v < NNM_ADVERT__COUNT; v++)
+        json_str(buf, len, &k, "%s\"%s\":%" PRIu64, v > 1 ? "," : "",
+                 nnm_advert_verdict_name((nnm_advert_verdict)v), s->adverts_ignored[v]);
+    json_str(buf, len, &k, "}},\"control\":{\"accepted\":%" PRIu64 ",\"refused\":%" PRIu64
+             ",\"unknown_verb\":%" PRIu64 ",\"bad_arg\":%" PRIu64 "},",
+             s->ctl_accepted, s->ctl_refused, s->ctl_unknown, s->ctl_bad_arg);
+    json_str(buf, len, &k, "\"membership\":{\"joins\":%" PRIu64 ",\"leaves\":%" PRIu64
+             ",\"expired\":%" PRIu64 "},\"peers\":%zu,\"peer_ids\":[", s->joins, s->leaves,
+             s->expired, s->peers);
+    int first = 1;
+    for (size_t i = 0; i < n->nslots; i++)
+        if (n->slots[i].alive) {
+            json_str(buf, len, &k, "%s\"%s\"", first ? "" : ",", n->slots[i].p.id);
+            first = 0;
+        }
+    json_str(buf, len, &k, "],\"broker\":{\"connected\":%s,\"uri\":\"%s\",\"connects\":%" PRIu64
+             "}}", ms.connected ? "true" : "false", ms.uri, ms.connects);
+    if (k >= len) {
+        if (len > 0) buf[0] = '\0';
+        return NNM_ERANGE;
+    }
+    return NNM_OK;
+}
+
+nnm_err nnm_node_stats_json(nnm_node *n, char *buf, size_t len)
+{
+    pthread_mutex_lock(&n->mu);
+    nnm_err rc = stats_json_locked(n, buf, len, n->left ? "left" : "serving");
+    pthread_mutex_unlock(&n->mu);
+    return rc;
+}
+
+static void publish_stats(nnm_node *n, const char *state)
+{
+    char json[8192];
+    pthread_mutex_lock(&n->mu);
+    nnm_err rc = stats_json_locked(n, json, sizeof json, state);
+    pthread_mutex_unlock(&n->mu);
+    if (rc != NNM_OK) return;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    rc = nnm_mqtt_publish(n->mqtt, n->t_stats, json, strlen(json), 1, 1, 1000, &d);
+    if (rc != NNM_OK && rc != NNM_ECONN) {
+        pthread_mutex_lock(&n->mu);
+        n->st.publish_errors++;
+        pthread_mutex_unlock(&n->mu);
+        nlog(n, NNM_NODE_LOG_WARN, "stats not published: %s", d.msg);
+    }
+}
+
+static void publish_advert(nnm_node *n)
+{
+    nnm_measured_capacity lc;
+    memset(&lc, 0, sizeof lc);
+    nnm_capacity_get_load(&lc);
+    pthread_mutex_lock(&n->mu);
+    if (lc.mem_free > 0) n->cap.mem_free = lc.mem_free;
+    n->cap.load1 = lc.load1;
+    const nnm_node_capacity *c = &n->cap;
+    uint64_t offer = c->mem_offer > 0 && c->mem_offer < c->mem_free ? c->mem_offer : c->mem_free;
+    int cpus = c->cpus_online > 0 ? c->cpus_online : 1;
+    double load = c->load1 / cpus * 1000.0;
+    uint32_t load_pm = load < 0 ? 0 : load > 1000 ? 1000 : (uint32_t)(load + 0.5);
+    const char *names[NNM_NODE_CAPS_MAX];
+    uint64_t vals[NNM_NODE_CAPS_MAX];
+    size_t k = 0;
+    names[k] = "cpu-cores", vals[k++] = (uint64_t)(c->threads > 0 ? c->threads : 1);
+    names[k] = "gflops", vals[k++] = (uint64_t)(c->gflops[0] + 0.5);
+    names[k] = "mflops-conv3x3", vals[k++] = (uint64_t)(c->gflops[0] * 1000.0 + 0.5);
+    names[k] = "mflops-conv1x1", vals[k++] = (uint64_t)(c->gflops[1] * 1000.0 + 0.5);
+    names[k] = "mflops-dwconv", vals[k++] = (uint64_t)(c->gflops[2] * 1000.0 + 0.5);
+    names[k] = "mflops-fc", vals[k++] = (uint64_t)(c->gflops[3] * 1000.0 + 0.5);
+    names[k] = "mem-mb", vals[k++] = offer / 1048576u;
+    names[k] = "draining", vals[k++] = (uint64_t)n->st.draining;
+    /* Lets readers compute the advert's age: it was sent at expiry - 3 x interval. */
+    names[k] = "advert-interval-ms", vals[k++] = (uint64_t)n->cfg->advert_interval_ms;
+    if (c->cpu_quota > 0) names[k] = "cpu-quota-milli", vals[k++] = (uint64_t)(c->cpu_quota * 1000);
+    uint64_t seq = ++n->st.seq;
+    uint64_t epoch = n->st.epoch;
+    pthread_mutex_unlock(&n->mu);
+
+    uint64_t interval = (uint64_t)n->cfg->advert_interval_ms;
+    uint64_t expiry = wall_ms() + 3 * interval;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    nnm_err rc = nnm_node_advert_encode(&buf, &len, n->ident, n->id, epoch, seq, expiry, offer,
+                                        load_pm, names, vals, k,
+                                        (const uint8_t(*)[32])n->models, n->nmodels, &d);
+    if (rc == NNM_OK) rc = nnm_mqtt_publish(n->mqtt, n->t_advert, buf, len, 1, 1, 1000, &d);
+    free(buf);
+    pthread_mutex_lock(&n->mu);
+    if (rc == NNM_OK) n->st.adverts_published++;
+    else if (rc != NNM_ECONN) n->st.publish_errors++;
+    pthread_mutex_unlock(&n->mu);
+    if (rc != NNM_OK && rc != NNM_ECONN)
+        nlog(n, NNM_NODE_LOG_WARN, "advert not published: %s", d.msg);
+}
+
+static void remeasure(nnm_node *n)
+{
+    nnm_measured_capacity mc;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    if (nnm_capacity_measure(&mc, (int)n->cfg->threads, 0, &d) != NNM_OK) {
+        nlog(n, NNM_NODE_LOG_WARN, "capacity re-measurement failed: %s", d.msg);
+        return;
+    }
+    pthread_mutex_lock(&n->mu);
+    for (int i = 0; i < 4; i++) n->cap.gflops[i] = mc.gflops[i];
+    n->cap.threads = mc.threads;
+    n->cap.cpu_quota = mc.cpu_quota;
+    n->cap.mem_free = mc.mem_free;
+    pthread_mutex_unlock(&n->mu);
+    nlog(n, NNM_NODE_LOG_DEBUG, "capacity re-measured: conv3x3 %.2f GFLOP/s", mc.gflops[0]);
+}
+
+static void expire_peers(nnm_node *n)
+{
+    uint64_t now = wall_ms();
+    pthread_mutex_lock(&n->mu);
+    for (size_t i = 0; i < n->nslots; i++) {
+        slot *s = &n->slots[i];
+        if (s->alive && now > s->p.expiry_ms + NNM_NODE_CLOCK_TOLERANCE_S * 1000u) {
+            s->alive = 0;
+            n->st.expired++;
+            n->st.leaves++;
+            n->st.peers--;
+            nlog(n, NNM_NODE_LOG_INFO, "peer %s expired (no advert since %" PRIu64 " ms)",
+                 s->p.id, now - s->p.received_ms);
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
+static void on_frame(nnm_node *n, nnm_link_msg *m)
+{
+    const nnm_frame *f = m->frame;
+    nnm_err rc;
+    if (f->hdr.type == NNM_FRAME_CTL) {
+        char from[NNM_ID_MAX + 16];
+        snprintf(from, sizeof from, "%s (signed)", f->hdr.sender);
+        rc = apply_ctl(n, f->u.ctl.verb, f->u.ctl.arg ? f->u.ctl.arg : "", from);
+    } else {
+        pthread_mutex_lock(&n->mu);
+        n->st.frames_unsupported++;
+        pthread_mutex_unlock(&n->mu);
+        nlog(n, NNM_NODE_LOG_DEBUG, "%s frame from %s: not served yet (no scheduler)",
+             nnm_frame_type_name(f->hdr.type), f->hdr.sender);
+        rc = NNM_EUNSUPPORTED;
+    }
+    if (f->hdr.request == 0) return;
+    /* Answer so that the sender (nnmesh ctl) knows the outcome. */
+    nnm_frame a;
+    memset(&a, 0, sizeof a);
+    a.hdr.type = NNM_FRAME_ACK;
+    a.hdr.request = f->hdr.request;
+    a.u.ack.counter = f->hdr.counter;
+    a.u.ack.status = (uint32_t)rc;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    if (nnm_link_send(n->link, f->hdr.sender, &a, &d) != NNM_OK)
+        nlog(n, NNM_NODE_LOG_WARN, "cannot answer %s: %s", f->hdr.sender, d.msg);
+}
+
+void nnm_node_poll(nnm_node *n, unsigned timeout_ms)
+{
+    if (n->left) {
+        struct timespec ts = {(time_t)(timeout_ms / 1000), (long)(timeout_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        return;
+    }
+    nnm_link_msg m;
+    memset(&m, 0, sizeof m);
+    if (nnm_link_recv(n->link, &m, timeout_ms, NULL) == NNM_OK) {
+        on_frame(n, &m);
+        nnm_link_msg_cleanup(&m);
+    }
+    uint64_t now = mono_ms();
+    pthread_mutex_lock(&n->mu);
+    int due = n->publish_now || now >= n->next_advert;
+    if (due) {
+        n->publish_now = 0;
+        n->next_advert = now + (uint64_t)n->cfg->advert_interval_ms;
+    }
+    int measure = n->next_measure != 0 && now >= n->next_measure && n->remeasure_s != UINT32_MAX;
+    if (n->next_measure == 0 || measure)
+        n->next_measure = now + (uint64_t)n->remeasure_s * 1000u;
+    pthread_mutex_unlock(&n->mu);
+    expire_peers(n);
+    if (measure) remeasure(n);   /* idle: no requests are served yet */
+    if (due) {
+        publish_advert(n);
+        publish_stats(n, "serving");
+    }
+}
+
+void nnm_node_leave(nnm_node *n)
+{
+    if (n == NULL || n->left || n->link == NULL || !n->started) return;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    nnm_err rc = nnm_mqtt_publish(n->mqtt, n->t_advert, "", 0, 1, 1, 2000, &d);
+    if (rc != NNM_OK && rc != NNM_ECONN)
+        nlog(n, NNM_NODE_LOG_WARN, "could not clear the advert: %s", d.msg);
+    pthread_mutex_lock(&n->mu);
+    n->left = 1;
+    pthread_mutex_unlock(&n->mu);
+    publish_stats(n, "left");
+    nnm_link_free(n->link);    /* BYE to peers with a session, will published, disconnect */
+    n->link = NULL;
+    n->mqtt = NULL;
+    nlog(n, NNM_NODE_LOG_INFO, "left the mesh (advert cleared)");
+}
+
+void nnm_node_get_stats(nnm_node *n, nnm_node_stats *st)
+{
+    pthread_mutex_lock(&n->mu);
+    *st = n->st;
+    pthread_mutex_unlock(&n->mu);
+}
+
+size_t nnm_node_peer_count(nnm_node *n)
+{
+    pthread_mutex_lock(&n->mu);
+    size_t c = n->st.peers;
+    pthread_mutex_unlock(&n->mu);
+    return c;
+}
+
+nnm_err nnm_node_peer_get(nnm_node *n, size_t i, nnm_node_peer *p)
+{
+    nnm_err rc = NNM_ERANGE;
+    pthread_mutex_lock(&n->mu);
+    for (size_t k = 0; k < n->nslots; k++)
+        if (n->slots[k].alive && i-- == 0) {
+            *p = n->slots[k].p;
+            rc = NNM_OK;
+            break;
+        }
+    pthread_mutex_unlock(&n->mu);
+    return rc;
+}
+
+void nnm_node_free(nnm_node *n)
+{
+    if (n == NULL) return;
+    nnm_node_leave(n);
+    nnm_link_free(n->link);
+    free(n->slots);
+    free(n->models);
+    pthread_mutex_destroy(&n->mu);
+    free(n);
+}

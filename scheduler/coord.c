@@ -1,0 +1,525 @@
+/* scheduler/coord.c — running a plan across the mesh, and serving tasks (see
+ * nnmesh/coord.h). One thread: the coordinator drives the link itself while it waits and
+ * hands every frame that is not one of its results to env->dispatch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nnmesh/coord.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- whole tensors held by the coordinator, by value name ------------------------------- */
+
+typedef struct held { char *name; nnm_tensor t; } held;
+typedef struct store { held *v; size_t n, cap; } store;
+
+static nnm_tensor *store_get(store *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->v[i].name, name)) return &s->v[i].t;
+    return NULL;
+}
+
+/* Adds a zeroed whole tensor for value name with the shape in io (kept if present). */
+static nnm_tensor *store_add(store *s, const nnm_io_info *io, nnm_diag *diag)
+{
+    nnm_tensor *t = store_get(s, io->name);
+    if (t) return t;
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? 2 * s->cap : 16;
+        held *q = realloc(s->v, nc * sizeof *q);
+        if (!q) { nnm_diag_set(diag, NNM_ENOMEM, "out of memory"); return NULL; }
+        s->v = q;
+        s->cap = nc;
+    }
+    held *h = &s->v[s->n];
+    memset(h, 0, sizeof *h);
+    if (nnm_tensor_init(&h->t, io->dtype, io->ndim, io->shape) != NNM_OK ||
+        !(h->name = strdup(io->name))) {
+        nnm_tensor_cleanup(&h->t);
+        nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->n++;
+    return &h->t;
+}
+
+/* Makes room for the whole outputs of nodes [a, b) (their shapes come from the whole slice). */
+static nnm_err store_prepare(store *s, const nnm_graph *g, int a, int b, nnm_diag *diag)
+{
+    nnm_graph *w = NULL;
+    nnm_err rc = nnm_graph_slice(&w, g, a, b, NULL, diag);
+    if (rc != NNM_OK) return rc;
+    for (int k = 0; k < nnm_graph_output_count(w) && rc == NNM_OK; k++) {
+        nnm_io_info io;
+        nnm_graph_output_get(w, k, &io);
+        if (!store_add(s, &io, diag)) rc = NNM_ENOMEM;
+    }
+    nnm_graph_free(w);
+    return rc;
+}
+
+static void store_free(store *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].name);
+        nnm_tensor_cleanup(&s->v[i].t);
+    }
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- one part of a stage ---------------------------------------------------------------- */
+
+typedef struct job {
+    const nnm_plan_part *pp;
+    nnm_graph *slice;          /* the part as a standalone graph (borrows g's weights) */
+    char node[NNM_ID_MAX + 1]; /* where it runs now */
+    uint64_t task_id;          /* request field of the TASK in flight, 0 if none */
+    double sent_ms, deadline_ms;
+    int done, local;
+    double compute_ms;
+    uint64_t transfer_us, wait_us;
+} job;
+
+static uint64_t next_task_id(void)
+{
+    static uint64_t seq;
+    if (seq == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seq = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec;
+    }
+    return ++seq;
+}
+
+/* Crops the part's inputs from the store, in the slice's input order. */
+static nnm_err job_inputs(job *j, store *st, nnm_tensor *in, const char **names, nnm_diag *diag)
+{
+    int ni = nnm_graph_input_count(j->slice);
+    for (int k = 0; k < ni; k++) {
+        nnm_io_info io;
+        nnm_region r;
+        nnm_graph_input_get(j->slice, k, &io);
+        nnm_graph_input_region(j->slice, k, &r);
+        nnm_tensor *w = store_get(st, io.name);
+        if (w == NULL)
+            return nnm_diag_set(diag, NNM_ESTATE, "value '%s' is needed before it is computed", io.name);
+        nnm_err rc = nnm_tensor_crop(&in[k], w, &r);
+        if (rc != NNM_OK) return nnm_diag_set(diag, rc, "cannot crop '%s' for its part", io.name);
+        names[k] = nnm_graph_input_count(j->slice) ? io.name : "";
+    }
+    return NNM_OK;
+}
+
+/* Places a part's outputs (slice output order) into the whole tensors. */
+static nnm_err job_place(job *j, store *st, const nnm_tensor *outs, int n,
+                         nnm_diag *diag)
+{
+    int no = nnm_graph_output_count(j->slice);
+    if (n != no) return nnm_diag_set(diag, NNM_EFORMAT, "part on '%s' returned %d outputs, expected %d", j->node, n, no);
+    for (int k = 0; k < no; k++) {
+        nnm_io_info io;
+        nnm_region r;
+        nnm_graph_output_get(j->slice, k, &io);
+        nnm_graph_output_region(j->slice, k, &r);
+        nnm_tensor *w = store_get(st, io.name);
+        if (w == NULL) return nnm_diag_set(diag, NNM_ESTATE, "no room for output '%s'", io.name);
+        nnm_err rc = nnm_tensor_place(w, &outs[k], &r);
+        if (rc != NNM_OK)
+            return nnm_diag_set(diag, rc, "output '%s' from '%s' does not fit its region", io.name, j->node);
+    }
+    return NNM_OK;
+}
+
+static nnm_err run_local(const nnm_coord_env *env, const nnm_graph *g, const uint8_t *hash,
+                         job *j, store *st, nnm_diag *diag)
+{
+    int ni = nnm_graph_input_count(j->slice);
+    nnm_tensor *in = calloc((size_t)ni + 1, sizeof *in);
+    const char **names = calloc((size_t)ni + 1, sizeof *names);
+    nnm_task_output *outs = NULL;
+    size_t n_out = 0;
+    nnm_err rc = NNM_ENOMEM;
+    if (!in || !names) goto out;
+    if ((rc = job_inputs(j, st, in, names, diag)) != NNM_OK) goto out;
+    nnm_slice_spec s;
+    memset(&s, 0, sizeof s);
+    memcpy(s.model_hash, hash, NNM_WIRE_HASH_BYTES);
+    s.node_begin = (uint32_t)j->pp->node_begin;
+    s.node_end = (uint32_t)j->pp->node_end;
+    s.part_kind = (uint8_t)j->pp->part.kind;
+    s.part_begin = (uint32_t)j->pp->part.begin;
+    s.part_end = (uint32_t)j->pp->part.end;
+    if ((rc = nnm_worker_run(env->worker, &s, names, in, (size_t)ni, &outs, &n_out, &j->compute_ms, diag)) != NNM_OK)
+        goto out;
+    nnm_tensor *ts = calloc(n_out + 1, sizeof *ts);
+    if (!ts) { rc = NNM_ENOMEM; goto out; }
+    for (size_t k = 0; k < n_out; k++) ts[k] = outs[k].t;
+    rc = job_place(j, st, ts, (int)n_out, diag);
+    free(ts);
+    snprintf(j->node, sizeof j->node, "%s", env->self);
+    j->local = 1;
+    j->done = rc == NNM_OK;
+out:
+    for (int k = 0; in && k < ni; k++) nnm_tensor_cleanup(&in[k]);
+    free(in);
+    free(names);
+    nnm_task_outputs_free(outs, n_out);
+    return rc;
+}
+
+/* Sends the part's weights as an ONNX slice; *h gets its hash. */
+static nnm_err send_model(const nnm_coord_env *env, job *j, uint64_t task_id,
+                          uint8_t h[NNM_WIRE_HASH_BYTES], nnm_diag *diag)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    nnm_err rc = nnm_graph_encode_onnx(&buf, &len, j->slice, diag);
+    if (rc != NNM_OK) return rc;
+    nnm_model_hash(h, buf, len);
+    nnm_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = NNM_DT_U8;
+    t.ndim = 1;
+    t.shape[0] = (int64_t)len;
+    t.data = buf;
+    t.nbytes = len;
+    nnm_wire_tensor wt;
+    if ((rc = nnm_wire_tensor_encode(&wt, &t, NNM_CODEC_AUTO, diag)) == NNM_OK) {
+        wt.name = NNM_MODEL_TENSOR;
+        rc = nnm_link_send_tensors(env->link, j->node, task_id, &wt, 1, diag);
+        nnm_wire_tensor_cleanup(&wt);
+    }
+    free(buf);
+    return rc;
+}
+
+static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, uint32_t attempt,
+                         unsigned timeout_ms, nnm_coord_stats *stats, store *st, nnm_diag *diag)
+{
+    int ni = nnm_graph_input_count(j->slice);
+    nnm_tensor *in = calloc((size_t)ni + 1, sizeof *in);
+    const char **names = calloc((size_t)ni + 1, sizeof *names);
+    nnm_wire_tensor *wt = calloc((size_t)ni + 1, sizeof *wt);
+    nnm_err rc = NNM_ENOMEM;
+    if (!in || !names || !wt) goto out;
+    if ((rc = job_inputs(j, st, in, names, diag)) != NNM_OK) goto out;
+    for (int k = 0; k < ni; k++) {
+        if ((rc = nnm_wire_tensor_encode(&wt[k], &in[k], env->codec ? env->codec : NNM_CODEC_AUTO, diag)) != NNM_OK)
+            goto out;
+        wt[k].name = names[k];
+    }
+    j->task_id = next_task_id();
+    nnm_frame f;
+    memset(&f, 0, sizeof f);
+    f.hdr.type = NNM_FRAME_TASK;
+    f.hdr.request = j->task_id;
+    nnm_slice_spec *s = &f.u.task.spec;
+    if (env->peer_has_model && env->peer_has_model(env->ctx, j->node, hash)) {
+        memcpy(s->model_hash, hash, NNM_WIRE_HASH_BYTES);
+        s->node_begin = (uint32_t)j->pp->node_begin;
+        s->node_end = (uint32_t)j->pp->node_end;
+        s->part_kind = (uint8_t)j->pp->part.kind;
+        s->part_begin = (uint32_t)j->pp->part.begin;
+        s->part_end = (uint32_t)j->pp->part.end;
+    } else {
+        /* The peer lacks the model: ship this part's slice (weights included) first; it
+         * runs it whole. It keeps it by hash, so a stream pays this once. */
+        if ((rc = send_model(env, j, j->task_id, s->model_hash, diag)) != NNM_OK) goto out;
+        if (stats) stats->models_sent++;
+        s->node_begin = 0;
+        s->node_end = (uint32_t)nnm_graph_node_count(j->slice);
+        s->part_kind = NNM_PART_WHOLE;
+    }
+    s->attempt = attempt;
+    s->deadline_ms = 0;
+    f.u.task.ntensors = (size_t)ni;
+    f.u.task.tensors = wt;
+    j->sent_ms = now_ms();
+    j->deadline_ms = j->sent_ms + timeout_ms;
+    rc = nnm_link_send(env->link, j->node, &f, diag);
+    if (rc == NNM_OK && stats) stats->tasks_sent++;
+out:
+    for (int k = 0; wt && k < ni; k++) nnm_wire_tensor_cleanup(&wt[k]);
+    for (int k = 0; in && k < ni; k++) nnm_tensor_cleanup(&in[k]);
+    free(wt);
+    free(in);
+    free(names);
+    return rc;
+}
+
+/* A RESULT for job j: place its outputs. Returns NNM_OK when placed. */
+static nnm_err take_result(const nnm_graph *g, job *j, store *st, const nnm_link_msg *m, nnm_diag *diag)
+{
+    const nnm_frame *f = m->frame;
+    if (f->hdr.type == NNM_FRAME_ERROR)
+        return nnm_diag_set(diag, NNM_EBACKEND, "'%s' failed the task: %s", j->node,
+                            f->u.error.message ? f->u.error.message : "?");
+    if (f->u.result.status != 0)
+        return nnm_diag_set(diag, (nnm_err)f->u.result.status, "'%s' failed the task (%s)", j->node,
+                            nnm_strerror((nnm_err)f->u.result.status));
+    double rt = now_ms() - j->sent_ms;
+    j->compute_ms = 0;
+    if (f->u.result.ntrace > 0) j->compute_ms = (double)f->u.result.trace[0].compute_us / 1e3;
+    j->transfer_us = (uint64_t)((rt - j->compute_ms) * 1e3 > 0 ? (rt - j->compute_ms) * 1e3 : 0);
+    nnm_err rc = job_place(j, st, m->tensors, (int)m->ntensors, diag);
+    if (rc == NNM_OK) j->done = 1;
+    return rc;
+}
+
+nnm_err nnm_coord_run(const nnm_coord_env *env, const nnm_graph *g,
+                      const uint8_t hash[NNM_WIRE_HASH_BYTES], const nnm_plan_opts *plan_opts,
+                      const nnm_tensor *inputs, int n_in, nnm_tensor *outputs, int n_out,
+                      unsigned deadline_ms, nnm_trace_entry **trace, size_t *n_trace,
+                      nnm_coord_stats *stats, nnm_diag *diag)
+{
+    if (trace) *trace = NULL;
+    if (n_trace) *n_trace = 0;
+    memset(outputs, 0, (size_t)n_out * sizeof *outputs);
+    if (n_in != nnm_graph_input_count(g) || n_out != nnm_graph_output_count(g))
+        return nnm_diag_set(diag, NNM_EINVAL, "the model takes %d inputs and gives %d outputs",
+                            nnm_graph_input_count(g), nnm_graph_output_count(g));
+    double t0 = now_ms();
+    unsigned tmo = env->task_timeout_ms ? env->task_timeout_ms : 10000;
+    nnm_plan *plan = NULL;
+    store st = { 0 };
+    job *jobs = NULL;
+    nnm_trace_entry *tr = NULL;
+    size_t ntr = 0;
+    nnm_err rc = nnm_sched_plan(env->sched, g, hash, plan_opts, &plan, diag);
+    if (rc != NNM_OK) return rc;
+    rc = NNM_ENOMEM;
+    size_t total_parts = 0;
+    for (int s = 0; s < plan->n_stages; s++) total_parts += (size_t)plan->stages[s].n_parts;
+    tr = calloc(total_parts + 1, sizeof *tr);
+    if (!tr) goto fail;
+    for (int i = 0; i < n_in; i++) {
+        nnm_io_info io;
+        nnm_graph_input_get(g, i, &io);
+        nnm_tensor *w = store_add(&st, &io, diag);
+        if (!w) { rc = NNM_ENOMEM; goto fail; }
+        if (w->nbytes != inputs[i].nbytes || w->dtype != inputs[i].dtype) {
+            rc = nnm_diag_set(diag, NNM_ESHAPE, "input '%s' has the wrong dtype or size", io.name);
+            goto fail;
+        }
+        memcpy(w->data, inputs[i].data, w->nbytes);
+    }
+    for (int s = 0; s < plan->n_stages; s++) {
+        const nnm_plan_stage *stg = &plan->stages[s];
+        jobs = calloc((size_t)stg->n_parts + 1, sizeof *jobs);
+        if (!jobs) { rc = NNM_ENOMEM; goto fail; }
+        for (int p = 0; p < stg->n_parts; p++) {
+            job *j = &jobs[p];
+            j->pp = &stg->parts[p];
+            snprintf(j->node, sizeof j->node, "%s", j->pp->node);
+            if ((rc = nnm_graph_slice(&j->slice, g, j->pp->node_begin, j->pp->node_end,
+                                      &j->pp->part, diag)) != NNM_OK)
+                goto fail;
+            if ((rc = store_prepare(&st, g, j->pp->node_begin, j->pp->node_end, diag)) != NNM_OK)
+                goto fail;
+        }
+        /* Remote parts first, so they compute while the coordinator runs its own. */
+        for (int p = 0; p < stg->n_parts; p++) {
+            job *j = &jobs[p];
+            j->wait_us = (uint64_t)((now_ms() - t0) * 1e3);
+            if (!strcmp(j->node, env->self)) continue;
+            nnm_diag d2;
+            nnm_diag_clear(&d2);
+            if (send_task(env, hash, j, 0, tmo, stats, &st, &d2) != NNM_OK) {
+                /* Could not even send (peer unknown, no session): run it here. */
+                j->task_id = 0;
+                if (stats) stats->tasks_retried++;
+                snprintf(j->node, sizeof j->node, "%s", env->self);
+            }
+        }
+        for (int p = 0; p < stg->n_parts; p++) {
+            job *j = &jobs[p];
+            if (strcmp(j->node, env->self) != 0) continue;
+            if ((rc = run_local(env, g, hash, j, &st, diag)) != NNM_OK) goto fail;
+            if (stats) stats->tasks_local++;
+        }
+        /* Wait for the remote parts; a timeout, a departure or an error reruns the part
+         * here. Frames that are not our results go to dispatch. */
+        for (;;) {
+            int pending = 0;
+            double now = now_ms();
+            for (int p = 0; p < stg->n_parts; p++) {
+                job *j = &jobs[p];
+                if (j->done) continue;
+                int gone = env->peer_alive && !env->peer_alive(env->ctx, j->node);
+                if (now > j->deadline_ms || gone) {
+                    j->task_id = 0;     /* a late answer is now unknown: discarded */
+                    if (stats) stats->tasks_retried++;
+                    if ((rc = run_local(env, g, hash, j, &st, diag)) != NNM_OK) goto fail;
+                    continue;
+                }
+                pending++;
+            }
+            if (!pending) break;
+            if (deadline_ms && now - t0 > deadline_ms) {
+                rc = nnm_diag_set(diag, NNM_ETIMEOUT, "request deadline of %u ms passed", deadline_ms);
+                goto fail;
+            }
+            nnm_link_msg m;
+            memset(&m, 0, sizeof m);
+            nnm_diag d2;
+            nnm_err r2 = nnm_link_recv(env->link, &m, 20, &d2);
+            if (r2 == NNM_ETIMEOUT) continue;
+            if (r2 != NNM_OK) continue;
+            const nnm_frame *f = m.frame;
+            job *mine = NULL;
+            if (f && (f->hdr.type == NNM_FRAME_RESULT || f->hdr.type == NNM_FRAME_ERROR)) {
+                for (int p = 0; p < stg->n_parts && !mine; p++)
+                    if (!jobs[p].done && jobs[p].task_id && jobs[p].task_id == f->hdr.request &&
+                        !strcmp(jobs[p].node, f->hdr.sender))
+                        mine = &jobs[p];
+                if (!mine) {
+                    if (stats) stats->results_late++;
+                    nnm_link_msg_cleanup(&m);
+                    continue;
+                }
+                nnm_diag d3;
+                nnm_diag_clear(&d3);
+                if (take_result(g, mine, &st, &m, &d3) != NNM_OK) {
+                    /* An error or a malformed answer: the part runs here. */
+                    mine->task_id = 0;
+                    if (stats) stats->tasks_retried++;
+                    nnm_link_msg_cleanup(&m);
+                    if ((rc = run_local(env, g, hash, mine, &st, diag)) != NNM_OK) goto fail;
+                    continue;
+                }
+                if (!mine->local)
+                    nnm_sched_observe_slice(env->sched, mine->pp, mine->compute_ms > 0 ? mine->compute_ms : 0.01, NULL);
+                nnm_link_msg_cleanup(&m);
+                continue;
+            }
+            if (env->dispatch) env->dispatch(env->ctx, &m);
+            else nnm_link_msg_cleanup(&m);
+        }
+        for (int p = 0; p < stg->n_parts; p++) {
+            job *j = &jobs[p];
+            nnm_trace_entry *e = &tr[ntr++];
+            snprintf(e->node, sizeof e->node, "%s", j->node);
+            e->node_begin = (uint32_t)j->pp->node_begin;
+            e->node_end = (uint32_t)j->pp->node_end;
+            e->compute_us = (uint64_t)(j->compute_ms * 1e3);
+            e->transfer_us = j->local ? 0 : j->transfer_us;
+            e->wait_us = j->wait_us;
+            nnm_graph_free(j->slice);
+        }
+        free(jobs);
+        jobs = NULL;
+    }
+    for (int i = 0; i < n_out; i++) {
+        nnm_io_info io;
+        nnm_graph_output_get(g, i, &io);
+        nnm_tensor *w = store_get(&st, io.name);
+        if (!w) {
+            rc = nnm_diag_set(diag, NNM_ESTATE, "output '%s' was never computed", io.name);
+            goto fail;
+        }
+        outputs[i] = *w;               /* move out of the store */
+        memset(w, 0, sizeof *w);
+    }
+    nnm_sched_observe_latency(env->sched, plan, now_ms() - t0 > 0.001 ? now_ms() - t0 : 0.001, NULL);
+    nnm_plan_free(plan);
+    store_free(&st);
+    if (trace) { *trace = tr; tr = NULL; }
+    if (n_trace) *n_trace = ntr;
+    free(tr);
+    return NNM_OK;
+fail:
+    if (jobs) {
+        const nnm_plan_stage *stg = NULL;
+        for (int s = 0; s < plan->n_stages; s++)
+            if (jobs[0].pp >= plan->stages[s].parts && jobs[0].pp < plan->stages[s].parts + plan->stages[s].n_parts)
+                stg = &plan->stages[s];
+        for (int p = 0; stg && p < stg->n_parts; p++) nnm_graph_free(jobs[p].slice);
+        free(jobs);
+    }
+    for (int i = 0; i < n_out; i++) nnm_tensor_cleanup(&outputs[i]);
+    nnm_plan_free(plan);
+    store_free(&st);
+    free(tr);
+    return rc;
+}
+
+static nnm_err send_status(const nnm_coord_env *env, const nnm_frame *req, nnm_err status,
+                           const nnm_wire_tensor *wt, size_t n, const nnm_trace_entry *te,
+                           nnm_diag *diag)
+{
+    nnm_frame f;
+    memset(&f, 0, sizeof f);
+    f.hdr.type = NNM_FRAME_RESULT;
+    f.hdr.request = req->hdr.request;
+    f.u.result.status = (uint32_t)status;
+    f.u.result.ntensors = n;
+    f.u.result.tensors = wt;
+    f.u.result.ntrace = te ? 1 : 0;
+    f.u.result.trace = te;
+    return nnm_link_send(env->link, req->hdr.sender, &f, diag);
+}
+
+nnm_err nnm_coord_serve(const nnm_coord_env *env, const nnm_link_msg *msg, nnm_diag *diag)
+{
+    const nnm_frame *f = msg->frame;
+    if (f == NULL) return NNM_EINVAL;
+    if (f->hdr.type == NNM_FRAME_TENSOR) {
+        for (size_t i = 0; i < f->u.tensor.ntensors && i < msg->ntensors; i++) {
+            if (f->u.tensor.tensors[i].name == NULL || strcmp(f->u.tensor.tensors[i].name, NNM_MODEL_TENSOR))
+                continue;
+            const nnm_tensor *t = &msg->tensors[i];
+            if (t->dtype != NNM_DT_U8 || t->ndim != 1)
+                return nnm_diag_set(diag, NNM_EFORMAT, "model from '%s' is not a uint8 vector", f->hdr.sender);
+            uint8_t h[NNM_WIRE_HASH_BYTES];
+            nnm_model_hash(h, t->data, t->nbytes);
+            return nnm_worker_put_model(env->worker, h, t->data, t->nbytes, diag);
+        }
+        return nnm_diag_set(diag, NNM_EINVAL, "tensor frame from '%s' carries no model", f->hdr.sender);
+    }
+    if (f->hdr.type != NNM_FRAME_TASK) return nnm_diag_set(diag, NNM_EINVAL, "not a task");
+    const nnm_slice_spec *s = &f->u.task.spec;
+    size_t n = msg->ntensors;
+    const char **names = calloc(n + 1, sizeof *names);
+    if (!names) return NNM_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        names[i] = f->u.task.tensors[i].name ? f->u.task.tensors[i].name : "";
+    nnm_task_output *outs = NULL;
+    size_t n_out = 0;
+    double ms = 0;
+    nnm_diag d2;
+    nnm_diag_clear(&d2);
+    nnm_err rc = nnm_worker_run(env->worker, s, names, msg->tensors, n, &outs, &n_out, &ms, &d2);
+    free(names);
+    nnm_trace_entry te;
+    memset(&te, 0, sizeof te);
+    snprintf(te.node, sizeof te.node, "%s", env->self);
+    te.node_begin = s->node_begin;
+    te.node_end = s->node_end;
+    te.compute_us = (uint64_t)(ms * 1e3);
+    if (rc != NNM_OK) {
+        nnm_diag_set(diag, rc, "task from '%s' failed: %s", f->hdr.sender, d2.msg);
+        send_status(env, f, rc, NULL, 0, &te, NULL);
+        return rc;
+    }
+    nnm_wire_tensor *wt = calloc(n_out + 1, sizeof *wt);
+    nnm_err rc2 = wt ? NNM_OK : NNM_ENOMEM;
+    for (size_t i = 0; rc2 == NNM_OK && i < n_out; i++) {
+        rc2 = nnm_wire_tensor_encode(&wt[i], &outs[i].t, env->codec ? env->codec : NNM_CODEC_AUTO, diag);
+        wt[i].name = outs[i].name;
+    }
+    if (rc2 == NNM_OK) rc2 = send_status(env, f, NNM_OK, wt, n_out, &te, diag);
+    else send_status(env, f, rc2, NULL, 0, &te, NULL);
+    for (size_t i = 0; wt && i < n_out; i++) nnm_wire_tensor_cleanup(&wt[i]);
+    free(wt);
+    nnm_task_outputs_free(outs, n_out);
+    return rc2;
+}
