@@ -703,7 +703,130 @@ static double tcp_latency(int a, int b, const nnm_tensor *t, uint8_t *buf, uint8
     return m;
 }
 
-/* Per size: [0] TCP, [1 + codec] link. */
+/* Bare MQTT: the same raw bytes through two nnm_mqtt sessions (Paho + mosquitto, QoS 0, at
+ * most 1 MiB per message) with no link: no framing, sealing, flow control or reassembly
+ * beyond concatenating the pieces. It shows what Paho and the broker cost on their own. */
+#define BARE_PIECE (1u << 20)
+
+static nnm_mqtt *bare_open(const char *uri, const char *client, const char *topic)
+{
+    nnm_mqtt_opts o;
+    nnm_mqtt_opts_init(&o);
+    o.client_id = client;
+    o.uris[0] = uri;
+    o.nuris = 1;
+    o.queue_max_bytes = 512u << 20;
+    nnm_mqtt *m = NULL;
+    nnm_diag d = {0};
+    nnm_err rc = nnm_mqtt_new(&m, &o, &d);
+    if (rc == NNM_OK) rc = nnm_mqtt_subscribe(m, topic, 0, &d);
+    if (rc == NNM_OK) rc = nnm_mqtt_start(m, &d);
+    if (rc == NNM_OK) rc = nnm_mqtt_wait_connected(m, 15000, &d);
+    if (rc != NNM_OK) die(client, rc, &d);
+    return m;
+}
+
+static void bare_send(nnm_mqtt *m, const char *topic, const uint8_t *p, size_t n)
+{
+    for (size_t off = 0; off < n; off += BARE_PIECE) {
+        size_t k = n - off < BARE_PIECE ? n - off : BARE_PIECE;
+        nnm_diag d = {0};
+        nnm_err rc = nnm_mqtt_publish(m, topic, p + off, k, 0, 0, 5000, &d);
+        if (rc != NNM_OK) die("bare publish", rc, &d);
+    }
+}
+
+/* Receives pieces into buf until n bytes; returns 0, or -1 on a 10 s silence. */
+static int bare_recv(nnm_mqtt *m, uint8_t *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        nnm_mqtt_msg msg;
+        if (nnm_mqtt_recv(m, &msg, 10000, NULL) != NNM_OK) return -1;
+        size_t k = msg.len < n - got ? msg.len : n - got;
+        memcpy(buf + got, msg.payload, k);
+        got += k;
+        nnm_mqtt_msg_cleanup(&msg);
+    }
+    return 0;
+}
+
+typedef struct bare_job {
+    nnm_mqtt *m;
+    const char *topic;
+    const uint8_t *p;
+    uint8_t *buf;
+    size_t n;
+    int count;
+    atomic_int stop;
+} bare_job;
+
+static void *bare_tx(void *arg)
+{
+    bare_job *j = arg;
+    for (int i = 0; i < j->count; i++) bare_send(j->m, j->topic, j->p, j->n);
+    return NULL;
+}
+
+static void *bare_echo(void *arg)
+{
+    bare_job *j = arg;
+    while (!atomic_load(&j->stop)) {
+        nnm_mqtt_msg msg;
+        if (nnm_mqtt_recv(j->m, &msg, 100, NULL) != NNM_OK) continue;
+        size_t got = msg.len;
+        memcpy(j->buf, msg.payload, msg.len < j->n ? msg.len : j->n);
+        nnm_mqtt_msg_cleanup(&msg);
+        if (got < j->n && bare_recv(j->m, j->buf + got, j->n - got) != 0) continue;
+        bare_send(j->m, j->topic, j->buf, j->n);
+    }
+    return NULL;
+}
+
+static double bare_throughput(nnm_mqtt *a, nnm_mqtt *b, const nnm_tensor *t, uint8_t *buf,
+                              int count, int *lost)
+{
+    bare_job j = {.m = a, .topic = "wb/b", .p = t->data, .n = t->nbytes, .count = count};
+    pthread_t th;
+    double t0 = now_s(), t1 = t0;
+    if (pthread_create(&th, NULL, bare_tx, &j) != 0) die("thread", NNM_ENOMEM, NULL);
+    int got = 0;
+    while (got < count && bare_recv(b, buf, t->nbytes) == 0) {
+        got++;
+        t1 = now_s();
+    }
+    pthread_join(th, NULL);
+    *lost = count - got;
+    if (*lost > 0) {   /* resynchronise: drain whatever is left */
+        nnm_mqtt_msg msg;
+        while (nnm_mqtt_recv(b, &msg, 500, NULL) == NNM_OK) nnm_mqtt_msg_cleanup(&msg);
+    }
+    return got > 0 && t1 > t0 ? (double)got * (double)t->nbytes / (t1 - t0) / MB : 0;
+}
+
+static double bare_latency(nnm_mqtt *a, nnm_mqtt *b, const nnm_tensor *t, uint8_t *buf,
+                           uint8_t *buf2, int pings)
+{
+    bare_job j = {.m = b, .topic = "wb/a", .buf = buf2, .n = t->nbytes};
+    atomic_init(&j.stop, 0);
+    pthread_t th;
+    if (pthread_create(&th, NULL, bare_echo, &j) != 0) die("thread", NNM_ENOMEM, NULL);
+    double *v = xmalloc((size_t)pings * sizeof *v);
+    int n = 0;
+    for (int i = -1; i < pings; i++) {
+        double t0 = now_s();
+        bare_send(a, "wb/b", t->data, t->nbytes);
+        if (bare_recv(a, buf, t->nbytes) != 0) break;
+        if (i >= 0) v[n++] = (now_s() - t0) / 2 * 1e3;
+    }
+    atomic_store(&j.stop, 1);
+    pthread_join(th, NULL);
+    double m = median(v, (size_t)n);
+    free(v);
+    return m;
+}
+
+/* Per size: [0] TCP, [1] bare MQTT, [2 + codec] link. */
 typedef struct cell { double *lat, *thr; int lost, count, pings; } cell;
 
 static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsizes,
@@ -742,8 +865,9 @@ static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsize
 
     int tcp_a, tcp_b;
     tcp_pair(&tcp_a, &tcp_b);
+    nnm_mqtt *mq_a = bare_open(uri, "wb-bare-a", "wb/a"), *mq_b = bare_open(uri, "wb-bare-b", "wb/b");
 
-    size_t ncol = 1 + ncodecs;
+    size_t ncol = 2 + ncodecs;
     cell *cells = calloc(nsizes * ncol, sizeof *cells);
     if (cells == NULL) die("cells", NNM_ENOMEM, NULL);
     for (size_t s = 0; s < nsizes; s++) {
@@ -768,9 +892,14 @@ static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsize
             cell *ce = &cells[s * ncol];
             ce->lat[r] = tcp_latency(tcp_a, tcp_b, &t, buf, buf2, pings);
             ce->thr[r] = tcp_throughput(tcp_a, tcp_b, &t, buf, count);
+            int lost = 0;
+            ce = &cells[s * ncol + 1];
+            ce->lat[r] = bare_latency(mq_a, mq_b, &t, buf, buf2, pings);
+            ce->thr[r] = bare_throughput(mq_a, mq_b, &t, buf, count, &lost);
+            ce->lost += lost;
             for (size_t c = 0; c < ncodecs; c++) {
-                ce = &cells[s * ncol + 1 + c];
-                int lost = 0;
+                ce = &cells[s * ncol + 2 + c];
+                lost = 0;
                 ce->lat[r] = link_latency(&a, &b, &t, (nnm_codec)codecs[c], pings);
                 ce->thr[r] = link_throughput(&a, &b, &t, (nnm_codec)codecs[c], count, &lost);
                 ce->lost += lost;
@@ -789,7 +918,9 @@ static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsize
     printf("Latency is one way (ping-pong round trip / 2, median of the pings of a round); "
            "throughput is a stream of back-to-back tensors, MB/s of raw f32 tensor bytes "
            "from the first send to the last receive. The link path includes codec encode, "
-           "framing, sealing, chunking, Paho, mosquitto, opening, reassembly and decode.\n\n");
+           "framing, sealing, chunking, Paho, mosquitto, opening, reassembly and decode; "
+           "bare MQTT is the same raw bytes through Paho and mosquitto alone (QoS 0, "
+           "<= 1 MiB per message, no framing, sealing or flow control).\n\n");
     printf("| tensor | path | latency ms | throughput MB/s | latency x TCP | throughput / TCP "
            "| tensors per stream, pings | lost |\n|---|---|---|---|---|---|---|---|\n");
     double thr_1m_none = -1;
@@ -800,8 +931,11 @@ static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsize
         double tl = median(tc->lat, (size_t)rounds), tt = median(tc->thr, (size_t)rounds);
         printf("| %s | raw TCP | %.3f | %.0f | 1 | 1 | %d, %d | - |\n", sn, tl, tt, tc->count,
                tc->pings);
-        for (size_t c = 0; c < ncodecs; c++) {
-            cell *ce = &cells[s * ncol + 1 + c];
+        for (size_t c = 1; c < ncol; c++) {
+            cell *ce = &cells[s * ncol + c];
+            char path[64];
+            if (c == 1) snprintf(path, sizeof path, "bare MQTT (no link)");
+            else snprintf(path, sizeof path, "link, %s", codec_names[codecs[c - 2]]);
             /* ratios per round (side by side), then their median */
             double rl[64], rt[64];
             int nr = rounds < 64 ? rounds : 64;
@@ -812,8 +946,9 @@ static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsize
             double ml = median(rl, (size_t)nr), mt = median(rt, (size_t)nr);
             double l = median(ce->lat, (size_t)rounds), t = median(ce->thr, (size_t)rounds);
             printf("| %s | broker, %s | %.3f | %.0f | %.1f | **%.2f** | %d, %d | %d |\n", sn,
-                   codec_names[codecs[c]], l, t, ml, mt, ce->count, ce->pings, ce->lost);
-            if (sizes[s] == (1u << 20) && codecs[c] == NNM_CODEC_NONE) thr_1m_none = mt;
+                   path, l, t, ml, mt, ce->count, ce->pings, ce->lost);
+            if (sizes[s] == (1u << 20) && c >= 2 && codecs[c - 2] == NNM_CODEC_NONE)
+                thr_1m_none = mt;
         }
     }
     if (thr_1m_none >= 0)
@@ -836,6 +971,8 @@ static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsize
     free(cells);
     close(tcp_a);
     close(tcp_b);
+    nnm_mqtt_free(mq_a);
+    nnm_mqtt_free(mq_b);
     nnm_link_free(a.l);
     nnm_link_free(b.l);
     nnm_trust_free(a.trust);

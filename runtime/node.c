@@ -20,14 +20,8 @@
 #include "nnmesh/node.h"
 #include "nnmesh/transport.h"
 #include "nnmesh/wire.h"
-/* nnmesh/crypto.h and nnmesh/wire.h both declare `struct nnm_advert` (the signed envelope and
- * the advert body), and nnmesh/capacity.h and nnmesh/wire.h both `struct nnm_capacity` (the
- * measurement and one advertised number). This unit uses all of them, so the crypto and
- * capacity ones are renamed here (the tags are not part of the ABI). */
 #include "nnmesh/crypto.h"
-#define nnm_capacity nnm_measured_capacity
 #include "nnmesh/capacity.h"
-#undef nnm_capacity
 
 /* ---- clocks and small helpers ------------------------------------------------------------ */
 
@@ -78,7 +72,7 @@ nnm_err nnm_node_advert_encode(uint8_t **out, size_t *len, const nnm_identity *s
     if (ncaps > NNM_NODE_CAPS_MAX || nmodels > NNM_NODE_MODELS_MAX)
         return nnm_diag_set(diag, NNM_ERANGE, "advert: %zu capacities and %zu models, at most "
                             "%d and %d", ncaps, nmodels, NNM_NODE_CAPS_MAX, NNM_NODE_MODELS_MAX);
-    nnm_capacity caps[NNM_NODE_CAPS_MAX];
+    nnm_advert_cap caps[NNM_NODE_CAPS_MAX];
     for (size_t i = 0; i < ncaps; i++) {
         if (!nnm_id_is_valid(cap_names[i]))
             return nnm_diag_set(diag, NNM_EINVAL, "advert: bad capacity name '%s'", cap_names[i]);
@@ -710,7 +704,7 @@ static void publish_stats(nnm_node *n, const char *state)
 
 static void publish_advert(nnm_node *n)
 {
-    nnm_measured_capacity lc;
+    nnm_capacity lc;
     memset(&lc, 0, sizeof lc);
     nnm_capacity_get_load(&lc);
     pthread_mutex_lock(&n->mu);
@@ -760,7 +754,7 @@ static void publish_advert(nnm_node *n)
 
 static void remeasure(nnm_node *n)
 {
-    nnm_measured_capacity mc;
+    nnm_capacity mc;
     nnm_diag d;
     nnm_diag_clear(&d);
     if (nnm_capacity_measure(&mc, (int)n->cfg->threads, 0, &d) != NNM_OK) {

@@ -202,7 +202,7 @@ nnm_err nnm_sched_node_from_advert(nnm_mesh_node *n, const char *id, const nnm_a
     strcpy(n->id, id);
     double generic = 0;
     for (size_t i = 0; i < adv->ncaps; i++) {
-        const nnm_capacity *cp = &adv->caps[i];
+        const nnm_advert_cap *cp = &adv->caps[i];
         if (!strcmp(cp->name, "gflops")) generic = (double)cp->value;
         for (int c = 0; c < NNM_OPC__COUNT; c++)
             if (!strcmp(cp->name, names[c])) n->gflops[c] = (double)cp->value / 1000.0;

@@ -693,7 +693,7 @@ static nnm_err rd_advert(wire_rd *r, nnm_frame *f)
     TRY(transport__rd_uint(r, &v, 1000, "advert load permille"));
     a->load_permille = (uint32_t)v;
     TRY(transport__rd_map(r, &n, 2, "advert capacities"));
-    nnm_capacity *caps = NULL;
+    nnm_advert_cap *caps = NULL;
     if (n > 0 && (caps = pool_alloc(f, n * sizeof *caps)) == NULL) return oom(r);
     for (size_t i = 0; i < n; i++) {
         TRY(rd_id(r, caps[i].name, false, false, "advert capacity name"));
@@ -866,11 +866,11 @@ static void put_tensors(wire_buf *b, size_t n, const nnm_wire_tensor *ts)
 
 static int cap_cmp(const void *a, const void *b)
 {
-    const nnm_capacity *const *x = a, *const *y = b;
+    const nnm_advert_cap *const *x = a, *const *y = b;
     return strcmp((*x)->name, (*y)->name);
 }
 
-static void put_advert(wire_buf *b, const nnm_advert *a, const nnm_capacity **sorted)
+static void put_advert(wire_buf *b, const nnm_advert *a, const nnm_advert_cap **sorted)
 {
     msgpack_pack_uint64(&b->pk, a->epoch);
     msgpack_pack_uint64(&b->pk, a->seq);
@@ -887,7 +887,7 @@ static void put_advert(wire_buf *b, const nnm_advert *a, const nnm_capacity **so
     for (size_t i = 0; i < a->nmodels; i++) transport__put_bin(b, a->models[i], NNM_WIRE_HASH_BYTES);
 }
 
-static void put_body(wire_buf *b, const nnm_frame *f, const nnm_capacity **sorted)
+static void put_body(wire_buf *b, const nnm_frame *f, const nnm_advert_cap **sorted)
 {
     const nnm_slice_spec *s = &f->u.task.spec;
     msgpack_pack_array(&b->pk, body_fields[f->hdr.type]);
@@ -1016,7 +1016,7 @@ static size_t tensors_bytes(size_t n, const nnm_wire_tensor *ts)
 static nnm_err encode_into(wire_buf *b, const nnm_frame *f, bool with_header, nnm_diag *diag)
 {
     nnm_err rc;
-    const nnm_capacity **sorted = NULL;
+    const nnm_advert_cap **sorted = NULL;
     if ((rc = body_writable(f, diag)) != NNM_OK) return rc;
     if (with_header && (rc = header_strings_ok(&f->hdr, diag)) != NNM_OK) return rc;
     size_t reserve = 512;

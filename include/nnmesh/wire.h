@@ -139,10 +139,10 @@ typedef struct nnm_trace_entry {
     uint64_t compute_us, transfer_us, wait_us;
 } nnm_trace_entry;
 
-typedef struct nnm_capacity {
+typedef struct nnm_advert_cap {
     char name[NNM_ID_MAX + 1];         /* id syntax: "cpu-cores", "gflops", "mem-mb" ... */
     uint64_t value;
-} nnm_capacity;
+} nnm_advert_cap;
 
 typedef struct nnm_advert {
     uint64_t epoch, seq, expiry_ms;
@@ -150,7 +150,7 @@ typedef struct nnm_advert {
     uint64_t free_mem;                 /* bytes */
     uint32_t load_permille;            /* 0..1000 */
     size_t ncaps;
-    const nnm_capacity *caps;          /* encode: any order; decode: sorted, unique names */
+    const nnm_advert_cap *caps;          /* encode: any order; decode: sorted, unique names */
     size_t nmodels;
     const uint8_t (*models)[NNM_WIRE_HASH_BYTES];
 } nnm_advert;

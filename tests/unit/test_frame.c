@@ -34,7 +34,7 @@ typedef struct sample {
     nnm_frame f;
     nnm_wire_tensor wt[3];
     nnm_trace_entry trace[2];
-    nnm_capacity caps[3];
+    nnm_advert_cap caps[3];
     uint8_t models[2][NNM_WIRE_HASH_BYTES];
     uint8_t bytes[32];
 } sample;
