@@ -14,6 +14,7 @@
 #include "nnmesh/exec.h"
 #include "nnmesh/graph.h"
 #include "nnmesh/npy.h"
+#include "infer.h"
 #include "keys.h"
 #include "peers.h"
 
@@ -488,5 +489,6 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "trust")) return nnm_cli_trust(argc - 1, argv + 1);
     if (!strcmp(cmd, "peers")) return nnm_cli_peers(argc - 1, argv + 1);
     if (!strcmp(cmd, "ctl")) return nnm_cli_ctl(argc - 1, argv + 1);
+    if (!strcmp(cmd, "infer")) return nnm_cli_infer(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }
