@@ -14,10 +14,7 @@
 #include "nnmesh/node.h"
 #include "nnmesh/transport.h"
 #include "nnmesh/wire.h"
-/* crypto.h and wire.h both declare `struct nnm_advert`; this unit needs neither. */
-#define nnm_advert nnm_crypto_advert
 #include "nnmesh/crypto.h"
-#undef nnm_advert
 #include "peers.h"
 
 static uint64_t wall_ms(void)

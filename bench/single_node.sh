@@ -70,10 +70,14 @@ rows = open(sys.argv[1]).read().splitlines()
 unit = {"B": 1, "KiB": 1024, "MiB": 1024 * 1024}
 params, acts = 0.0, []
 for r in rows:
-    m = re.match(r"\s*\d+\s+\S+\s+\S+\s+\[.*?\]\s+\S+\s+\S+\s+([\d.]+) (B|KiB|MiB)\s+([\d.]+) (B|KiB|MiB)\s*$", r)
-    if m:
-        params += float(m.group(1)) * unit[m.group(2)]
-        acts.append(float(m.group(3)) * unit[m.group(4)])
+    # node rows: index, name, op, [shape], FLOPs, then parameter and activation sizes
+    m = re.match(r"\s*\d+\s+\S+\s+\S+\s+\[.*?\](.*)$", r)
+    if not m:
+        continue
+    sizes = re.findall(r"([\d.]+) (B|KiB|MiB)\b", m.group(1))
+    if len(sizes) >= 2:
+        params += float(sizes[-2][0]) * unit[sizes[-2][1]]
+        acts.append(float(sizes[-1][0]) * unit[sizes[-1][1]])
 acts.sort(reverse=True)
 two = sum(acts[:2])
 rss = int(sys.argv[2]) * 1024

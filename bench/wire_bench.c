@@ -3,7 +3,7 @@
  * raw TCP socket on loopback, measured side by side in one run. Not a test; bench/wire.sh
  * runs it and writes docs/BENCH_WIRE.md.
  *
- *   wire_bench seal     [--rounds R] [--mb MB]
+ *   wire_bench seal     [--mb MB]
  *   wire_bench transfer [--rounds R] [--mb MB] [--sizes 1k,64k,1m,16m]
  *                       [--codecs none,f16,int8,lz4] [--broker URI] [--broker-extra LINES]
  *
@@ -338,12 +338,11 @@ static size_t iters_for(size_t bytes, double mb)
     return n < 20 ? 20 : n > 20000 ? 20000 : n;
 }
 
-static int cmd_seal(int rounds, double mb)
+static int cmd_seal(double mb)
 {
     static const size_t sizes[] = {4096, 1u << 20};
     double res[2][OP__COUNT];
     double cod[2][NNM_CODEC__COUNT][3];
-    (void)rounds;
     for (size_t s = 0; s < 2; s++) {
         nnm_tensor t;
         relu_tensor(&t, sizes[s], 7);
@@ -410,8 +409,12 @@ static int cmd_seal(int rounds, double mb)
         char sn[32];
         size_name(sn, sizeof sn, sizes[s]);
         for (int c = 0; c < NNM_CODEC__COUNT; c++)
-            printf("| %s | %s | %.0f%s | %.0f | %.3f |\n", sn, codec_names[c], cod[s][c][0],
-                   c == NNM_CODEC_NONE ? " (borrows)" : "", cod[s][c][1], cod[s][c][2]);
+            if (c == NNM_CODEC_NONE)   /* encode borrows the tensor: nothing to time */
+                printf("| %s | %s | - (borrows) | %.0f | %.3f |\n", sn, codec_names[c],
+                       cod[s][c][1], cod[s][c][2]);
+            else
+                printf("| %s | %s | %.0f | %.0f | %.3f |\n", sn, codec_names[c], cod[s][c][0],
+                       cod[s][c][1], cod[s][c][2]);
     }
     printf("\n");
     return 0;
@@ -988,7 +991,7 @@ static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsize
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: wire_bench seal [--rounds R] [--mb MB]\n"
+            "usage: wire_bench seal [--mb MB]\n"
             "       wire_bench transfer [--rounds R] [--mb MB] [--sizes 1k,64k,1m,16m]\n"
             "                  [--codecs none,f16,int8,lz4] [--broker URI] [--broker-extra LINES]\n"
             "seal: MB per timed figure (default 64). transfer: MB per throughput stream "
@@ -1061,7 +1064,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "wire_bench: libsodium could not initialise\n");
         return 1;
     }
-    if (strcmp(cmd, "seal") == 0) return cmd_seal(rounds, mb);
+    if (strcmp(cmd, "seal") == 0) return cmd_seal(mb);
     if (strcmp(cmd, "transfer") == 0)
         return cmd_transfer(rounds, mb, sizes, nsizes, codecs, ncodecs, broker, extra);
     usage();

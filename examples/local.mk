@@ -6,3 +6,8 @@ EXTRA_DIST += examples/models/lenet5-fmnist.onnx examples/models/lenet5-fmnist-b
 demo: apps/nnmesh
 	NNMESH=apps/nnmesh MODELS=$(srcdir)/examples/models $(SHELL) $(srcdir)/scripts/demo.sh
 .PHONY: demo
+
+# The example meshes (mesh-up.sh / mesh-down.sh; tests/mesh_*.sh run them).
+EXTRA_DIST += examples/README.md examples/mesh-up.sh examples/mesh-down.sh \
+	examples/mosquitto.acl examples/broker.conf.in examples/bridge.conf.in \
+	examples/node.conf.in examples/shell.conf.in

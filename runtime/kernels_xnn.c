@@ -939,7 +939,8 @@ static void gconv_tile(void *arg, size_t m0, size_t n0, size_t tm, size_t tn)
  * L2 while every weight panel streams past them, so tm is the most pixels whose rows fit
  * in 192 KiB (at most 512, a multiple of 6), evened out over the tiles; the weights are
  * then read once per pixel tile (small late layers: once). With threads, channel tiles
- * are split first, then pixel tiles, until there are about 4 tiles per thread. */
+ * are split first, then pixel tiles, until there are about 8 tiles per thread (tiles are
+ * claimed as threads come free: finer tiles even out a core that runs something else). */
 static void gconv_tiles(gconv *k, size_t m, int threads)
 {
     /* A panel's weights are taps * c * 64 bytes: above 48 KiB, slice the taps so that a
@@ -958,7 +959,7 @@ static void gconv_tiles(gconv *k, size_t m, int threads)
     if (fit < GMR) fit = GMR;
     size_t nt = (m + fit - 1) / fit;
     size_t tm = ((m + nt - 1) / nt + GMR - 1) / GMR * GMR, tn = k->panels * GNR;
-    size_t want = threads > 1 ? 4 * (size_t)threads : 1;
+    size_t want = threads > 1 ? 8 * (size_t)threads : 1;
     while (((m + tm - 1) / tm) * ((k->panels * GNR + tn - 1) / tn) < want) {
         if (tn > GNR) tn = (tn / GNR + 1) / 2 * GNR;
         else if (tm > GMR) tm = (tm / GMR + 1) / 2 * GMR;

@@ -258,6 +258,7 @@ struct nnm_node {
     nnm_node_stats st;
     int started, left;
     int publish_now;           /* advert and stats due at once (control, reconnect) */
+    int stats_now;             /* stats due at once (a peer joined or left) */
     uint64_t next_advert, next_measure;
     uint64_t last_log[NNM_ADVERT__COUNT + 1];   /* rate limit of refusal logs; [COUNT]: ctl */
     uint64_t suppressed[NNM_ADVERT__COUNT + 1];
@@ -320,6 +321,7 @@ static void on_advert(nnm_node *n, const char *id, const uint8_t *buf, size_t le
             s->alive = 0;
             n->st.leaves++;
             n->st.peers--;
+            n->stats_now = 1;
             nlog(n, NNM_NODE_LOG_INFO, "peer %s left (advert cleared; epoch %" PRIu64 ")", id,
                  s->p.epoch);
         }
@@ -378,11 +380,15 @@ static void on_advert(nnm_node *n, const char *id, const uint8_t *buf, size_t le
     }
     n->st.adverts_accepted++;
     if (!s->alive) {
+        char was[64] = "";
+        if (s->st.seen) snprintf(was, sizeof was, " (was %" PRIu64 ")", s->p.epoch);
         n->st.joins++;
         n->st.peers++;
-        nlog(n, NNM_NODE_LOG_INFO, "peer %s joined: key %s, epoch %" PRIu64 ", %" PRIu64
-             " MFLOP/s conv3x3, %" PRIu64 " MiB offered, %zu model%s", id, p.fingerprint,
-             p.epoch, nnm_node_peer_get_cap(&p, "mflops-conv3x3", 0),
+        n->stats_now = 1;
+        nlog(n, NNM_NODE_LOG_INFO, "peer %s %s: key %s, epoch %" PRIu64 "%s, %" PRIu64
+             " MFLOP/s conv3x3, %" PRIu64 " MiB offered, %zu model%s", id,
+             s->st.seen ? "rejoined" : "joined", p.fingerprint, p.epoch, was,
+             nnm_node_peer_get_cap(&p, "mflops-conv3x3", 0),
              nnm_node_peer_get_cap(&p, "mem-mb", 0), p.nmodels, p.nmodels == 1 ? "" : "s");
     } else if (s->p.epoch != p.epoch) {
         nlog(n, NNM_NODE_LOG_INFO, "peer %s restarted: epoch %" PRIu64 " -> %" PRIu64, id,
@@ -494,8 +500,10 @@ static void on_event(void *ctx, nnm_mqtt_event ev, const char *uri, unsigned att
         pthread_mutex_unlock(&n->mu);
         break;
     case NNM_MQTT_EV_CONNECT_FAILED:
-        nlog(n, NNM_NODE_LOG_WARN, "no broker reachable (attempt %u): %s; retrying in %u ms",
-             attempt, msg ? msg : "", retry_ms);
+        /* msg already says when the next attempt is. */
+        (void)retry_ms;
+        nlog(n, NNM_NODE_LOG_WARN, "no broker reachable (attempt %u): %s", attempt,
+             msg ? msg : "");
         break;
     case NNM_MQTT_EV_LOST:
         nlog(n, NNM_NODE_LOG_WARN, "lost broker %s: %s; reconnecting in %u ms", uri ? uri : "?",
@@ -781,6 +789,7 @@ static void expire_peers(nnm_node *n)
             n->st.expired++;
             n->st.leaves++;
             n->st.peers--;
+            n->stats_now = 1;
             nlog(n, NNM_NODE_LOG_INFO, "peer %s expired (no advert since %" PRIu64 " ms)",
                  s->p.id, now - s->p.received_ms);
         }
@@ -838,16 +847,16 @@ void nnm_node_poll(nnm_node *n, unsigned timeout_ms)
         n->publish_now = 0;
         n->next_advert = now + (uint64_t)n->cfg->advert_interval_ms;
     }
+    int stats = due || n->stats_now;
+    n->stats_now = 0;
     int measure = n->next_measure != 0 && now >= n->next_measure && n->remeasure_s != UINT32_MAX;
     if (n->next_measure == 0 || measure)
         n->next_measure = now + (uint64_t)n->remeasure_s * 1000u;
     pthread_mutex_unlock(&n->mu);
     expire_peers(n);
     if (measure) remeasure(n);   /* idle: no requests are served yet */
-    if (due) {
-        publish_advert(n);
-        publish_stats(n, "serving");
-    }
+    if (due) publish_advert(n);
+    if (stats) publish_stats(n, "serving");
 }
 
 void nnm_node_leave(nnm_node *n)

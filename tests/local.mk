@@ -12,3 +12,4 @@ include tests/wire.mk
 include tests/mqtt.mk
 include tests/node.mk
 include tests/sched.mk
+include tests/mesh.mk
