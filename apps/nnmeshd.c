@@ -364,6 +364,7 @@ static int run_node(const char *path)
     nnm_node *node = NULL;
     nnm_trust *reloaded = NULL;
     uint8_t (*hashes)[32] = NULL;
+    nnm_graph **graphs = NULL;
     nnm_diag d;
     nnm_diag_clear(&d);
     sigset_t block, old;
@@ -457,8 +458,21 @@ static int run_node(const char *path)
     no.capacity = nc;
     no.models = (const uint8_t(*)[32])hashes;
     no.nmodels = (size_t)cfg->n_models;
+    /* The node takes the loaded graphs (its worker runs slices of them); slice models that
+     * coordinators send are cached next to the key file. */
+    if ((graphs = calloc((size_t)cfg->n_models + 1, sizeof *graphs)) == NULL) {
+        logf_(LOG_ERROR, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < cfg->n_models; i++) graphs[i] = m[i].g;
+    char cache_dir[4096];
+    snprintf(cache_dir, sizeof cache_dir, "%s.cache", cfg->key_file);
+    no.graphs = graphs;
+    no.cache_dir = cache_dir;
     no.log = node_log;
-    if ((rc = nnm_node_new(&node, &no, &d)) != NNM_OK || (rc = nnm_node_start(node, &d)) != NNM_OK) {
+    rc = nnm_node_new(&node, &no, &d);
+    for (int i = 0; rc == NNM_OK && i < cfg->n_models; i++) m[i].g = NULL;   /* the node's now */
+    if (rc != NNM_OK || (rc = nnm_node_start(node, &d)) != NNM_OK) {
         logf_(LOG_ERROR, "%s", d.msg);
         goto out;
     }
@@ -491,6 +505,7 @@ out:
     nnm_node_free(node);
     nnm_trust_free(reloaded);
     free(hashes);
+    free(graphs);
     if (m != NULL)
         for (int i = 0; i < cfg->n_models; i++) nnm_graph_free(m[i].g);
     free(m);

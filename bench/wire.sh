@@ -66,8 +66,8 @@ cat <<'EOF'
   a node could do with mallopt, or the link could do by reusing its seal/open buffers) brings
   1 MiB to the crypto ceiling and meets the target. At 4 KiB the per-frame costs (header
   encode, nonce, allocation) keep it below 1 GB/s whatever the allocator.
-- **Broker path (target 50% of TCP at 1 MiB): not met.** The link reaches roughly 10-25% of
-  raw TCP. Each tensor is copied about a dozen times (body encode, inner frame, CHUNK bodies,
+- **Broker path (target 50% of TCP at 1 MiB): not met.** The link reaches about 10-17% of
+  raw TCP with NONE (INT8_AFFINE ~30%). Each tensor is copied about a dozen times (body encode, inner frame, CHUNK bodies,
   seal, Paho's publish copy, kernel in/out of mosquitto twice, Paho's receive buffer, open,
   reassembly, frame and tensor decode) against the kernel's two copies for TCP, and two
   crypto passes; a 1 MiB tensor is two sealed CHUNKs, since frames are capped at 1 MiB
@@ -75,10 +75,10 @@ cat <<'EOF'
   receive threads of both clients, the single-threaded mosquitto and the receiving thread
   all compete, while raw TCP needs two threads.
 - **Paho and mosquitto alone** ("bare MQTT" rows: the same bytes, no framing, sealing or
-  flow control) already cost most of the gap: at 1-64 KiB they are barely faster than the
-  link. Unpaced QoS 0 bursts of large messages collapse (1-16 MiB rows: tens of MB/s, and
-  seconds of latency for 16 x 1 MiB pieces), the Paho stall of DESIGN.md once the socket
-  backs up; in a side run with bursts of only 4-7 x 1 MiB the bare path reached 270-350 MB/s
+  flow control) already cost most of the gap: at 1 KiB they are no faster than the link.
+  Unpaced QoS 0 bursts of larger messages collapse (64 KiB-16 MiB rows: ~10 MB/s, and
+  seconds of latency for 16 x 1 MiB pieces; 64 KiB collapses in some runs, not all), the
+  Paho stall of DESIGN.md once the socket backs up; in a side run with bursts of only 4-7 x 1 MiB the bare path reached 270-350 MB/s
   (25-35% of TCP). The link's credit window (16 MiB) keeps it out of the stall. So even a
   free link would not reach 50% through this client and broker on this machine; that needs
   a cheaper broker path (fewer copies in the client, or a direct peer socket for bulk

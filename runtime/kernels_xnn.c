@@ -409,27 +409,45 @@ static int supports_transpose(const nnm_graph *g, const nnm_node *n)
     return 1;
 }
 
-/* out[j][i] = in[i][j] for an in of rows x cols, in 32 x 32 blocks; a few rows (an RGB
- * image going channels-last) are interleaved directly. */
-static void transpose2d(float *out, const float *in, size_t rows, size_t cols)
+/* Columns [c0, c1) of out[j][i] = in[i][j] for an in of rows x cols, in 32 x 32 blocks; a
+ * few rows (an RGB image going channels-last) are interleaved directly. */
+static void transpose2d(float *out, const float *in, size_t rows, size_t cols, size_t c0,
+                        size_t c1)
 {
     if (rows == 3) {
         const float *r0 = in, *r1 = in + cols, *r2 = in + 2 * cols;
-        for (size_t j = 0; j < cols; j++, out += 3) {
-            out[0] = r0[j];
-            out[1] = r1[j];
-            out[2] = r2[j];
+        for (size_t j = c0; j < c1; j++) {
+            out[3 * j] = r0[j];
+            out[3 * j + 1] = r1[j];
+            out[3 * j + 2] = r2[j];
         }
         return;
     }
     for (size_t i0 = 0; i0 < rows; i0 += 32) {
         size_t i1 = i0 + 32 < rows ? i0 + 32 : rows;
-        for (size_t j0 = 0; j0 < cols; j0 += 32) {
-            size_t j1 = j0 + 32 < cols ? j0 + 32 : cols;
+        for (size_t j0 = c0; j0 < c1; j0 += 32) {
+            size_t j1 = j0 + 32 < c1 ? j0 + 32 : c1;
             for (size_t j = j0; j < j1; j++)
                 for (size_t i = i0; i < i1; i++) out[j * rows + i] = in[i * cols + j];
         }
     }
+}
+
+#define TCOLS 8192            /* columns per transpose task */
+
+typedef struct trun {
+    const float *x;
+    float *y;
+    size_t rows, cols, chunks;   /* per image */
+} trun;
+
+static void transpose_task(void *arg, size_t i)
+{
+    const trun *t = arg;
+    size_t img = i / t->chunks, c0 = i % t->chunks * TCOLS;
+    size_t c1 = c0 + TCOLS < t->cols ? c0 + TCOLS : t->cols;
+    size_t off = img * t->rows * t->cols;
+    transpose2d(t->y + off, t->x + off, t->rows, t->cols, c0, c1);
 }
 
 static int xnn_supports(const nnm_graph *g, const nnm_node *n)
@@ -651,6 +669,14 @@ static void pool_run(int threads, tile_fn fn, void *arg, size_t n)
         else sched_yield();
     }
     pthread_mutex_unlock(&wp.busy);
+}
+#else
+typedef void (*tile_fn)(void *arg, size_t i);
+
+static void pool_run(int threads, tile_fn fn, void *arg, size_t n)
+{
+    (void)threads;
+    for (size_t i = 0; i < n; i++) fn(arg, i);
 }
 #endif
 
@@ -1832,9 +1858,10 @@ static nnm_err xnn_run(void *state, const nnm_node *n, const nnm_tensor *const *
         /* NCHW -> NHWC: per image a C x HW matrix transposed; NHWC -> NCHW: HW x C. */
         size_t img = (size_t)(xs[1] * xs[2] * xs[3]);
         int to_nhwc = n->a.perm[1] == 2;
-        size_t rows = to_nhwc ? (size_t)xs[1] : (size_t)(xs[1] * xs[2]);
-        for (int64_t b = 0; b < xs[0]; b++)
-            transpose2d(y + (size_t)b * img, x + (size_t)b * img, rows, img / rows);
+        trun t = { x, y, to_nhwc ? (size_t)xs[1] : (size_t)(xs[1] * xs[2]), 0, 0 };
+        t.cols = img / t.rows;
+        t.chunks = (t.cols + TCOLS - 1) / TCOLS;
+        pool_run(ctx != NULL ? ctx->threads : 1, transpose_task, &t, (size_t)xs[0] * t.chunks);
         return NNM_OK;
     }
     default:

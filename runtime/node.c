@@ -22,6 +22,8 @@
 #include "nnmesh/wire.h"
 #include "nnmesh/crypto.h"
 #include "nnmesh/capacity.h"
+#include "nnmesh/coord.h"
+#include "nnmesh/npy.h"
 
 /* ---- clocks and small helpers ------------------------------------------------------------ */
 
@@ -225,6 +227,16 @@ nnm_err nnm_node_epoch_next(uint64_t *epoch, const char *path, nnm_diag *diag)
 
 /* ---- the node ----------------------------------------------------------------------------- */
 
+#define SHELL_QUEUE_MAX 16
+#define SLICE_RING 256
+
+/* A plain .npy request published on req/<node>/<tag> (or req/any/<tag>). */
+typedef struct shreq {
+    char tag[NNM_ID_MAX + 1];
+    uint8_t *buf;
+    size_t len;
+} shreq;
+
 typedef struct slot {
     nnm_node_peer p;
     nnm_advert_state st;       /* replay memory; kept after the peer left */
@@ -262,6 +274,20 @@ struct nnm_node {
     uint64_t next_advert, next_measure;
     uint64_t last_log[NNM_ADVERT__COUNT + 1];   /* rate limit of refusal logs; [COUNT]: ctl */
     uint64_t suppressed[NNM_ADVERT__COUNT + 1];
+    shreq shq[SHELL_QUEUE_MAX];  /* shell requests from Paho's thread, for the poll thread */
+    size_t n_shq;
+    uint64_t shell_dropped;
+    double slice_ms[SLICE_RING];  /* recent slice times, for p50/p99 */
+    size_t n_slice_ms;
+
+    /* Poll thread only (no lock): serving requests and tasks. */
+    nnm_worker *worker;
+    nnm_sched *sched;
+    int coordinating;            /* inside nnm_coord_run: nested requests are refused */
+    int throughput;              /* objective: stream throughput instead of latency (mu) */
+    nnm_coord_stats cst;
+    char f_req[NNM_TOPIC_MAX], f_req_any[NNM_TOPIC_MAX + 64];
+    int shell;                   /* shell ingress allowed and subscribed */
 };
 
 static void nlog(nnm_node *n, nnm_node_log_level lv, const char *fmt, ...)
@@ -414,6 +440,16 @@ static nnm_err apply_ctl(nnm_node *n, const char *verb, const char *arg, const c
         if (n->st.draining)
             nlog(n, NNM_NODE_LOG_INFO, "resuming (control from %s): accepting work again", from);
         n->st.draining = 0;
+    } else if (strcmp(verb, "objective") == 0) {
+        if (strcmp(arg, "latency") != 0 && strcmp(arg, "throughput") != 0) {
+            n->st.ctl_bad_arg++;
+            nlog(n, NNM_NODE_LOG_WARN, "control from %s: objective '%.40s' is unknown; use "
+                 "latency or throughput", from, arg);
+            rc = NNM_EINVAL;
+        } else {
+            n->throughput = strcmp(arg, "throughput") == 0;
+            nlog(n, NNM_NODE_LOG_INFO, "objective set to %s (control from %s)", arg, from);
+        }
     } else if (strcmp(verb, "policy") == 0) {
         size_t k = 0;
         while (k < sizeof policy_names / sizeof *policy_names && strcmp(policy_names[k], arg) != 0)
@@ -430,7 +466,7 @@ static nnm_err apply_ctl(nnm_node *n, const char *verb, const char *arg, const c
     } else {
         n->st.ctl_unknown++;
         nlog(n, NNM_NODE_LOG_WARN, "control from %s: unknown verb '%s' ignored (known: drain, "
-             "resume, policy)", from, verb);
+             "resume, policy, objective)", from, verb);
         rc = NNM_ENOTFOUND;
     }
     if (rc == NNM_OK) {
@@ -486,6 +522,25 @@ static void on_other(void *ctx, const char *topic, const uint8_t *payload, size_
     if (t.kind == NNM_TOPIC_ADVERT) on_advert(n, t.node, payload, len);
     else if (t.kind == NNM_TOPIC_CTL && strcmp(t.node, n->id) == 0)
         on_plain_ctl(n, t.arg, payload, len);
+    else if (t.kind == NNM_TOPIC_REQ && n->shell &&
+             (strcmp(t.node, n->id) == 0 || strcmp(t.node, "any") == 0)) {
+        /* Copied and queued: the request runs on the poll thread, not Paho's. */
+        pthread_mutex_lock(&n->mu);
+        uint8_t *copy = len <= (size_t)n->cfg->max_tensor_bytes + 4096 ? malloc(len ? len : 1) : NULL;
+        if (n->n_shq == SHELL_QUEUE_MAX || copy == NULL) {
+            free(copy);
+            n->shell_dropped++;
+            pthread_mutex_unlock(&n->mu);
+            nlog(n, NNM_NODE_LOG_WARN, "shell request '%s' dropped: queue full or too large", t.arg);
+            return;
+        }
+        memcpy(copy, payload, len);
+        shreq *q = &n->shq[n->n_shq++];
+        snprintf(q->tag, sizeof q->tag, "%s", t.arg);
+        q->buf = copy;
+        q->len = len;
+        pthread_mutex_unlock(&n->mu);
+    }
 }
 
 static void on_event(void *ctx, nnm_mqtt_event ev, const char *uri, unsigned attempt,
@@ -591,6 +646,35 @@ nnm_err nnm_node_new(nnm_node **out, const nnm_node_opts *o, nnm_diag *diag)
     n->mqtt = nnm_link_get_mqtt(n->link);
     if ((rc = nnm_mqtt_subscribe(n->mqtt, n->f_adverts, 1, diag)) != NNM_OK) goto fail;
     if ((rc = nnm_mqtt_subscribe(n->mqtt, n->f_ctl, 1, diag)) != NNM_OK) goto fail;
+    nnm_worker_opts wo;
+    memset(&wo, 0, sizeof wo);
+    wo.threads = o->capacity.threads > 0 ? o->capacity.threads : 1;
+    wo.cache_dir = o->cache_dir;
+    if ((rc = nnm_worker_new(&n->worker, &wo, diag)) != NNM_OK) goto fail;
+    if ((rc = nnm_sched_new(&n->sched, n->id, NULL, diag)) != NNM_OK) goto fail;
+    if (c->allow_shell_ingress) {
+        /* req/<id>/+ reaches this node; req/any/+ is a shared subscription, so each request
+         * published there goes to exactly one node of the mesh. */
+        t.kind = NNM_TOPIC_REQ;
+        snprintf(t.node, sizeof t.node, "%s", n->id);
+        snprintf(t.arg, sizeof t.arg, "+");
+        if ((rc = nnm_topic_encode(n->f_req, sizeof n->f_req, &t, diag)) != NNM_OK) goto fail;
+        snprintf(t.node, sizeof t.node, "any");
+        char any[NNM_TOPIC_MAX];
+        if ((rc = nnm_topic_encode(any, sizeof any, &t, diag)) != NNM_OK) goto fail;
+        snprintf(n->f_req_any, sizeof n->f_req_any, "$share/%s/%s", n->mesh, any);
+        if ((rc = nnm_mqtt_subscribe(n->mqtt, n->f_req, 1, diag)) != NNM_OK) goto fail;
+        if ((rc = nnm_mqtt_subscribe(n->mqtt, n->f_req_any, 1, diag)) != NNM_OK) goto fail;
+        n->shell = 1;
+    }
+    /* Commit: the node takes the graphs (the worker owns them from here). */
+    for (size_t i = 0; o->graphs && i < o->nmodels; i++) {
+        if (o->graphs[i] == NULL) continue;
+        nnm_diag d2;
+        if (nnm_worker_add_model(n->worker, o->models[i], o->graphs[i], &d2) != NNM_OK)
+            nlog(n, NNM_NODE_LOG_ERROR, "model %zu: %s", i, d2.msg);
+        o->graphs[i] = NULL;
+    }
     *out = n;
     return NNM_OK;
 fail:
@@ -628,6 +712,33 @@ static void json_str(char *buf, size_t len, size_t *k, const char *fmt, ...)
 }
 
 /* Called with n->mu held. */
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Percentile q of the recent slice times (mutex held). */
+static double percentile(nnm_node *n, double q)
+{
+    size_t k = n->n_slice_ms < SLICE_RING ? n->n_slice_ms : SLICE_RING;
+    if (k == 0) return 0;
+    double v[SLICE_RING];
+    memcpy(v, n->slice_ms, k * sizeof *v);
+    qsort(v, k, sizeof *v, cmp_dbl);
+    size_t i = (size_t)(q * (double)(k - 1) + 0.5);
+    return v[i < k ? i : k - 1];
+}
+
+static void record_slice(nnm_node *n, double ms)
+{
+    pthread_mutex_lock(&n->mu);
+    n->slice_ms[n->n_slice_ms % SLICE_RING] = ms;
+    n->n_slice_ms++;
+    n->st.slices_run++;
+    pthread_mutex_unlock(&n->mu);
+}
+
 static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char *state)
 {
     nnm_link_stats ls;
@@ -645,9 +756,14 @@ static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char 
     json_str(buf, len, &k, "\"requests\":%" PRIu64 ",\"slices_run\":%" PRIu64 ",\"bytes_in\":%"
              PRIu64 ",\"bytes_out\":%" PRIu64 ",\"link\":{\"rx_frames\":%" PRIu64
              ",\"rx_bytes\":%" PRIu64 ",\"tx_frames\":%" PRIu64 ",\"tx_bytes\":%" PRIu64
-             ",\"sessions\":%" PRIu64 "},\"slice_ms\":{\"p50\":0,\"p99\":0},",
+             ",\"sessions\":%" PRIu64 "},\"slice_ms\":{\"p50\":%.3f,\"p99\":%.3f},"
+             "\"coordinator\":{\"tasks_sent\":%" PRIu64 ",\"tasks_local\":%" PRIu64
+             ",\"tasks_retried\":%" PRIu64 ",\"models_sent\":%" PRIu64 ",\"results_late\":%"
+             PRIu64 "},\"shell_dropped\":%" PRIu64 ",",
              s->requests, s->slices_run, ms.received_bytes, ms.published_bytes, ls.rx_frames,
-             ls.rx_bytes, ls.tx_frames, ls.tx_bytes, ls.sessions);
+             ls.rx_bytes, ls.tx_frames, ls.tx_bytes, ls.sessions, percentile(n, 0.5),
+             percentile(n, 0.99), n->cst.tasks_sent, n->cst.tasks_local, n->cst.tasks_retried,
+             n->cst.models_sent, n->cst.results_late, n->shell_dropped);
     json_str(buf, len, &k, "\"errors\":{\"publish\":%" PRIu64 ",\"frames_unsupported\":%" PRIu64
              ",\"connect_failures\":%" PRIu64 ",\"connections_lost\":%" PRIu64 "},",
              s->publish_errors, s->frames_unsupported, ms.connect_failures, ms.lost);
@@ -797,21 +913,332 @@ static void expire_peers(nnm_node *n)
     pthread_mutex_unlock(&n->mu);
 }
 
+/* ---- serving requests and tasks (poll thread) ------------------------------------------- */
+
+static void on_frame(nnm_node *n, nnm_link_msg *m);
+
+/* The scheduler's view of the mesh, refreshed from the peer table before each request. */
+static void sync_sched(nnm_node *n)
+{
+    nnm_mesh_node self;
+    memset(&self, 0, sizeof self);
+    snprintf(self.id, sizeof self.id, "%s", n->id);
+    pthread_mutex_lock(&n->mu);
+    for (int c = 0; c < 4; c++) self.gflops[c] = n->cap.gflops[c];
+    self.free_mem = n->cap.mem_offer;
+    self.draining = n->st.draining;
+    slot *copy = malloc(n->nslots * sizeof *copy + 1);
+    size_t ns = copy ? n->nslots : 0;
+    if (copy) memcpy(copy, n->slots, ns * sizeof *copy);
+    pthread_mutex_unlock(&n->mu);
+    self.models = (const uint8_t(*)[NNM_WIRE_HASH_BYTES])n->models;
+    self.nmodels = n->nmodels;
+    nnm_sched_node_set(n->sched, &self, NULL);
+    static const char *const capname[4] = { "mflops-conv3x3", "mflops-conv1x1", "mflops-dwconv",
+                                            "mflops-fc" };
+    for (size_t i = 0; i < ns; i++) {
+        const nnm_node_peer *p = &copy[i].p;
+        if (!copy[i].alive) {
+            nnm_sched_node_remove(n->sched, p->id, NULL);
+            continue;
+        }
+        nnm_mesh_node mn;
+        memset(&mn, 0, sizeof mn);
+        snprintf(mn.id, sizeof mn.id, "%s", p->id);
+        for (int c = 0; c < 4; c++) mn.gflops[c] = (double)nnm_node_peer_get_cap(p, capname[c], 0) / 1e3;
+        mn.free_mem = p->free_mem;
+        mn.load_permille = p->load_permille > 1000 ? 1000 : p->load_permille;
+        mn.draining = nnm_node_peer_get_cap(p, "draining", 0) != 0;
+        mn.models = (const uint8_t(*)[NNM_WIRE_HASH_BYTES])p->models;
+        mn.nmodels = p->nmodels;
+        nnm_sched_node_set(n->sched, &mn, NULL);
+    }
+    free(copy);
+}
+
+static int peer_has_model(void *ctx, const char *peer, const uint8_t *hash)
+{
+    nnm_node *n = ctx;
+    int has = 0;
+    pthread_mutex_lock(&n->mu);
+    slot *s = find_slot(n, peer);
+    if (s && s->alive)
+        for (size_t i = 0; i < s->p.nmodels && !has; i++)
+            has = memcmp(s->p.models[i], hash, NNM_WIRE_HASH_BYTES) == 0;
+    pthread_mutex_unlock(&n->mu);
+    return has;
+}
+
+static int peer_alive(void *ctx, const char *peer)
+{
+    nnm_node *n = ctx;
+    pthread_mutex_lock(&n->mu);
+    slot *s = find_slot(n, peer);
+    int alive = s && s->alive;
+    pthread_mutex_unlock(&n->mu);
+    return alive;
+}
+
+static void dispatch(void *ctx, nnm_link_msg *m)
+{
+    on_frame(ctx, m);
+    nnm_link_msg_cleanup(m);
+}
+
+static void coord_env(nnm_node *n, nnm_coord_env *env)
+{
+    memset(env, 0, sizeof *env);
+    env->link = n->link;
+    env->worker = n->worker;
+    env->sched = n->sched;
+    env->self = n->id;
+    env->dispatch = dispatch;
+    env->ctx = n;
+    env->peer_has_model = peer_has_model;
+    env->peer_alive = peer_alive;
+    env->task_timeout_ms = 10000;
+}
+
+static nnm_policy current_policy(nnm_node *n)
+{
+    pthread_mutex_lock(&n->mu);
+    int k = 0;
+    while (k < NNM_POLICY__COUNT && strcmp(policy_names[k], n->st.policy) != 0) k++;
+    pthread_mutex_unlock(&n->mu);
+    return k < NNM_POLICY__COUNT ? (nnm_policy)k : NNM_POLICY_ADAPTIVE;
+}
+
+/* Coordinates one request for the model with hash. Inputs bind to the model's inputs by name,
+ * or by position when a name is empty or unknown. On success outputs hold the model's outputs
+ * (n_out of them, owned) and *trace the parts. */
+static nnm_err coordinate(nnm_node *n, const uint8_t *hash, const char *const *names,
+                          const nnm_tensor *in, size_t n_in, nnm_tensor **outs, int *n_out,
+                          nnm_trace_entry **trace, size_t *ntrace, nnm_diag *diag)
+{
+    *outs = NULL;
+    *n_out = 0;
+    const nnm_graph *g = nnm_worker_get_model(n->worker, hash);
+    if (g == NULL) return nnm_diag_set(diag, NNM_ENOTFOUND, "this node does not hold that model");
+    pthread_mutex_lock(&n->mu);
+    int draining = n->st.draining;
+    pthread_mutex_unlock(&n->mu);
+    if (draining) return nnm_diag_set(diag, NNM_ESTATE, "node %s is draining: send the request to another node", n->id);
+    if (n->coordinating) return nnm_diag_set(diag, NNM_ESTATE, "node %s is busy coordinating another request", n->id);
+    int gi = nnm_graph_input_count(g), go = nnm_graph_output_count(g);
+    if ((size_t)gi != n_in)
+        return nnm_diag_set(diag, NNM_EINVAL, "the model takes %d input(s), %zu given", gi, n_in);
+    nnm_tensor *args = calloc((size_t)gi + 1, sizeof *args);
+    nnm_tensor *res = calloc((size_t)go + 1, sizeof *res);
+    if (!args || !res) {
+        free(args);
+        free(res);
+        return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < gi; i++) {
+        nnm_io_info io;
+        nnm_graph_input_get(g, i, &io);
+        size_t k = (size_t)i;
+        for (size_t j = 0; j < n_in; j++)
+            if (names[j] && !strcmp(names[j], io.name)) k = j;
+        args[i] = in[k];
+        args[i].owned = 0;
+        int same = args[i].dtype == io.dtype && args[i].ndim == io.ndim;
+        for (int d = 0; same && d < io.ndim; d++) same = args[i].shape[d] == io.shape[d];
+        if (!same) {
+            char want[96], got[96];
+            nnm_shape_format(want, sizeof want, io.shape, io.ndim);
+            nnm_shape_format(got, sizeof got, args[i].shape, args[i].ndim);
+            free(args);
+            free(res);
+            return nnm_diag_set(diag, NNM_ESHAPE, "input '%s' expects %s %s, got %s %s", io.name,
+                                nnm_dtype_name(io.dtype), want, nnm_dtype_name(args[i].dtype), got);
+        }
+    }
+    sync_sched(n);
+    nnm_coord_env env;
+    coord_env(n, &env);
+    nnm_plan_opts po;
+    memset(&po, 0, sizeof po);
+    po.policy = current_policy(n);
+    pthread_mutex_lock(&n->mu);
+    po.objective = n->throughput ? NNM_OBJ_THROUGHPUT : NNM_OBJ_LATENCY;
+    pthread_mutex_unlock(&n->mu);
+    n->coordinating = 1;
+    uint64_t local_before = n->cst.tasks_local;
+    nnm_err rc = nnm_coord_run(&env, g, hash, &po, args, gi, res, go, 60000, trace, ntrace,
+                               &n->cst, diag);
+    n->coordinating = 0;
+    /* Parts the coordinator ran itself are slices this node ran. */
+    for (size_t i = 0; rc == NNM_OK && trace && *trace && i < *ntrace; i++)
+        if (!strcmp((*trace)[i].node, n->id)) record_slice(n, (double)(*trace)[i].compute_us / 1e3);
+    (void)local_before;
+    free(args);
+    if (rc != NNM_OK) {
+        free(res);
+        return rc;
+    }
+    pthread_mutex_lock(&n->mu);
+    n->st.requests++;
+    n->stats_now = 1;
+    pthread_mutex_unlock(&n->mu);
+    *outs = res;
+    *n_out = go;
+    return NNM_OK;
+}
+
+/* A sealed request from a client (nnmesh infer) or another node. */
+static void serve_request(nnm_node *n, nnm_link_msg *m)
+{
+    const nnm_frame *f = m->frame;
+    const char **names = calloc(m->ntensors + 1, sizeof *names);
+    nnm_tensor *outs = NULL;
+    int n_out = 0;
+    nnm_trace_entry *tr = NULL;
+    size_t ntr = 0;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    nnm_err rc = names ? NNM_OK : NNM_ENOMEM;
+    for (size_t i = 0; names && i < m->ntensors; i++) names[i] = f->u.task.tensors[i].name;
+    if (rc == NNM_OK)
+        rc = coordinate(n, f->u.task.spec.model_hash, names, m->tensors, m->ntensors, &outs,
+                        &n_out, &tr, &ntr, &d);
+    free(names);
+    nnm_frame r;
+    memset(&r, 0, sizeof r);
+    r.hdr.request = f->hdr.request;
+    nnm_wire_tensor *wt = NULL;
+    if (rc == NNM_OK) {
+        const nnm_graph *g = nnm_worker_get_model(n->worker, f->u.task.spec.model_hash);
+        wt = calloc((size_t)n_out + 1, sizeof *wt);
+        for (int i = 0; wt && i < n_out && rc == NNM_OK; i++) {
+            nnm_io_info io;
+            nnm_graph_output_get(g, i, &io);
+            rc = nnm_wire_tensor_encode(&wt[i], &outs[i], NNM_CODEC_NONE, &d);
+            wt[i].name = io.name;
+        }
+        if (!wt) rc = NNM_ENOMEM;
+    }
+    if (rc == NNM_OK) {
+        r.hdr.type = NNM_FRAME_RESULT;
+        r.u.result.ntensors = (size_t)n_out;
+        r.u.result.tensors = wt;
+        r.u.result.ntrace = ntr;
+        r.u.result.trace = tr;
+        nlog(n, NNM_NODE_LOG_INFO, "request from %s done in %zu part(s)", f->hdr.sender, ntr);
+    } else {
+        r.hdr.type = NNM_FRAME_ERROR;
+        r.u.error.code = (uint32_t)rc;
+        r.u.error.message = d.msg[0] ? d.msg : nnm_strerror(rc);
+        nlog(n, NNM_NODE_LOG_WARN, "request from %s failed: %s", f->hdr.sender, r.u.error.message);
+    }
+    nnm_diag d2;
+    if (nnm_link_send(n->link, f->hdr.sender, &r, &d2) != NNM_OK)
+        nlog(n, NNM_NODE_LOG_WARN, "cannot answer %s: %s", f->hdr.sender, d2.msg);
+    for (int i = 0; wt && i < n_out; i++) nnm_wire_tensor_cleanup(&wt[i]);
+    free(wt);
+    for (int i = 0; outs && i < n_out; i++) nnm_tensor_cleanup(&outs[i]);
+    free(outs);
+    free(tr);
+}
+
+/* A plain .npy from the shell: run the node's first model, publish the output .npy (or a
+ * JSON error) on res/<node>/<tag>. */
+static void serve_shell(nnm_node *n, shreq *q)
+{
+    char topic[NNM_TOPIC_MAX];
+    nnm_topic t = { .kind = NNM_TOPIC_RES };
+    snprintf(t.mesh, sizeof t.mesh, "%s", n->mesh);
+    snprintf(t.node, sizeof t.node, "%s", n->id);
+    snprintf(t.arg, sizeof t.arg, "%s", q->tag);
+    if (nnm_topic_encode(topic, sizeof topic, &t, NULL) != NNM_OK) return;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    nnm_tensor x, *outs = NULL;
+    int n_out = 0;
+    nnm_trace_entry *tr = NULL;
+    size_t ntr = 0;
+    nnm_err rc = NNM_ENOTFOUND;
+    if (n->nmodels == 0) {
+        nnm_diag_set(&d, rc, "node %s holds no model", n->id);
+    } else if ((rc = nnm_npy_decode(&x, q->buf, q->len, &d)) == NNM_OK) {
+        const char *name = "";
+        rc = coordinate(n, n->models[0], &name, &x, 1, &outs, &n_out, &tr, &ntr, &d);
+        nnm_tensor_cleanup(&x);
+    }
+    void *buf = NULL;
+    size_t len = 0;
+    if (rc == NNM_OK && n_out > 0 && nnm_npy_encode(&buf, &len, &outs[0], &d) == NNM_OK) {
+        if (nnm_mqtt_publish(n->mqtt, topic, buf, len, 1, 0, 5000, &d) != NNM_OK)
+            nlog(n, NNM_NODE_LOG_WARN, "shell request '%s': cannot publish the result: %s", q->tag, d.msg);
+        else
+            nlog(n, NNM_NODE_LOG_INFO, "shell request '%s' done in %zu part(s)", q->tag, ntr);
+    } else {
+        char json[NNM_DIAG_MAX + 64], esc[NNM_DIAG_MAX];
+        size_t k = 0;
+        for (const char *p = d.msg[0] ? d.msg : nnm_strerror(rc); *p && k + 2 < sizeof esc; p++) {
+            if (*p == '"' || *p == '\\') esc[k++] = '\\';
+            esc[k++] = (*p >= 0x20) ? *p : ' ';
+        }
+        esc[k] = '\0';
+        snprintf(json, sizeof json, "{\"error\":\"%s\"}", esc);
+        nnm_mqtt_publish(n->mqtt, topic, json, strlen(json), 1, 0, 5000, NULL);
+        nlog(n, NNM_NODE_LOG_WARN, "shell request '%s' failed: %s", q->tag, esc);
+    }
+    free(buf);
+    for (int i = 0; outs && i < n_out; i++) nnm_tensor_cleanup(&outs[i]);
+    free(outs);
+    free(tr);
+}
+
 static void on_frame(nnm_node *n, nnm_link_msg *m)
 {
     const nnm_frame *f = m->frame;
     nnm_err rc;
+    if (f->hdr.type == NNM_FRAME_TASK && f->u.task.spec.node_end == NNM_TASK_WHOLE_MODEL) {
+        serve_request(n, m);
+        return;
+    }
+    if (f->hdr.type == NNM_FRAME_TASK || f->hdr.type == NNM_FRAME_TENSOR) {
+        pthread_mutex_lock(&n->mu);
+        int draining = n->st.draining;
+        pthread_mutex_unlock(&n->mu);
+        nnm_diag d;
+        nnm_diag_clear(&d);
+        if (draining && f->hdr.type == NNM_FRAME_TASK) {
+            /* The coordinator re-runs the part elsewhere when it sees the error. */
+            nnm_frame r;
+            memset(&r, 0, sizeof r);
+            r.hdr.type = NNM_FRAME_RESULT;
+            r.hdr.request = f->hdr.request;
+            r.u.result.status = NNM_ESTATE;
+            nnm_link_send(n->link, f->hdr.sender, &r, NULL);
+            return;
+        }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        nnm_coord_env env;
+        coord_env(n, &env);
+        rc = nnm_coord_serve(&env, m, &d);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (f->hdr.type == NNM_FRAME_TASK && rc == NNM_OK)
+            record_slice(n, (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+        if (rc != NNM_OK)
+            nlog(n, NNM_NODE_LOG_WARN, "%s from %s: %s", nnm_frame_type_name(f->hdr.type),
+                 f->hdr.sender, d.msg);
+        return;
+    }
     if (f->hdr.type == NNM_FRAME_CTL) {
         char from[NNM_ID_MAX + 16];
         snprintf(from, sizeof from, "%s (signed)", f->hdr.sender);
         rc = apply_ctl(n, f->u.ctl.verb, f->u.ctl.arg ? f->u.ctl.arg : "", from);
     } else {
+        /* Results outside a request (late ones), acks: nothing to do. */
         pthread_mutex_lock(&n->mu);
         n->st.frames_unsupported++;
         pthread_mutex_unlock(&n->mu);
-        nlog(n, NNM_NODE_LOG_DEBUG, "%s frame from %s: not served yet (no scheduler)",
+        nlog(n, NNM_NODE_LOG_DEBUG, "%s frame from %s ignored (not waiting for it)",
              nnm_frame_type_name(f->hdr.type), f->hdr.sender);
-        rc = NNM_EUNSUPPORTED;
+        return;
     }
     if (f->hdr.request == 0) return;
     /* Answer so that the sender (nnmesh ctl) knows the outcome. */
@@ -854,7 +1281,22 @@ void nnm_node_poll(nnm_node *n, unsigned timeout_ms)
         n->next_measure = now + (uint64_t)n->remeasure_s * 1000u;
     pthread_mutex_unlock(&n->mu);
     expire_peers(n);
-    if (measure) remeasure(n);   /* idle: no requests are served yet */
+    /* Shell requests queued by Paho's thread run here, one at a time. */
+    for (;;) {
+        shreq q;
+        pthread_mutex_lock(&n->mu);
+        if (n->n_shq == 0) {
+            pthread_mutex_unlock(&n->mu);
+            break;
+        }
+        q = n->shq[0];
+        memmove(n->shq, n->shq + 1, (n->n_shq - 1) * sizeof *n->shq);
+        n->n_shq--;
+        pthread_mutex_unlock(&n->mu);
+        serve_shell(n, &q);
+        free(q.buf);
+    }
+    if (measure) remeasure(n);
     if (due) publish_advert(n);
     if (stats) publish_stats(n, "serving");
 }
@@ -911,6 +1353,9 @@ void nnm_node_free(nnm_node *n)
     if (n == NULL) return;
     nnm_node_leave(n);
     nnm_link_free(n->link);
+    for (size_t i = 0; i < n->n_shq; i++) free(n->shq[i].buf);
+    nnm_worker_free(n->worker);
+    nnm_sched_free(n->sched);
     free(n->slots);
     free(n->models);
     pthread_mutex_destroy(&n->mu);

@@ -101,6 +101,12 @@ static nnm_err input_need(sctx *c, const nnm_node *n, int j, int64_t lo, int64_t
     const nnm_value *iv = &g->values[n->in[j]];
     *full = 0;
     const char *what = c->axis == 2 ? "rows" : "channels";
+    /* A node asked for its whole output along the axis is simply computed whole: any op can
+     * do that, split or not. */
+    if (lo == 0 && hi == dim_of(ov, c->axis)) {
+        *full = 1;
+        return NNM_OK;
+    }
     if (c->axis == 2) {
         switch (n->op) {
         case NNM_OP_CONV: case NNM_OP_MAXPOOL: case NNM_OP_AVGPOOL: {
@@ -469,7 +475,9 @@ nnm_err nnm_graph_slice(nnm_graph **out, const nnm_graph *g, int a, int b,
             }
             if (nin[j] < 0) { ir__attrs_cleanup(&at); goto fail; }
             /* Rows: rewrite pads so the band computes the rows of the whole. */
-            if (c.axis == 2 && j == 0 &&
+            /* A node computing its whole output keeps its own pads and groups. */
+            int whole_out = olo == 0 && ohi == dim_of(&g->values[n->out[0]], c.axis);
+            if (c.axis == 2 && j == 0 && !whole_out &&
                 (n->op == NNM_OP_CONV || n->op == NNM_OP_MAXPOOL || n->op == NNM_OP_AVGPOOL)) {
                 int64_t s = n->a.strides[0], k = n->a.kernel[0], dl = n->a.dilations[0];
                 int64_t st = olo * s - n->a.pads[0];
@@ -478,7 +486,7 @@ nnm_err nnm_graph_slice(nnm_graph **out, const nnm_graph *g, int a, int b,
                 at.pads[2] = (int)(en > iv->shape[2] ? en - iv->shape[2] : 0);
                 at.ceil_mode = 0;
             }
-            if (c.axis == 1 && j == 0 && n->op == NNM_OP_CONV && n->a.group > 1) {
+            if (c.axis == 1 && j == 0 && n->op == NNM_OP_CONV && n->a.group > 1 && !whole_out) {
                 int64_t mg = g->values[n->out[0]].shape[1] / n->a.group;
                 at.group = (int)((ohi - olo) / mg);
             }

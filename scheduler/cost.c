@@ -585,11 +585,14 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
         int j = cfg->nodes[0];
         if ((c->policy == NNM_POLICY_EQUAL || c->policy == NNM_POLICY_MEMORY) &&
             !(c->pin && a == 0 && j == c->src)) {
-            /* the baselines split every stage that can be split (on all nodes) */
+            /* The baselines split every stage that can be split (on all nodes), and run
+             * whole only what cannot be split at all: a single node of the graph. A longer
+             * unsplittable range must be cut into pieces, some of which split. */
             size_t at = (size_t)a * (size_t)(m->n + 1) + (size_t)b;
             for (int x = 0; x < 2 && c->n_cfg > 1; x++)
                 if (m->st[x][at].feasible && m->st[x][at].dim >= c->cfg[c->n_cfg - 1].k)
                     return INFINITY;
+            if (c->n_cfg > 1 && b - a > 1) return INFINITY;
         }
         if (!mem_ok(c, j, param)) return INFINITY;
         if (shares) shares[0] = 1;

@@ -21,6 +21,7 @@
 
 #include "nnmesh/config.h"
 #include "nnmesh/err.h"
+#include "nnmesh/graph.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -119,6 +120,11 @@ typedef struct nnm_node_opts {
     nnm_node_capacity capacity;       /* measured at start */
     const uint8_t (*models)[32];      /* content hashes of the models held (copied) */
     size_t nmodels;
+    /* The loaded models, aligned with models[]: the node takes them when nnm_node_new
+     * succeeds (the caller must then not free them); NULL: the node serves no requests of
+     * its own models, only tasks. */
+    nnm_graph **graphs;
+    const char *cache_dir;            /* slice models received from peers (NULL: memory) */
     unsigned remeasure_s;             /* re-measure capacity when idle this often (0: 60 s;
                                          UINT32_MAX: never) */
     nnm_node_log_fn *log;             /* may be NULL */
