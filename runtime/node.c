@@ -1064,14 +1064,12 @@ static nnm_err coordinate(nnm_node *n, const uint8_t *hash, const char *const *n
     po.objective = n->throughput ? NNM_OBJ_THROUGHPUT : NNM_OBJ_LATENCY;
     pthread_mutex_unlock(&n->mu);
     n->coordinating = 1;
-    uint64_t local_before = n->cst.tasks_local;
     nnm_err rc = nnm_coord_run(&env, g, hash, &po, args, gi, res, go, 60000, trace, ntrace,
                                &n->cst, diag);
     n->coordinating = 0;
     /* Parts the coordinator ran itself are slices this node ran. */
     for (size_t i = 0; rc == NNM_OK && trace && *trace && i < *ntrace; i++)
         if (!strcmp((*trace)[i].node, n->id)) record_slice(n, (double)(*trace)[i].compute_us / 1e3);
-    (void)local_before;
     free(args);
     if (rc != NNM_OK) {
         free(res);
