@@ -3,8 +3,8 @@ EXTRA_DIST += examples/models/lenet5-fmnist.onnx examples/models/lenet5-fmnist-b
 	examples/models/sample-0-ankle-boot.npy examples/models/sample-1-pullover.npy \
 	examples/models/sample-2-trouser.npy
 
-demo: apps/nnmesh
-	NNMESH=apps/nnmesh MODELS=$(srcdir)/examples/models $(SHELL) $(srcdir)/scripts/demo.sh
+demo: apps/nnmesh apps/nnmeshd
+	NNMESH=$(abs_builddir)/apps/nnmesh NNMESHD=$(abs_builddir)/apps/nnmeshd $(SHELL) $(srcdir)/scripts/demo.sh
 .PHONY: demo
 
 # The example meshes (mesh-up.sh / mesh-down.sh; tests/mesh_*.sh run them).
