@@ -34,7 +34,7 @@ npy      | runtime/npy.c runtime/tensor.c runtime/diag.c | |
 onnx     | runtime/onnx.c runtime/graph.c runtime/infer.c runtime/passes.c runtime/kernels_ref.c runtime/tensor.c runtime/diag.c @runtime/onnx.pb-c.c | libprotobuf-c | -lm
 frame    | transport/frame.c transport/tensor_codec.c transport/chunk.c transport/topic.c runtime/tensor.c runtime/diag.c | msgpack liblz4 | -lm
 envelope | crypto/envelope.c crypto/identity.c crypto/trust.c crypto/advert.c crypto/session.c runtime/diag.c | libsodium | -lpthread
-envelope_sealed | crypto/envelope.c crypto/identity.c crypto/trust.c crypto/advert.c crypto/session.c runtime/diag.c | libsodium | -lpthread
+envelope_sealed | crypto/envelope.c crypto/identity.c crypto/trust.c crypto/advert.c crypto/session.c transport/frame.c transport/tensor_codec.c transport/chunk.c transport/topic.c runtime/tensor.c runtime/diag.c | libsodium msgpack liblz4 | -lpthread -lm
 advert   | crypto/envelope.c crypto/identity.c crypto/trust.c crypto/advert.c crypto/session.c runtime/diag.c | libsodium | -lpthread
 topic    | transport/topic.c runtime/diag.c | |
 EOT
