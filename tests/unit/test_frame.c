@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -333,11 +334,27 @@ static nnm_err decode_rc(const void *p, size_t n, const nnm_wire_limits *lim, nn
     return rc;
 }
 
+/* Heap bytes in use (glibc), or 0 when a sanitizer replaces malloc (ASan then checks the
+ * same thing: every allocation freed, none oversized). */
+static size_t heap_in_use(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return 0;
+#else
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+#endif
+}
+
 static void expect(const void *p, size_t n, nnm_err want, const char *needle)
 {
     nnm_diag d;
     nnm_diag_clear(&d);
+    size_t before = heap_in_use();
     nnm_err rc = decode_rc(p, n, NULL, &d);
+    /* A rejected input leaves nothing behind: memory growth under 1 MB. */
+    size_t after = heap_in_use();
+    assert_true(after < before + (1u << 20));
     if (rc != want || (needle && strstr(d.msg, needle) == NULL))
         print_error("got %s '%s', want %s with '%s'\n", nnm_strerror(rc), d.msg,
                     nnm_strerror(want), needle ? needle : "");
