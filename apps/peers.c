@@ -99,6 +99,9 @@ int nnm_cli_peers(int argc, char **argv)
     nnm_mqtt *m = NULL;
     nnm_node_peer *peers = NULL;
     size_t np = 0, ignored = 0;
+    enum { MAX_LINKS = 256 };
+    static struct { char from[NNM_ID_MAX + 1], to[NNM_ID_MAX + 1]; double rtt, mbps; } links[MAX_LINKS];
+    size_t nlinks = 0;
     nnm_diag d;
     nnm_diag_clear(&d);
     if (load_all("peers", config, &cfg, &ident, &trust) != 0) goto out;
@@ -114,8 +117,13 @@ int nnm_cli_peers(int argc, char **argv)
     nnm_topic t = { .kind = NNM_TOPIC_ADVERT };
     snprintf(t.mesh, sizeof t.mesh, "%s", cfg->mesh_name);
     snprintf(t.node, sizeof t.node, "+");
+    char sfilter[NNM_TOPIC_MAX];
+    nnm_topic ts = t;
+    ts.kind = NNM_TOPIC_STATS;
     if (nnm_mqtt_new(&m, &o, &d) != NNM_OK || nnm_topic_encode(filter, sizeof filter, &t, &d) ||
-        nnm_mqtt_subscribe(m, filter, 1, &d) != NNM_OK || nnm_mqtt_start(m, &d) != NNM_OK ||
+        nnm_topic_encode(sfilter, sizeof sfilter, &ts, &d) ||
+        nnm_mqtt_subscribe(m, filter, 1, &d) != NNM_OK ||
+        nnm_mqtt_subscribe(m, sfilter, 1, &d) != NNM_OK || nnm_mqtt_start(m, &d) != NNM_OK ||
         nnm_mqtt_wait_connected(m, 10000, &d) != NNM_OK) {
         fprintf(stderr, "nnmesh peers: %s\n", d.msg);
         goto out;
@@ -127,6 +135,31 @@ int nnm_cli_peers(int argc, char **argv)
         if (nnm_mqtt_recv(m, &msg, now < end ? (unsigned)(end - now) : 0, NULL) != NNM_OK) break;
         nnm_topic mt;
         if (msg.len > 0 && nnm_topic_decode(&mt, msg.topic, strlen(msg.topic), NULL) == NNM_OK &&
+            mt.kind == NNM_TOPIC_STATS) {
+            /* Link estimates each node measured ("links":{"peer":{"rtt_ms":..,"mbit_s":..}}).
+             * Stats are unsigned: shown as the node reports them, for information only. */
+            char *js = malloc(msg.len + 1);
+            if (js) {
+                memcpy(js, msg.payload, msg.len);
+                js[msg.len] = '\0';
+                char *l = strstr(js, "\"links\":{");
+                for (char *q = l ? l + 9 : NULL; q && *q == '"' && nlinks < MAX_LINKS;) {
+                    char to[NNM_ID_MAX + 1];
+                    double rtt, mb;
+                    int used = 0;
+                    if (sscanf(q, "\"%32[a-z0-9-]\":{\"rtt_ms\":%lf,\"mbit_s\":%lf}%n", to, &rtt, &mb, &used) != 3 || used == 0)
+                        break;
+                    snprintf(links[nlinks].from, sizeof links[nlinks].from, "%s", mt.node);
+                    snprintf(links[nlinks].to, sizeof links[nlinks].to, "%s", to);
+                    links[nlinks].rtt = rtt;
+                    links[nlinks].mbps = mb;
+                    nlinks++;
+                    q += used;
+                    if (*q == ',') q++;
+                }
+                free(js);
+            }
+        } else if (msg.len > 0 && nnm_topic_decode(&mt, msg.topic, strlen(msg.topic), NULL) == NNM_OK &&
             mt.kind == NNM_TOPIC_ADVERT) {
             nnm_node_peer p;
             nnm_diag_clear(&d);
@@ -179,7 +212,11 @@ int nnm_cli_peers(int argc, char **argv)
                nnm_node_peer_get_cap(p, "cpu-cores", 0), p->load_permille / 10.0, mem,
                nnm_node_peer_get_cap(p, "draining", 0) ? "draining" : "serving", age, models);
     }
-    printf("(compute in GFLOP/s, measured by each node; links: not probed yet)\n");
+    printf("(compute in GFLOP/s, measured by each node)\n");
+    if (nlinks == 0) printf("links: not probed yet\n");
+    for (size_t i = 0; i < nlinks; i++)
+        printf("link %-16s -> %-16s rtt %8.3f ms  %9.1f Mbit/s\n", links[i].from, links[i].to,
+               links[i].rtt, links[i].mbps);
     status = 0;
 out:
     nnm_mqtt_free(m);

@@ -1,2 +1,3 @@
 EXTRA_DIST += bench/single_node.sh
 include bench/wire.mk
+include bench/dist.mk

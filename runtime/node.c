@@ -241,6 +241,8 @@ typedef struct slot {
     nnm_node_peer p;
     nnm_advert_state st;       /* replay memory; kept after the peer left */
     int alive;
+    double rtt_ms, mbps;       /* link estimate from this node's probes (0: none yet) */
+    uint64_t probed_ms;        /* monotonic time of the last probe attempt */
 } slot;
 
 static const char *const policy_names[] = { "local", "equal", "memory", "capacity", "adaptive" };
@@ -791,7 +793,15 @@ static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char 
             json_str(buf, len, &k, "%s\"%s\"", first ? "" : ",", n->slots[i].p.id);
             first = 0;
         }
-    json_str(buf, len, &k, "],\"broker\":{\"connected\":%s,\"uri\":\"%s\",\"connects\":%" PRIu64
+    json_str(buf, len, &k, "],\"links\":{");
+    first = 1;
+    for (size_t i = 0; i < n->nslots; i++)
+        if (n->slots[i].alive && n->slots[i].mbps > 0) {
+            json_str(buf, len, &k, "%s\"%s\":{\"rtt_ms\":%.3f,\"mbit_s\":%.1f}", first ? "" : ",",
+                     n->slots[i].p.id, n->slots[i].rtt_ms, n->slots[i].mbps);
+            first = 0;
+        }
+    json_str(buf, len, &k, "},\"broker\":{\"connected\":%s,\"uri\":\"%s\",\"connects\":%" PRIu64
              "}}", ms.connected ? "true" : "false", ms.uri, ms.connects);
     if (k >= len) {
         if (len > 0) buf[0] = '\0';
@@ -894,6 +904,43 @@ static void remeasure(nnm_node *n)
     nlog(n, NNM_NODE_LOG_DEBUG, "capacity re-measured: conv3x3 %.2f GFLOP/s", mc.gflops[0]);
 }
 
+/* Link probes: each live peer is measured once after it joins and every 5 minutes (the
+ * echo RTT and a 256 KiB burst); the scheduler's links and the stats carry the estimates.
+ * One peer per poll, so the node stays responsive. */
+static void probe_peers(nnm_node *n)
+{
+    if (n->coordinating || n->link == NULL) return;
+    uint64_t now = mono_ms();
+    char who[NNM_ID_MAX + 1] = "";
+    pthread_mutex_lock(&n->mu);
+    for (size_t i = 0; i < n->nslots && !who[0]; i++) {
+        slot *s = &n->slots[i];
+        if (s->alive && (s->probed_ms == 0 || now - s->probed_ms > 300000)) {
+            s->probed_ms = now;
+            snprintf(who, sizeof who, "%s", s->p.id);
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    if (!who[0]) return;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    double rtt = 0, mbps = 0;
+    if (nnm_link_probe(n->link, who, 256 * 1024, 3000, &d) != NNM_OK ||
+        nnm_link_get_peer_estimate(n->link, who, &rtt, &mbps, &d) != NNM_OK) {
+        nlog(n, NNM_NODE_LOG_DEBUG, "probe of %s: %s", who, d.msg);
+        return;
+    }
+    pthread_mutex_lock(&n->mu);
+    slot *s = find_slot(n, who);
+    if (s) {
+        s->rtt_ms = rtt;
+        s->mbps = mbps;
+        n->stats_now = 1;
+    }
+    pthread_mutex_unlock(&n->mu);
+    nlog(n, NNM_NODE_LOG_INFO, "link to %s: rtt %.2f ms, %.0f Mbit/s", who, rtt, mbps);
+}
+
 static void expire_peers(nnm_node *n)
 {
     uint64_t now = wall_ms();
@@ -952,6 +999,11 @@ static void sync_sched(nnm_node *n)
         mn.models = (const uint8_t(*)[NNM_WIRE_HASH_BYTES])p->models;
         mn.nmodels = p->nmodels;
         nnm_sched_node_set(n->sched, &mn, NULL);
+        if (copy[i].mbps > 0) {
+            /* Both directions from this node's probe (MB/s for the scheduler). */
+            nnm_sched_link_set(n->sched, n->id, p->id, copy[i].rtt_ms, copy[i].mbps / 8.0, NULL);
+            nnm_sched_link_set(n->sched, p->id, n->id, copy[i].rtt_ms, copy[i].mbps / 8.0, NULL);
+        }
     }
     free(copy);
 }
@@ -1279,6 +1331,7 @@ void nnm_node_poll(nnm_node *n, unsigned timeout_ms)
         n->next_measure = now + (uint64_t)n->remeasure_s * 1000u;
     pthread_mutex_unlock(&n->mu);
     expire_peers(n);
+    probe_peers(n);
     /* Shell requests queued by Paho's thread run here, one at a time. */
     for (;;) {
         shreq q;
