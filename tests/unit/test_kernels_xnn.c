@@ -227,6 +227,29 @@ static void test_kernels_xnn_conv_cases_match_ref(void **state)
     }
 }
 
+/* The paths of the backend's own AVX2 kernels that the cases above do not reach: weights of
+ * one 16-channel panel larger than the cache block (taps split: c >= 86 at 3x3), a 24-channel
+ * output (one 16-wide and one 8-wide panel), a 7x7 stride-2 stem, a 3x3 depthwise with
+ * stride 2 and a channel count that is not a multiple of 8. Long reductions (576-4608 terms)
+ * are summed in another order than the reference: 1e-4 of scale. */
+static void test_kernels_xnn_own_kernel_paths_match_ref(void **state)
+{
+    (void)state;
+    static const conv_case cases[] = {
+        /* n  h   w   c    m  grp kh kw sh sw dh dw  pads          bias act */
+        { 1, 9, 9, 96, 40, 1, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, 1, { 0, 0 } },   /* taps split */
+        { 1, 12, 11, 144, 24, 1, 1, 1, 1, 1, 1, 1, { 0, 0, 0, 0 }, 1, 0, { 0, 0 } }, /* 24 = 16 + 8 */
+        { 1, 33, 31, 3, 16, 1, 7, 7, 2, 2, 1, 1, { 3, 3, 3, 3 }, 1, 1, { 0, 0 } },   /* 7x7 stem */
+        { 2, 15, 14, 36, 36, 36, 3, 3, 2, 2, 1, 1, { 1, 1, 1, 1 }, 1, 1, { 0, 0 } }, /* dw s2, 36 ch */
+        { 1, 6, 7, 512, 35, 1, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 0, 0, { 0, 0 } },   /* 4608-term sums */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "own-kernel conv case %zu", i);
+        check_graph(conv_graph(&cases[i], 0, NNM_IR_NHWC, 1), what, 1e-4);
+    }
+}
+
 static void test_kernels_xnn_conv_transpose_cases_match_ref(void **state)
 {
     (void)state;
@@ -644,6 +667,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_xnn_conv_cases_match_ref),
+        cmocka_unit_test(test_kernels_xnn_own_kernel_paths_match_ref),
         cmocka_unit_test(test_kernels_xnn_conv_transpose_cases_match_ref),
         cmocka_unit_test(test_kernels_xnn_gemm_cases_match_ref),
         cmocka_unit_test(test_kernels_xnn_matmul_cases_match_ref),
