@@ -74,6 +74,15 @@ for r in "$work"/recipes/*.sh; do
       run "$r" || fail "recipe $name: $(cat "$work/err") $(cat "$work/out")"
       grep -q '^mesh lab: 4 nodes' "$work/out" || fail "recipe bridged: $(cat "$work/out")"
       grep -q '"node":"n1".*"peers":3,' "$work/out" || fail "recipe bridged: n1 stats via broker b: $(cat "$work/out")" ;;
+    infer)
+      run "$r" || fail "recipe $name: $(cat "$work/err")"
+      grep -q 'argmax \[9\]' "$work/out" || fail "recipe infer: $(cat "$work/out")"
+      grep -q '^trace (coordinator n1' "$work/out" || fail "recipe infer: no trace: $(cat "$work/out")"
+      [ -s "$DIR/out/output.npy" ] || fail "recipe infer: no output.npy" ;;
+    request-shell)
+      run "$r" || fail "recipe $name: $(cat "$work/err")"
+      "${SYS_PYTHON:-/usr/bin/python3}" -c "import numpy as np, sys; y = np.load(sys.argv[1]); sys.exit(0 if y.shape == (1, 10) and int(y.argmax()) == 2 else 1)" "$DIR/y.npy" ||
+        fail "recipe request-shell: result is not the pullover's scores" ;;
     *) fail "recipe '$name' in examples/README.md has no check in tests/mesh_recipes.sh" ;;
   esac
   echo "PASS recipe $name"
