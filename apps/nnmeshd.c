@@ -91,9 +91,9 @@ static const char help_head[] =
 "        model (cached under KEYFILE.cache/). It runs the tasks other nodes send it, and\n"
 "        probes its links to each peer (RTT, throughput) for the scheduler and the stats.\n"
 "\n"
-"        NOT WIRED YET: [broker] TLS and password settings are checked but not used (the\n"
-"        MQTT session has no credentials yet: broker ACLs can use client ids, which are\n"
-"        the node ids).\n"
+"        [broker] username and password_file are sent to the broker (ACLs can then use\n"
+"        %u; the MQTT client id is the node id, for %c). NOT WIRED YET: [broker] TLS\n"
+"        settings are checked but not used (the session is plain TCP).\n"
 "\n"
 "    --check-config FILE\n"
 "        Checks FILE as --config would (unknown or misspelt keys, values, ranges, ids,\n"
@@ -450,10 +450,9 @@ static int run_node(const char *path)
         logf_(LOG_ERROR, "epoch file: %s", d.msg);
         goto out;
     }
-    if (cfg->username != NULL || cfg->password_file != NULL || cfg->tls_ca_file != NULL ||
-        cfg->tls_cert_file != NULL)
-        logf_(LOG_WARN, "[broker] TLS and password settings are not supported by the MQTT "
-              "session yet: connecting without them");
+    if (cfg->tls_ca_file != NULL || cfg->tls_cert_file != NULL)
+        logf_(LOG_WARN, "[broker] TLS settings are not supported by the MQTT session yet: "
+              "connecting without TLS");
     if ((hashes = calloc((size_t)cfg->n_models + 1, sizeof *hashes)) == NULL) {
         logf_(LOG_ERROR, "out of memory");
         goto out;

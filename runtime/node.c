@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "nnmesh/node.h"
 #include "nnmesh/transport.h"
 #include "nnmesh/wire.h"
@@ -228,6 +230,7 @@ nnm_err nnm_node_epoch_next(uint64_t *epoch, const char *path, nnm_diag *diag)
 /* ---- the node ----------------------------------------------------------------------------- */
 
 #define SHELL_QUEUE_MAX 16
+#define REQ_QUEUE_MAX 16       /* sealed requests waiting while the node coordinates one */
 #define SLICE_RING 256
 
 /* A plain .npy request published on req/<node>/<tag> (or req/any/<tag>). */
@@ -285,7 +288,9 @@ struct nnm_node {
     /* Poll thread only (no lock): serving requests and tasks. */
     nnm_worker *worker;
     nnm_sched *sched;
-    int coordinating;            /* inside nnm_coord_run: nested requests are refused */
+    int coordinating;            /* inside nnm_coord_run: nested requests are queued */
+    nnm_link_msg reqq[REQ_QUEUE_MAX];   /* sealed requests that arrived meanwhile, in order */
+    size_t n_reqq;
     int throughput;              /* objective: stream throughput instead of latency (mu) */
     nnm_coord_stats cst;
     char f_req[NNM_TOPIC_MAX], f_req_any[NNM_TOPIC_MAX + 64];
@@ -629,6 +634,23 @@ nnm_err nnm_node_new(nnm_node **out, const nnm_node_opts *o, nnm_diag *diag)
     /* The MQTT client id is the node id, so that broker ACLs can say "this client may publish
      * only under its own id" (pattern ... %c); nnm_mqtt has no user names yet. */
     lo.mqtt.client_id = n->id;
+    char password[256] = "";
+    if (c->username != NULL) {
+        lo.mqtt.username = c->username;
+        if (c->password_file != NULL) {
+            /* First line of the file (the config reader checked its mode is 0600). */
+            FILE *pf = fopen(c->password_file, "r");
+            if (pf == NULL || fgets(password, sizeof password, pf) == NULL) {
+                if (pf) fclose(pf);
+                rc = nnm_diag_set(diag, NNM_EIO, "%s: cannot read the broker password: %s",
+                                  c->password_file, strerror(errno));
+                goto fail;
+            }
+            fclose(pf);
+            password[strcspn(password, "\r\n")] = '\0';
+            lo.mqtt.password = password;
+        }
+    }
     for (int i = 0; i < c->n_broker_uris && i < NNM_MQTT_MAX_URIS; i++)
         lo.mqtt.uris[lo.mqtt.nuris++] = c->broker_uris[i];
     lo.mqtt.keepalive_s = (unsigned)(c->keepalive_ms / 1000 > 0 ? c->keepalive_ms / 1000 : 1);
@@ -644,7 +666,9 @@ nnm_err nnm_node_new(nnm_node **out, const nnm_node_opts *o, nnm_diag *diag)
     lo.limits.max_tensor_bytes = (size_t)c->max_tensor_bytes;
     lo.on_other = on_other;
     lo.on_other_ctx = n;
-    if ((rc = nnm_link_new(&n->link, &lo, diag)) != NNM_OK) goto fail;
+    rc = nnm_link_new(&n->link, &lo, diag);
+    sodium_memzero(password, sizeof password);   /* the session keeps its own copy */
+    if (rc != NNM_OK) goto fail;
     n->mqtt = nnm_link_get_mqtt(n->link);
     if ((rc = nnm_mqtt_subscribe(n->mqtt, n->f_adverts, 1, diag)) != NNM_OK) goto fail;
     if ((rc = nnm_mqtt_subscribe(n->mqtt, n->f_ctl, 1, diag)) != NNM_OK) goto fail;
@@ -666,7 +690,9 @@ nnm_err nnm_node_new(nnm_node **out, const nnm_node_opts *o, nnm_diag *diag)
         if ((rc = nnm_topic_encode(any, sizeof any, &t, diag)) != NNM_OK) goto fail;
         snprintf(n->f_req_any, sizeof n->f_req_any, "$share/%s/%s", n->mesh, any);
         if ((rc = nnm_mqtt_subscribe(n->mqtt, n->f_req, 1, diag)) != NNM_OK) goto fail;
-        if ((rc = nnm_mqtt_subscribe(n->mqtt, n->f_req_any, 1, diag)) != NNM_OK) goto fail;
+        /* Only a node holding a model takes req/any: a model-less one could only fail it. */
+        if (n->nmodels > 0 && (rc = nnm_mqtt_subscribe(n->mqtt, n->f_req_any, 1, diag)) != NNM_OK)
+            goto fail;
         n->shell = 1;
     }
     /* Commit: the node takes the graphs (the worker owns them from here). */
@@ -1048,7 +1074,7 @@ static void coord_env(nnm_node *n, nnm_coord_env *env)
     env->ctx = n;
     env->peer_has_model = peer_has_model;
     env->peer_alive = peer_alive;
-    env->task_timeout_ms = 10000;
+    env->task_timeout_ms = n->cfg->task_timeout_ms > 0 ? (unsigned)n->cfg->task_timeout_ms : 10000;
 }
 
 static nnm_policy current_policy(nnm_node *n)
@@ -1191,6 +1217,18 @@ static void serve_request(nnm_node *n, nnm_link_msg *m)
     free(tr);
 }
 
+/* Publishes a shell answer. Without a broker (it restarted, or the connection dropped) the
+ * answer waits for the reconnection, up to 30 s, instead of being lost. */
+static nnm_err publish_answer(nnm_node *n, const char *topic, const void *buf, size_t len,
+                              nnm_diag *d)
+{
+    nnm_err rc = nnm_mqtt_publish(n->mqtt, topic, buf, len, 1, 0, 5000, d);
+    if (rc != NNM_ECONN) return rc;
+    nlog(n, NNM_NODE_LOG_INFO, "no broker: the answer on %s waits for the reconnection", topic);
+    if (nnm_mqtt_wait_connected(n->mqtt, 30000, d) != NNM_OK) return rc;
+    return nnm_mqtt_publish(n->mqtt, topic, buf, len, 1, 0, 5000, d);
+}
+
 /* A plain .npy from the shell: run the node's first model, publish the output .npy (or a
  * JSON error) on res/<node>/<tag>. */
 static void serve_shell(nnm_node *n, shreq *q)
@@ -1218,7 +1256,7 @@ static void serve_shell(nnm_node *n, shreq *q)
     void *buf = NULL;
     size_t len = 0;
     if (rc == NNM_OK && n_out > 0 && nnm_npy_encode(&buf, &len, &outs[0], &d) == NNM_OK) {
-        if (nnm_mqtt_publish(n->mqtt, topic, buf, len, 1, 0, 5000, &d) != NNM_OK)
+        if (publish_answer(n, topic, buf, len, &d) != NNM_OK)
             nlog(n, NNM_NODE_LOG_WARN, "shell request '%s': cannot publish the result: %s", q->tag, d.msg);
         else
             nlog(n, NNM_NODE_LOG_INFO, "shell request '%s' done in %zu part(s)", q->tag, ntr);
@@ -1231,7 +1269,9 @@ static void serve_shell(nnm_node *n, shreq *q)
         }
         esc[k] = '\0';
         snprintf(json, sizeof json, "{\"error\":\"%s\"}", esc);
-        nnm_mqtt_publish(n->mqtt, topic, json, strlen(json), 1, 0, 5000, NULL);
+        nnm_diag d2;
+        nnm_diag_clear(&d2);
+        publish_answer(n, topic, json, strlen(json), &d2);
         nlog(n, NNM_NODE_LOG_WARN, "shell request '%s' failed: %s", q->tag, esc);
     }
     free(buf);
@@ -1245,6 +1285,15 @@ static void on_frame(nnm_node *n, nnm_link_msg *m)
     const nnm_frame *f = m->frame;
     nnm_err rc;
     if (f->hdr.type == NNM_FRAME_TASK && f->u.task.spec.node_end == NNM_TASK_WHOLE_MODEL) {
+        /* One request is coordinated at a time: one arriving meanwhile (handed over by the
+         * coordinator's wait loop) waits its turn, up to [limits] max_inflight in all; past
+         * that it gets the busy error at once. The message is moved, not copied. */
+        size_t cap = n->cfg->max_inflight > 1 ? (size_t)n->cfg->max_inflight - 1 : 0;
+        if (n->coordinating && n->n_reqq < REQ_QUEUE_MAX && n->n_reqq < cap) {
+            n->reqq[n->n_reqq++] = *m;
+            memset(m, 0, sizeof *m);
+            return;
+        }
         serve_request(n, m);
         return;
     }
@@ -1275,6 +1324,9 @@ static void on_frame(nnm_node *n, nnm_link_msg *m)
         if (rc != NNM_OK)
             nlog(n, NNM_NODE_LOG_WARN, "%s from %s: %s", nnm_frame_type_name(f->hdr.type),
                  f->hdr.sender, d.msg);
+        else if (f->hdr.type == NNM_FRAME_TENSOR)
+            nlog(n, NNM_NODE_LOG_INFO, "model slice from %s received (%zu bytes), cached",
+                 f->hdr.sender, m->ntensors > 0 ? m->tensors[0].nbytes : (size_t)0);
         return;
     }
     if (f->hdr.type == NNM_FRAME_CTL) {
@@ -1347,6 +1399,14 @@ void nnm_node_poll(nnm_node *n, unsigned timeout_ms)
         serve_shell(n, &q);
         free(q.buf);
     }
+    /* Sealed requests that arrived while one was coordinated (more may queue meanwhile). */
+    while (n->n_reqq > 0) {
+        nnm_link_msg q = n->reqq[0];
+        memmove(n->reqq, n->reqq + 1, (n->n_reqq - 1) * sizeof *n->reqq);
+        n->n_reqq--;
+        serve_request(n, &q);
+        nnm_link_msg_cleanup(&q);
+    }
     if (measure) remeasure(n);
     if (due) publish_advert(n);
     if (stats) publish_stats(n, "serving");
@@ -1405,6 +1465,7 @@ void nnm_node_free(nnm_node *n)
     nnm_node_leave(n);
     nnm_link_free(n->link);
     for (size_t i = 0; i < n->n_shq; i++) free(n->shq[i].buf);
+    for (size_t i = 0; i < n->n_reqq; i++) nnm_link_msg_cleanup(&n->reqq[i]);
     nnm_worker_free(n->worker);
     nnm_sched_free(n->sched);
     free(n->slots);

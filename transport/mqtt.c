@@ -45,6 +45,7 @@ struct nnm_mqtt {
     char *uris[NNM_MQTT_MAX_URIS];
     char *will_topic;
     uint8_t *will_payload;
+    char *username, *password;      /* password wiped on free */
     MQTTAsync_willOptions will;
     MQTTAsync_connectOptions copts;
 
@@ -532,6 +533,16 @@ nnm_err nnm_mqtt_new(nnm_mqtt **out, const nnm_mqtt_opts *o, nnm_diag *diag)
         m->will = w;
         c.will = &m->will;
     }
+    if (o->username != NULL) {
+        if ((m->username = strdup(o->username)) == NULL) goto nomem;
+        c.username = m->username;
+        m->o.username = m->username;
+    }
+    if (o->password != NULL) {
+        if ((m->password = strdup(o->password)) == NULL) goto nomem;
+        c.password = m->password;
+        m->o.password = m->password;
+    }
     m->copts = c;
     *out = m;
     return NNM_OK;
@@ -887,6 +898,12 @@ void nnm_mqtt_free(nnm_mqtt *m)
     free(m->client_id);
     for (size_t i = 0; i < NNM_MQTT_MAX_URIS; i++) free(m->uris[i]);
     free(m->will_topic);
+    free(m->username);
+    if (m->password != NULL) {
+        volatile char *p = m->password;
+        while (*p) *p++ = 0;
+        free(m->password);
+    }
     free(m->will_payload);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);

@@ -65,6 +65,9 @@ typedef struct nnm_mqtt_opts {
     unsigned publish_timeout_ms;    /* how long publish waits for room in that queue (5000) */
     /* Last Will: published by the broker if the session dies; nnm_mqtt_stop publishes it
      * deliberately. will_topic NULL = none. An empty retained will clears a retained topic. */
+    /* Broker credentials (MQTT user name and password), copied; NULL: anonymous. */
+    const char *username;
+    const char *password;
     const char *will_topic;
     const uint8_t *will_payload;
     size_t will_len;
