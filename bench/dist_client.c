@@ -11,7 +11,8 @@
  * node coordinating a request of its own (a stream). One line per request:
  *   req I node NODE ms RTT compute SUM_MS transfer SUM_MS wait MAX_MS parts P nodes K maxdiff D
  * (compute, transfer: summed over the trace's parts; wait: the latest part's start; nodes: how
- * many distinct nodes ran a part), then a summary:
+ * many distinct nodes ran a part), the last request's parts (part NODE nodes [A, B) compute MS
+ * transfer MS wait MS), then a summary:
  *   summary n N errors E p50 MS p90 MS mean MS wall S throughput REQ_PER_S */
 #include <math.h>
 #include <stdio.h>
@@ -233,6 +234,13 @@ int main(int argc, char **argv)
         printf("req %d node %s ms %.3f compute %.3f transfer %.3f wait %.3f parts %zu nodes %d maxdiff %g%s\n",
                idx, nodes[k], ms, comp, xfer, wait, r->u.result.ntrace, nseen, maxdiff,
                idx < warmup ? " warmup" : "");
+        if (idx == total - 1)   /* the last request's parts, for "where the time goes" */
+            for (size_t t = 0; t < r->u.result.ntrace; t++) {
+                const nnm_trace_entry *e = &r->u.result.trace[t];
+                printf("part %s nodes [%u, %u) compute %.3f transfer %.3f wait %.3f\n", e->node,
+                       e->node_begin, e->node_end, (double)e->compute_us / 1e3,
+                       (double)e->transfer_us / 1e3, (double)e->wait_us / 1e3);
+            }
         fflush(stdout);
         if (idx >= warmup && nrtt < count) rtt[nrtt++] = ms;
         nnm_link_msg_cleanup(&m);

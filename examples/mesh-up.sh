@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # examples/mesh-up.sh — starts an example nnmesh mesh on loopback ports, everything in DIR:
-#   mesh-up.sh [--nodes N] [--bridged] [--mesh NAME] [--keepalive S] [--interval S] DIR
+#   mesh-up.sh [--nodes N] [--bridged] [--mesh NAME] [--keepalive S] [--interval S]
+#              [--model ID=PATH]... [--no-model NODE]... [--task-timeout S] DIR
 # One mosquitto broker (or, with --bridged, two brokers bridged on nnmesh/#, the nodes split
 # between them) with the ACL of mosquitto.acl and a password file, N nodes (default 3) named
 # n1..nN, and an operator identity "shell". It generates the node keys (nnmesh keygen), the
 # trust file (nnmesh trust add), the broker password file, the configs, picks free ports,
 # starts everything and writes a pid file per process into DIR. DIR/mesh.env says what runs
 # where (source it). Stop it all with mesh-down.sh DIR.
+# Every node holds the models given with --model (default: lenet = models/lenet5-fmnist.onnx;
+# the first one is what shell requests run), except the nodes named with --no-model, which
+# hold none and receive slice weights over the wire (cached in DIR/<node>.key.cache).
+# --task-timeout sets [limits] task_timeout (seconds; default the node's 10 s).
 #
 # Programs: $NNMESH, $NNMESHD, $MOSQUITTO (default: nnmesh, nnmeshd from PATH, and
 # /usr/sbin/mosquitto); mosquitto_passwd, mosquitto_pub, mosquitto_sub, python3.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-nodes=3 bridged=0 mesh=lab keepalive=10 interval=5 dir=
-usage() { echo "usage: $0 [--nodes N] [--bridged] [--mesh NAME] [--keepalive S] [--interval S] DIR" >&2; exit 2; }
+nodes=3 bridged=0 mesh=lab keepalive=10 interval=5 dir= models= nomodel= task_timeout=
+usage() {
+  echo "usage: $0 [--nodes N] [--bridged] [--mesh NAME] [--keepalive S] [--interval S]" \
+       "[--model ID=PATH]... [--no-model NODE]... [--task-timeout S] DIR" >&2
+  exit 2
+}
 while [ $# -gt 0 ]; do
   case $1 in
     --nodes) [ $# -ge 2 ] || usage; nodes=$2; shift 2 ;;
@@ -21,6 +30,14 @@ while [ $# -gt 0 ]; do
     --mesh) [ $# -ge 2 ] || usage; mesh=$2; shift 2 ;;
     --keepalive) [ $# -ge 2 ] || usage; keepalive=$2; shift 2 ;;
     --interval) [ $# -ge 2 ] || usage; interval=$2; shift 2 ;;
+    --model) [ $# -ge 2 ] || usage
+      case $2 in [a-z0-9]*=?*) ;; *) echo "$0: --model needs ID=PATH" >&2; exit 2 ;; esac
+      mp=${2#*=}; [ -f "$mp" ] || { echo "$0: --model $2: no such file" >&2; exit 2; }
+      mp=$(cd "$(dirname "$mp")" && pwd)/$(basename "$mp")
+      models="$models${2%%=*} = $mp
+"; shift 2 ;;
+    --no-model) [ $# -ge 2 ] || usage; nomodel="$nomodel $2 "; shift 2 ;;
+    --task-timeout) [ $# -ge 2 ] || usage; task_timeout=$2; shift 2 ;;
     -*) usage ;;
     *) [ -z "$dir" ] || usage; dir=$1; shift ;;
   esac
@@ -112,11 +129,20 @@ fi
 sub() { sed -e "s|@ID@|$1|g" -e "s|@MESH@|$mesh|g" -e "s|@URIS@|$2|g" -e "s|@KEEPALIVE@|${keepalive}s|g" \
             -e "s|@INTERVAL@|${interval}s|g" -e "s|@MODELS@|$here/models|g"; }
 sub shell "$uris_a" <"$here/shell.conf.in" >"$dir/shell.conf"
+[ -n "$models" ] || models="lenet = $here/models/lenet5-fmnist.onnx
+"
+# node_conf ID: the [models] section of the template replaced by this node's models.
+node_conf() {
+  case $nomodel in *" $1 "*) m= ;; *) m=$models ;; esac
+  M=$m awk '/^\[/ { inm = ($0 == "[models]") } inm && /^[a-z0-9]/ { next }
+            { print } $0 == "[models]" { printf "%s", ENVIRON["M"] }'
+  [ -z "$task_timeout" ] || printf '\n[limits]\ntask_timeout = %ss\n' "$task_timeout"
+}
 : >"$dir/nodes"
 for i in $(seq "$nodes"); do
   uris=$uris_a broker=a
   if [ $bridged = 1 ] && [ $((i % 2)) = 0 ]; then uris=$uris_b broker=b; fi
-  sub "n$i" "$uris" <"$here/node.conf.in" >"$dir/n$i.conf"
+  sub "n$i" "$uris" <"$here/node.conf.in" | node_conf "n$i" >"$dir/n$i.conf"
   "$NNMESHD" --config "$dir/n$i.conf" 2>>"$dir/n$i.log" &
   echo $! >"$dir/n$i.pid"
   echo "n$i $broker" >>"$dir/nodes"

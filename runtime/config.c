@@ -109,6 +109,10 @@ static const keydef keys[] = {
       OFF(max_inflight), 0 },
     { "limits", "max_tensor_bytes", T_SIZE, "1K", "4G", "256M",
       "Largest tensor the node accepts from a peer or a request.", OFF(max_tensor_bytes), 0 },
+    { "limits", "task_timeout", T_DURATION, "100ms", "3600s", "10s",
+      "Deadline of a part sent to a peer by this node when it coordinates a request; when it "
+      "passes the part is re-run elsewhere and a late answer is discarded.",
+      OFF(task_timeout_ms), 0 },
 
     { "control", "allow_shell_ingress", T_BOOL, NULL, NULL, "false",
       "Accept raw .npy requests published by mosquitto_pub on the request topic (not signed: "

@@ -270,7 +270,34 @@ static nnm_err take_result(const nnm_graph *g, job *j, store *st, const nnm_link
     j->compute_ms = 0;
     if (f->u.result.ntrace > 0) j->compute_ms = (double)f->u.result.trace[0].compute_us / 1e3;
     j->transfer_us = (uint64_t)((rt - j->compute_ms) * 1e3 > 0 ? (rt - j->compute_ms) * 1e3 : 0);
-    nnm_err rc = job_place(j, st, m->tensors, (int)m->ntensors, diag);
+    /* Outputs are matched by value name: a peer that runs the part from a received ONNX
+     * slice re-derives the slice's outputs, possibly in another order (a residual block's
+     * skip and main values have the same shape, so a positional match would place them
+     * silently swapped). Unnamed outputs fall back to position. */
+    int no = nnm_graph_output_count(j->slice);
+    if ((size_t)no != m->ntensors)
+        return nnm_diag_set(diag, NNM_EFORMAT, "part on '%s' returned %zu outputs, expected %d",
+                            j->node, m->ntensors, no);
+    nnm_tensor *ord = calloc((size_t)no + 1, sizeof *ord);
+    if (!ord) return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+    nnm_err rc = NNM_OK;
+    for (int k = 0; k < no && rc == NNM_OK; k++) {
+        nnm_io_info io;
+        nnm_graph_output_get(j->slice, k, &io);
+        int found = -1;
+        for (size_t i = 0; i < m->ntensors && found < 0; i++) {
+            const char *nm = f->u.result.tensors[i].name;
+            if (nm == NULL || nm[0] == '\0') found = -2;
+            else if (!strcmp(nm, io.name)) found = (int)i;
+        }
+        if (found == -2) found = k;   /* unnamed: by position */
+        if (found < 0)
+            rc = nnm_diag_set(diag, NNM_EFORMAT, "part on '%s' returned no output '%s'", j->node, io.name);
+        else
+            ord[k] = m->tensors[found];
+    }
+    if (rc == NNM_OK) rc = job_place(j, st, ord, no, diag);
+    free(ord);
     if (rc == NNM_OK) j->done = 1;
     return rc;
 }

@@ -61,6 +61,7 @@ typedef struct nnm_config {
     int64_t chunk_size;
     int64_t max_inflight;
     int64_t max_tensor_bytes;
+    int64_t task_timeout_ms;      /* deadline of a part sent to a peer */
     /* [control] */
     int allow_shell_ingress;
     int allow_plaintext_control;
