@@ -54,7 +54,7 @@ for p in "$NNMESH" "$NNMESHD" "$CLIENT"; do [ -x "$p" ] || { echo "dist.sh: $p m
 [ -d $CG ] || { echo "dist.sh: no cgroup v1 cpu controller at $CG" >&2; exit 2; }
 mkdir -p "$MODELS" "$out"
 "$SYS_PYTHON" "$top_srcdir/scripts/make_models.py" "$MODELS" --only "$(echo $models | tr ' ' ,)" >/dev/null
-W=$(mktemp -d /tmp/nnm-dist.XXXXXX)
+W=$(mktemp -d /tmp/nnm-dbench.XXXXXX)
 log() { echo "dist.sh: $*" >&2; }
 
 # ---- cleanup: everything started here, by pid; cgroups and namespaces by name ----
@@ -67,7 +67,12 @@ stop_nodes() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
-  for i in 1 2 3 4; do [ -d $CG/nnm-bench-n$i ] && rmdir $CG/nnm-bench-n$i 2>/dev/null; done
+  # Whatever is still in our cgroups is ours (a node whose pid file was lost).
+  for i in 1 2 3 4; do
+    [ -d $CG/nnm-bench-n$i ] || continue
+    for pid in $(cat $CG/nnm-bench-n$i/cgroup.procs); do kill -KILL "$pid" 2>/dev/null || true; done
+    for _ in $(seq 20); do rmdir $CG/nnm-bench-n$i 2>/dev/null && break; sleep 0.1; done
+  done
   return 0
 }
 cleanup() {
