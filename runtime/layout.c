@@ -193,11 +193,6 @@ static int wants_nhwc(const lctx *c, const nnm_node *n)
     return any;
 }
 
-static void permute4(int64_t *dst, const int64_t *src)
-{
-    for (int i = 0; i < 4; i++) dst[i] = src[perm_to_nhwc[i]];
-}
-
 nnm_err layout__to_nhwc(nnm_graph **out, const nnm_graph *src, nnm_diag *diag)
 {
     nnm_err rc = NNM_ENOMEM;
@@ -283,17 +278,11 @@ nnm_err layout__to_nhwc(nnm_graph **out, const nnm_graph *src, nnm_diag *diag)
 
     for (int i = 0; i < src->n_outputs; i++) {
         int v = src->outputs[i];
-        int id;
-        if (src->values[v].data != NULL) {
-            id = get_form(&c, v, 0);
-        } else {
-            id = get_form(&c, v, 0);
-        }
+        int id = get_form(&c, v, 0);
         if (id < 0) goto fail;
         d->values[id].is_output = 1;
         d->outputs[d->n_outputs++] = id;
     }
-    (void)permute4;
     *out = d;
     free(c.nchw);
     free(c.nhwc);
