@@ -217,6 +217,11 @@ static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, 
             goto out;
         wt[k].name = names[k];
     }
+    if (env->peer_alive && !env->peer_alive(env->ctx, j->node)) {
+        /* It left since the plan was made: no task, and no weights shipped to a dead peer. */
+        rc = nnm_diag_set(diag, NNM_ECONN, "'%s' left the mesh", j->node);
+        goto out;
+    }
     j->task_id = next_task_id();
     nnm_frame f;
     memset(&f, 0, sizeof f);

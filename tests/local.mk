@@ -13,3 +13,4 @@ include tests/mqtt.mk
 include tests/node.mk
 include tests/sched.mk
 include tests/mesh.mk
+include tests/dist.mk

@@ -1,0 +1,176 @@
+# tests/dist_lib.sh — shared by the dist_*.sh tests (sourced after lib.sh): example meshes from
+# examples/mesh-up.sh under one temporary directory, a result subscriber per mesh, shell
+# requests and their checks. Everything started here is stopped by pid on exit.
+NNMESHD="$top_builddir/apps/nnmeshd"
+export NNMESH NNMESHD
+: "${MOSQUITTO:=/usr/sbin/mosquitto}"
+[ "$MOSQUITTO" != no ] && [ -x "$MOSQUITTO" ] || { echo "SKIP: mosquitto not found"; exit 77; }
+command -v mosquitto_sub >/dev/null || { echo "SKIP: mosquitto_sub not found"; exit 77; }
+export MOSQUITTO
+LENET="$top_srcdir/examples/models/lenet5-fmnist.onnx"
+SAMPLES="$top_srcdir/examples/models"
+base=$(mktemp -d /tmp/nnm-dist.XXXXXX)
+bg_pids=
+dist_cleanup() {
+  _st=$?
+  set +e   # a process already gone must not turn the test's status into a failure
+  for p in $bg_pids; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
+  for d in "$base"/*/; do
+    [ -f "$d/mesh.env" ] || continue
+    # Nodes stopped with SIGSTOP cannot act on SIGTERM.
+    for f in "$d"/n*.pid; do [ -f "$f" ] && kill -CONT "$(cat "$f")" 2>/dev/null; done
+    bash "$top_srcdir/examples/mesh-down.sh" "$d" >/dev/null 2>&1
+  done
+  if [ -n "${KEEP:-}" ]; then echo "kept $base"; else rm -rf "$base"; fi
+  exit $_st
+}
+trap dist_cleanup EXIT
+trap 'exit 1' INT TERM
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+wait_until() {  # SECONDS CMD...
+  _lim=$1; shift
+  _t=$(now)
+  until "$@"; do
+    le "$(since "$_t")" "$_lim" || return 1
+    sleep 0.1
+  done
+}
+dump_logs() {
+  for f in "$dir"/*.log; do echo "---- $f"; tail -${1:-15} "$f"; done >&2
+}
+
+# mesh_start NAME MESH-UP-ARGS...: a mesh in $base/NAME; sets dir, MESH, BROKER_A_PORT, pw,
+# NODES; starts a subscriber of every result (res/+/+ as "topic hexpayload" lines in
+# $dir/results) and waits until every node sees all the others.
+mesh_start() {
+  dir=$base/$1
+  shift
+  bash "$top_srcdir/examples/mesh-up.sh" "$@" "$dir" </dev/null >/dev/null || fail "mesh-up.sh $* failed"
+  . "$dir/mesh.env"
+  pw=$(cat "$dir/shell.password")
+  start_results
+  n_nodes=$(echo $NODES | wc -w)
+  wait_until 20 mesh_complete || { dump_logs; fail "the nodes did not all see each other within 20 s"; }
+}
+
+# The subscriber; ready once it has received a probe on req/ready (no node listens there).
+start_results() {
+  : >"$dir/results"
+  mosquitto_sub -h 127.0.0.1 -p "$BROKER_A_PORT" -u shell -P "$pw" -q 1 \
+    -t "nnmesh/$MESH/res/+/+" -t "nnmesh/$MESH/req/ready/+" -F '%t %x' >>"$dir/results" 2>>"$dir/sub.err" &
+  sub_pid=$!
+  bg_pids="$bg_pids $sub_pid"
+  sub_ready
+}
+# sub_ready: waits until the subscriber receives a fresh probe (also after it reconnected to
+# a restarted broker: mosquitto_sub reconnects and subscribes again by itself).
+sub_ready() {
+  _i=0
+  _p=p$(date +%s%N)
+  until grep -q "/req/ready/$_p" "$dir/results"; do
+    _i=$((_i + 1))
+    [ $_i -le 200 ] || fail "the result subscriber is not receiving: $(cat "$dir/sub.err")"
+    mosquitto_pub -h 127.0.0.1 -p "$BROKER_A_PORT" -u shell -P "$pw" -t "nnmesh/$MESH/req/ready/$_p" -m x 2>/dev/null
+    sleep 0.1
+  done
+}
+
+# Every node lists n_nodes-1 live peers in its stats.
+mesh_complete() {
+  for _n in $NODES; do
+    [ "$(node_stat "$_n" peers)" = $((n_nodes - 1)) ] || return 1
+  done
+}
+
+# node_stat NODE KEY[.KEY...]: one value of the node's retained stats JSON.
+node_stat() {
+  mosquitto_sub -h 127.0.0.1 -p "$BROKER_A_PORT" -u shell -P "$pw" -t "nnmesh/$MESH/stats/$1" \
+    -C 1 -W 3 2>/dev/null |
+    "$SYS_PYTHON" -c 'import json, sys
+v = json.load(sys.stdin)
+for k in sys.argv[1].split("."): v = v[k]
+print(v)' "$2" 2>/dev/null
+}
+
+ctl() {  # NODE VERB ARG
+  mosquitto_pub -h 127.0.0.1 -p "$BROKER_A_PORT" -u shell -P "$pw" -t "nnmesh/$MESH/ctl/$1/$2" -m "$3"
+}
+# set_policy POLICY: on every node; returns once every node's stats report it.
+set_policy() {
+  for _n in $NODES; do ctl "$_n" policy "$1"; done
+  for _n in $NODES; do
+    wait_until 10 policy_is "$_n" "$1" || fail "$_n did not take policy $1"
+  done
+}
+policy_is() { [ "$(node_stat "$1" policy)" = "$2" ]; }
+
+# shell_req NODE|any TAG FILE: publishes the .npy as a shell request.
+shell_req() {
+  mosquitto_pub -h 127.0.0.1 -p "$BROKER_A_PORT" -u shell -P "$pw" -q 1 \
+    -t "nnmesh/$MESH/req/$1/$2" -f "$3"
+}
+answers() { grep -c "^nnmesh/$MESH/res/[a-z0-9-]*/$1 " "$dir/results" || true; }
+has_answer() { [ "$(answers "$1")" -ge 1 ]; }
+
+# check_results REF TAG...: every tag has exactly one answer in $dir/results: the output .npy
+# (within 1e-5 of REF's scale) or a JSON error with a message. Prints one line per tag
+# (coordinator, verdict) and a summary "ok N error N lost N duplicated N wrong N"; exit
+# status 0 when nothing is lost, duplicated or wrong. With ALLOW_ERRORS=0 an error fails too.
+check_results() {
+  _ref=$1; shift
+  "$SYS_PYTHON" - "$dir/results" "$MESH" "$_ref" "${ALLOW_ERRORS:-1}" "$@" <<'EOF'
+import io, json, sys
+import numpy as np
+path, mesh, ref, allow_err, tags = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5:]
+b = np.load(ref).astype(np.float64)
+seen = {}
+for line in open(path):
+    parts = line.split()
+    if not parts: continue
+    lv = parts[0].split("/")
+    if len(lv) != 5 or lv[2] != "res": continue
+    seen.setdefault(lv[4], []).append((lv[3], bytes.fromhex(parts[1]) if len(parts) > 1 else b""))
+count = dict(ok=0, error=0, lost=0, duplicated=0, wrong=0)
+bad = False
+for t in tags:
+    got = seen.get(t, [])
+    if not got:
+        count["lost"] += 1; bad = True
+        print(f"  {t}: LOST (no answer)")
+        continue
+    if len(got) > 1:
+        count["duplicated"] += 1; bad = True
+        print(f"  {t}: DUPLICATED ({len(got)} answers, from {', '.join(g[0] for g in got)})")
+    node, payload = got[0]
+    if payload.startswith(b"\x93NUMPY"):
+        a = np.load(io.BytesIO(payload)).astype(np.float64)
+        if a.size != b.size:
+            count["wrong"] += 1; bad = True
+            print(f"  {t}: WRONG shape {list(a.shape)} from {node}")
+            continue
+        rel = float(np.abs(a.reshape(-1) - b.reshape(-1)).max() / np.abs(b).max())
+        if rel <= 1e-5:
+            count["ok"] += 1
+            print(f"  {t}: ok from {node} (rel {rel:.1e})")
+        else:
+            count["wrong"] += 1; bad = True
+            print(f"  {t}: WRONG output from {node}: rel {rel:.3e}")
+    else:
+        try:
+            msg = json.loads(payload)["error"]
+        except Exception:
+            msg = ""
+        if msg:
+            count["error"] += 1
+            if not allow_err: bad = True
+            print(f"  {t}: error from {node}: {msg}")
+        else:
+            count["wrong"] += 1; bad = True
+            print(f"  {t}: WRONG answer from {node}: {payload[:80]!r}")
+print("summary " + " ".join(f"{k} {v}" for k, v in count.items()))
+sys.exit(1 if bad else 0)
+EOF
+}
