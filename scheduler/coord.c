@@ -202,6 +202,40 @@ static nnm_err send_model(const nnm_coord_env *env, job *j, uint64_t task_id,
     return rc;
 }
 
+/* Slices already shipped: (peer, model, node range, part) -> the slice's hash. A peer keeps
+ * what it received (in memory and on disk), so a stream ships each slice once; when a peer
+ * answers "model not held" (it lost its cache) the entry is dropped and the next request
+ * ships the slice again. One coordinator per process drives this table (its poll thread). */
+typedef struct shipped {
+    int used;
+    char peer[NNM_ID_MAX + 1];
+    uint8_t model[NNM_WIRE_HASH_BYTES], slice[NNM_WIRE_HASH_BYTES];
+    int a, b, kind;
+    int64_t pb, pe;
+    uint32_t n_nodes;
+} shipped;
+#define SHIPPED_MAX 512
+static shipped ship_table[SHIPPED_MAX];
+static unsigned ship_next;
+
+static shipped *ship_find(const char *peer, const uint8_t *model, const nnm_plan_part *pp)
+{
+    for (unsigned i = 0; i < SHIPPED_MAX; i++) {
+        shipped *e = &ship_table[i];
+        if (e->used && !strcmp(e->peer, peer) && !memcmp(e->model, model, NNM_WIRE_HASH_BYTES) &&
+            e->a == pp->node_begin && e->b == pp->node_end && e->kind == pp->part.kind &&
+            e->pb == pp->part.begin && e->pe == pp->part.end)
+            return e;
+    }
+    return NULL;
+}
+
+static void ship_forget(const char *peer, const uint8_t *model, const nnm_plan_part *pp)
+{
+    shipped *e = ship_find(peer, model, pp);
+    if (e) e->used = 0;
+}
+
 static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, uint32_t attempt,
                          unsigned timeout_ms, nnm_coord_stats *stats, store *st, nnm_diag *diag)
 {
@@ -236,10 +270,26 @@ static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, 
         s->part_begin = (uint32_t)j->pp->part.begin;
         s->part_end = (uint32_t)j->pp->part.end;
     } else {
-        /* The peer lacks the model: ship this part's slice (weights included) first; it
-         * runs it whole. It keeps it by hash, so a stream pays this once. */
-        if ((rc = send_model(env, j, j->task_id, s->model_hash, diag)) != NNM_OK) goto out;
-        if (stats) stats->models_sent++;
+        /* The peer lacks the model: ship this part's slice (weights included) first, unless
+         * it was shipped before; the peer runs it whole and keeps it by hash. */
+        shipped *e = ship_find(j->node, hash, j->pp);
+        if (e) {
+            memcpy(s->model_hash, e->slice, NNM_WIRE_HASH_BYTES);
+        } else {
+            if ((rc = send_model(env, j, j->task_id, s->model_hash, diag)) != NNM_OK) goto out;
+            if (stats) stats->models_sent++;
+            e = &ship_table[ship_next++ % SHIPPED_MAX];
+            memset(e, 0, sizeof *e);
+            e->used = 1;
+            snprintf(e->peer, sizeof e->peer, "%s", j->node);
+            memcpy(e->model, hash, NNM_WIRE_HASH_BYTES);
+            memcpy(e->slice, s->model_hash, NNM_WIRE_HASH_BYTES);
+            e->a = j->pp->node_begin;
+            e->b = j->pp->node_end;
+            e->kind = j->pp->part.kind;
+            e->pb = j->pp->part.begin;
+            e->pe = j->pp->part.end;
+        }
         s->node_begin = 0;
         s->node_end = (uint32_t)nnm_graph_node_count(j->slice);
         s->part_kind = NNM_PART_WHOLE;
@@ -421,6 +471,8 @@ nnm_err nnm_coord_run(const nnm_coord_env *env, const nnm_graph *g,
                 nnm_diag d3;
                 nnm_diag_clear(&d3);
                 if (take_result(g, mine, &st, &m, &d3) != NNM_OK) {
+                    /* A peer that lost a shipped slice gets it again next time. */
+                    if (d3.code == NNM_ENOTFOUND) ship_forget(mine->node, hash, mine->pp);
                     /* An error or a malformed answer: the part runs here. */
                     mine->task_id = 0;
                     if (stats) stats->tasks_retried++;

@@ -189,6 +189,7 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
      * coordinator; the answer is still exact. */
     atomic_store(&n1.mute, 1);
     atomic_store(&n2.mute, 1);
+    usleep(200000);   /* a worker inside its 50 ms receive finishes it and parks */
     env.task_timeout_ms = 1500;
     memset(&st, 0, sizeof st);
     rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
