@@ -1,5 +1,5 @@
 # tests/exec.mk — executor, slicing and whole-model tests (the lead's).
-noinst_PROGRAMS = tests/tools/slice_check
+noinst_PROGRAMS += tests/tools/slice_check
 tests_tools_slice_check_SOURCES = tests/tools/slice_check.c
 tests_tools_slice_check_LDADD = libnnmesh.la $(NNM_DEP_LIBS)
 
