@@ -125,57 +125,58 @@ static const char *const_f32(wctx *c, const float *vals, int n, int scalar)
     return t->name;
 }
 
-static Onnx__AttributeProto *attr_i(wctx *c, const char *name, int64_t v)
+/* A new attribute named name of the given type; the caller fills its value. */
+static Onnx__AttributeProto *attr_new(wctx *c, const char *name,
+                                      Onnx__AttributeProto__AttributeType type)
 {
     Onnx__AttributeProto *a = alloc(c, sizeof *a);
     if (!a) return NULL;
     onnx__attribute_proto__init(a);
     a->name = sdup(c, name);
     a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-    a->has_i = 1;
-    a->i = v;
+    a->type = type;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_i(wctx *c, const char *name, int64_t v)
+{
+    Onnx__AttributeProto *a = attr_new(c, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    if (a) {
+        a->has_i = 1;
+        a->i = v;
+    }
     return a;
 }
 
 static Onnx__AttributeProto *attr_f(wctx *c, const char *name, float v)
 {
-    Onnx__AttributeProto *a = alloc(c, sizeof *a);
-    if (!a) return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = sdup(c, name);
-    a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-    a->has_f = 1;
-    a->f = v;
+    Onnx__AttributeProto *a = attr_new(c, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    if (a) {
+        a->has_f = 1;
+        a->f = v;
+    }
     return a;
 }
 
 static Onnx__AttributeProto *attr_s(wctx *c, const char *name, const char *v)
 {
-    Onnx__AttributeProto *a = alloc(c, sizeof *a);
-    if (!a) return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = sdup(c, name);
-    a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
-    a->has_s = 1;
-    a->s.data = (uint8_t *)sdup(c, v);
-    a->s.len = strlen(v);
+    Onnx__AttributeProto *a = attr_new(c, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+    if (a) {
+        a->has_s = 1;
+        a->s.data = (uint8_t *)sdup(c, v);
+        a->s.len = strlen(v);
+    }
     return a;
 }
 
 static Onnx__AttributeProto *attr_ints(wctx *c, const char *name, const int64_t *v, int n)
 {
-    Onnx__AttributeProto *a = alloc(c, sizeof *a);
-    if (!a) return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = sdup(c, name);
-    a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
-    a->n_ints = (size_t)n;
-    a->ints = alloc(c, sizeof(int64_t) * (size_t)(n ? n : 1));
-    if (a->ints && n) memcpy(a->ints, v, sizeof(int64_t) * (size_t)n);
+    Onnx__AttributeProto *a = attr_new(c, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    if (a) {
+        a->n_ints = (size_t)n;
+        a->ints = alloc(c, sizeof(int64_t) * (size_t)(n ? n : 1));
+        if (a->ints && n) memcpy(a->ints, v, sizeof(int64_t) * (size_t)n);
+    }
     return a;
 }
 
