@@ -48,6 +48,7 @@ static const char *const verdict_names[NNM_ADVERT__COUNT] = {
     [NNM_ADVERT_WRONG_TOPIC] = "wrong-topic",     [NNM_ADVERT_UNTRUSTED] = "untrusted",
     [NNM_ADVERT_BAD_SIGNATURE] = "bad-signature", [NNM_ADVERT_EXPIRED] = "expired",
     [NNM_ADVERT_REPLAY] = "replay",               [NNM_ADVERT_ID_CONFLICT] = "id-conflict",
+    [NNM_ADVERT_FUTURE] = "future",
 };
 
 const char *nnm_advert_verdict_name(nnm_advert_verdict v)
@@ -158,6 +159,25 @@ nnm_advert_verdict nnm_node_advert_check(nnm_node_peer *out, const char *topic_i
                      "from the signed ones", a.id);
         nnm_frame_free(f);
         return NNM_ADVERT_MALFORMED;
+    }
+    /* The sender publishes with expiry = its clock + 3 x its interval, and says the interval
+     * (capacity "advert-interval-ms"), so the receiver can tell when it was sent. An advert
+     * sent in this node's future means the clocks disagree (the past side is the expiry check
+     * in nnm_advert_open). Senders that do not say their interval are judged by expiry only. */
+    for (size_t i = 0; i < b->ncaps; i++) {
+        if (strcmp(b->caps[i].name, "advert-interval-ms") != 0) continue;
+        uint64_t life = b->caps[i].value <= UINT64_MAX / 3 ? 3 * b->caps[i].value : UINT64_MAX;
+        uint64_t sent = b->expiry_ms > life ? b->expiry_ms - life : 0;
+        if (sent > now_ms + NNM_NODE_CLOCK_TOLERANCE_S * 1000u) {
+            uint64_t ahead = (sent - now_ms) / 1000;
+            nnm_diag_set(diag, NNM_ETIMEOUT, "advert from '%s' was sent %" PRIu64 " s after "
+                         "this node's clock (%" PRIu64 "), beyond the %d s clock tolerance: the "
+                         "clocks are %" PRIu64 " s apart (check NTP)", a.id, ahead,
+                         now_ms / 1000, NNM_NODE_CLOCK_TOLERANCE_S, ahead);
+            nnm_frame_free(f);
+            return NNM_ADVERT_FUTURE;
+        }
+        break;
     }
     memset(out, 0, sizeof *out);
     snprintf(out->id, sizeof out->id, "%s", a.id);

@@ -14,7 +14,8 @@ base="build-essential autoconf automake libtool pkg-config
   libonnx-dev protobuf-c-compiler libprotobuf-c-dev libxnnpack-dev libpthreadpool-dev
   libinih-dev liblz4-dev python3 python3-numpy"
 test="clang libclang-rt-14-dev python3-onnx python3-torch python3-torchvision
-  dataset-fashion-mnist libonnx-testdata iproute2 procps time"
+  dataset-fashion-mnist libonnx-testdata iproute2 procps time
+  faketime tcpdump"
 
 pkgs=$base
 want_test=0

@@ -35,7 +35,7 @@ typedef struct nnm_trust nnm_trust;
 #define NNM_NODE_CAPS_MAX 16          /* capacities kept per peer (extra ones are ignored) */
 #define NNM_NODE_MODELS_MAX 32        /* model hashes kept per peer */
 #define NNM_NODE_PEERS_MAX 256
-#define NNM_NODE_CLOCK_TOLERANCE_S 5  /* clock difference allowed on advert expiry */
+#define NNM_NODE_CLOCK_TOLERANCE_S 5  /* clock difference allowed between nodes (adverts) */
 
 /* Why an advert was not taken. Counted per reason in the stats ("adverts_ignored"). */
 typedef enum nnm_advert_verdict {
@@ -47,6 +47,7 @@ typedef enum nnm_advert_verdict {
     NNM_ADVERT_EXPIRED,
     NNM_ADVERT_REPLAY,            /* older epoch, or same epoch and sequence not newer */
     NNM_ADVERT_ID_CONFLICT,       /* the id is held by another key: refused and reported */
+    NNM_ADVERT_FUTURE,            /* sent later than this node's clock allows: clocks apart */
     NNM_ADVERT__COUNT
 } nnm_advert_verdict;
 

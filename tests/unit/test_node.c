@@ -157,23 +157,31 @@ static int teardown(void **state)
 
 /* Publishes an advert of `id` signed by `who` on the advert topic of `topic_id`. flip: 1 to
  * corrupt the signature's last byte. */
-static void forge(fixture *f, nnm_identity *who, const char *id, const char *topic_id,
-                  uint64_t epoch, uint64_t seq, uint64_t expiry_ms, int flip)
+static void forge_sent(fixture *f, nnm_identity *who, const char *id, const char *topic_id,
+                       uint64_t epoch, uint64_t seq, uint64_t expiry_ms, int flip,
+                       uint64_t interval_ms)
 {
-    const char *names[] = { "cpu-cores", "mflops-conv3x3" };
-    const uint64_t vals[] = { 2, 4000 };
+    const char *names[] = { "cpu-cores", "mflops-conv3x3", "advert-interval-ms" };
+    const uint64_t vals[] = { 2, 4000, interval_ms };
     uint8_t *buf = NULL;
     size_t len = 0;
     nnm_diag d;
     nnm_diag_clear(&d);
     if (nnm_node_advert_encode(&buf, &len, who, id, epoch, seq, expiry_ms, 1u << 20, 100, names,
-                               vals, 2, NULL, 0, &d) != NNM_OK)
+                               vals, interval_ms ? 3 : 2, NULL, 0, &d) != NNM_OK)
         fail_msg("%s", d.msg);
     if (flip) buf[len - 1] ^= 1;
     char topic[128];
     snprintf(topic, sizeof topic, "nnmesh/t/advert/%s", topic_id);
     assert_int_equal(nnm_mqtt_publish(f->pub, topic, buf, len, 1, 0, 5000, NULL), NNM_OK);
     free(buf);
+}
+
+/* An advert that does not say when it was sent (no "advert-interval-ms"). */
+static void forge(fixture *f, nnm_identity *who, const char *id, const char *topic_id,
+                  uint64_t epoch, uint64_t seq, uint64_t expiry_ms, int flip)
+{
+    forge_sent(f, who, id, topic_id, epoch, seq, expiry_ms, flip, 0);
 }
 
 /* Waits (10 s) until expr equals want. */
@@ -210,6 +218,10 @@ static void test_node_bad_adverts_ignored_and_counted(void **state)
     WAIT_FOR(f, ST(adverts_ignored[NNM_ADVERT_BAD_SIGNATURE]), 1);
     forge(f, f->b, "n2", "n2", 5, 12, wall_ms() - 3600000, 0); /* expired an hour ago */
     WAIT_FOR(f, ST(adverts_ignored[NNM_ADVERT_EXPIRED]), 1);
+    /* Sent 300 s ahead of this node's clock (expiry = sent + 3 x 1 s interval). */
+    forge_sent(f, f->b, "n2", "n2", 5, 12, wall_ms() + 303000, 0, 1000);
+    WAIT_FOR(f, ST(adverts_ignored[NNM_ADVERT_FUTURE]), 1);
+    assert_true(log_has(f, "beyond the 5 s clock tolerance: the clocks are 300 s apart"));
     forge(f, f->b, "n2", "n2", 5, 9, later, 0);                 /* older sequence */
     WAIT_FOR(f, ST(adverts_ignored[NNM_ADVERT_REPLAY]), 1);
     forge(f, f->b, "n2", "n2", 4, 99, later, 0);                /* older epoch */
@@ -246,7 +258,8 @@ static void test_node_bad_adverts_ignored_and_counted(void **state)
         if (nnm_mqtt_recv(sub, &m, 200, NULL) != NNM_OK) continue;
         char *js = strndup((const char *)m.payload, m.len);
         ok = strstr(js, "\"ignored\":{\"malformed\":0,\"wrong-topic\":1,\"untrusted\":1,"
-                        "\"bad-signature\":1,\"expired\":1,\"replay\":2,\"id-conflict\":2}") &&
+                        "\"bad-signature\":1,\"expired\":1,\"replay\":2,\"id-conflict\":2,"
+                        "\"future\":1}") &&
              strstr(js, "\"peer_ids\":[\"n2\"]") && strstr(js, "\"node\":\"n1\"");
         free(js);
         nnm_mqtt_msg_cleanup(&m);
