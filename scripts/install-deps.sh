@@ -3,7 +3,9 @@
 #   scripts/install-deps.sh          build and run: compiler, autotools, libraries, mosquitto
 #   scripts/install-deps.sh --test   also the test oracles: clang/libFuzzer, Debian's python3
 #                                    torch/onnx (model export), Fashion-MNIST, ONNX's
-#                                    conformance data, and onnxruntime-node from npm
+#                                    conformance data, onnxruntime-node from npm, and the
+#                                    stress suites' tools: faketime (clock skew), tcpdump
+#                                    (eavesdropping capture), iproute2 (rate limits)
 # Nothing is downloaded at run time; this is the only step that uses the network.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
