@@ -842,8 +842,22 @@ static nnm_err stop(nnm_mqtt *m, int publish_will, nnm_diag *diag)
                               "session times out", m->will_topic, MQTTAsync_strerror(prc));
     }
     if (started && MQTTAsync_isConnected(m->cli)) {
+        /* Let QoS 1 messages in flight complete (up to 2 s), watching Paho's pending tokens
+         * ourselves: left to MQTTAsync_disconnect's own timeout, Paho noticed the last
+         * acknowledgement only at its next 1 s receive-loop tick or at the timeout, so a
+         * short-lived client ('nnmesh infer') sometimes lingered 3 s after its answer. */
+        uint64_t until = now_ms() + 2000;
+        for (;;) {
+            MQTTAsync_token *tokens = NULL;
+            int prc = MQTTAsync_getPendingTokens(m->cli, &tokens);
+            int pending = prc == MQTTASYNC_SUCCESS && tokens != NULL && tokens[0] != -1;
+            if (tokens != NULL) MQTTAsync_free(tokens);
+            if (!pending || now_ms() >= until || !MQTTAsync_isConnected(m->cli)) break;
+            struct timespec nap = {0, 5 * 1000000L};
+            nanosleep(&nap, NULL);
+        }
         MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer5;
-        d.timeout = 2000;
+        d.timeout = 0;
         d.onSuccess5 = on_disconnected;
         d.onFailure5 = on_disconnect_failed;
         d.context = m;
