@@ -11,6 +11,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include <sodium.h>
 
@@ -138,9 +141,20 @@ int nnm_cli_infer(int argc, char **argv)
     o.mesh = cfg->mesh_name;
     o.identity = id;
     o.trust = trust;
-    for (int i = 0; i < cfg->n_broker_uris && i < NNM_MQTT_MAX_URIS; i++) o.mqtt.uris[o.mqtt.nuris++] = cfg->broker_uris[i];
+    /* A client id of its own, so that two clients of one config do not take each other's
+     * broker session (they still need identities of their own to talk to one node at once:
+     * a node keeps one session per peer id). */
+    char cid[64], password[NNM_CONFIG_PASSWORD_MAX];
+    snprintf(cid, sizeof cid, "%s-infer-%ld", cfg->node_id, (long)getpid());
+    o.mqtt.client_id = cid;
+    if (nnm_config_broker_opts(cfg, &o.mqtt, password, &d) != NNM_OK) {
+        fprintf(stderr, "nnmesh infer: %s\n", d.msg);
+        goto out;
+    }
     o.send_timeout_ms = (unsigned)timeout_s * 1000u;
-    if (nnm_link_new(&l, &o, &d) != NNM_OK || nnm_link_start(l, &d) != NNM_OK ||
+    nnm_err lrc = nnm_link_new(&l, &o, &d);
+    sodium_memzero(password, sizeof password);   /* the session keeps its own copy */
+    if (lrc != NNM_OK || nnm_link_start(l, &d) != NNM_OK ||
         nnm_mqtt_wait_connected(nnm_link_get_mqtt(l), 10000, &d) != NNM_OK) {
         fprintf(stderr, "nnmesh infer: %s\n", d.msg);
         goto out;

@@ -253,6 +253,12 @@ static int scan_line(void *user, unsigned ln, char f[FIELDS][64], int nf)
     return 0;
 }
 
+static int is_pubkey(const char *s)
+{
+    uint8_t pk[NNM_PUBKEY_BYTES];
+    return nnm_pubkey_decode(pk, s, NULL) == NNM_OK;
+}
+
 static int trust_add(int argc, char **argv)
 {
     const char *file = NULL, *id = NULL, *keyfile = NULL, *pubkey = NULL;
@@ -261,7 +267,9 @@ static int trust_add(int argc, char **argv)
         else if (!strcmp(argv[i], "--key") && i + 1 < argc) keyfile = argv[++i];
         else if (!strcmp(argv[i], "--node") || !strcmp(argv[i], "--key"))
             return usage("trust add", "option needs a value:", argv[i]);
-        else if (argv[i][0] == '-' && argv[i][1] != '\0') return usage("trust add", "unknown option", argv[i]);
+        else if (argv[i][0] == '-' && argv[i][1] != '\0' && !is_pubkey(argv[i]))
+            /* A public key is base64url and may itself start with '-'. */
+            return usage("trust add", "unknown option", argv[i]);
         else if (file == NULL) file = argv[i];
         else if (pubkey == NULL) pubkey = argv[i];
         else return usage("trust add", "unexpected argument", argv[i]);
@@ -389,8 +397,9 @@ static int trust_revoke(int argc, char **argv)
     } else {
         snprintf(line, sizeof line, "revoke %s", b64);
         if (append_line(&t, file, line) == 0) {
-            printf("%s: revoked key %s (fingerprint %s)%s; send SIGHUP to running nodes\n", file,
-                   b64, fp, s.pk_line ? "" : " (not listed here: refused if certified)");
+            printf("%s: revoked key %s (fingerprint %s)%s; running nodes reload the file "
+                   "within 2 s (or at SIGHUP)\n", file, b64, fp,
+                   s.pk_line ? "" : " (not listed here: refused if certified)");
             status = 0;
         }
     }

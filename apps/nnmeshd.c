@@ -1,17 +1,21 @@
 /* apps/nnmeshd.c — the node daemon's main: reads and checks the config file, loads the
  * identity, the trust file and the models, measures capacity, then joins the mesh
  * (nnmesh/node.h: link, signed adverts, peer table, stats, control) until SIGTERM or SIGINT,
- * when it leaves cleanly; SIGHUP re-reads the trust file. A thin main over libnnmesh:
+ * when it leaves cleanly; SIGHUP, or a change of the trust file seen by polling its inode, size
+ * and times every second, re-reads the trust file. A thin main over libnnmesh:
  * argument parsing, logging and signals. Request handling arrives with the scheduler. */
 #include <errno.h>
 #include <malloc.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,8 +70,12 @@ static const char help_head[] =
 "        Runs a node in the foreground: reads and checks FILE, loads the node's key file,\n"
 "        the mesh trust file and every model listed in [models] (each hashed with\n"
 "        BLAKE2b-256), measures this machine's capacity, then serves until SIGTERM or\n"
-"        SIGINT and exits 0. SIGHUP re-reads the trust file (a bad new file is logged and\n"
-"        the old one kept). Logs go to stderr, one line each:\n"
+"        SIGINT and exits 0. The trust file is re-read on SIGHUP, and by itself within\n"
+"        about 2 s of a change (its inode, size and modification time are checked every\n"
+"        second): the new one applies at once to adverts, control and peer handshakes,\n"
+"        peers it no longer admits are dropped from the peer table and their sessions\n"
+"        wiped, and the log says which keys were added, removed or revoked. A bad new\n"
+"        file is logged and the old one kept. Logs go to stderr, one line each:\n"
 "            2026-11-24T04:10:00Z info node n1: ...\n"
 "\n"
 "        Then it joins the mesh: connects to the first reachable URI of [broker] uris\n"
@@ -349,7 +357,10 @@ static int measure(int threads, int budget)
 
 /* ---- running ------------------------------------------------------------------------------ */
 
-static volatile sig_atomic_t got_stop, got_hup;
+static volatile sig_atomic_t got_stop;
+static atomic_int got_hup;     /* lock-free (static assert below): set by the handler, taken by
+                                  the trust watcher thread */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the SIGHUP flag must be usable in a signal handler");
 
 static void node_log(void *ctx, nnm_node_log_level level, const char *msg)
 {
@@ -360,8 +371,209 @@ static void node_log(void *ctx, nnm_node_log_level level, const char *msg)
 
 static void on_signal(int sig)
 {
-    if (sig == SIGHUP) got_hup = 1;
+    if (sig == SIGHUP) atomic_store(&got_hup, 1);
     else got_stop = sig;
+}
+
+/* ---- trust file reloads ------------------------------------------------------------------ */
+
+/* What tells versions of the trust file apart without reading it: 'nnmesh trust' rewrites it
+ * atomically (a new inode), an editor in place changes its size or times. */
+typedef struct file_sig {
+    int err;                   /* errno of stat, 0 if the file is there */
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+} file_sig;
+
+static file_sig file_sig_get(const char *path)
+{
+    file_sig f;
+    memset(&f, 0, sizeof f);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        f.err = errno ? errno : EIO;
+        return f;
+    }
+    f.dev = st.st_dev;
+    f.ino = st.st_ino;
+    f.size = st.st_size;
+    f.mtime = st.st_mtim;
+    f.ctime = st.st_ctim;
+    return f;
+}
+
+static int file_sig_same(const file_sig *a, const file_sig *b)
+{
+    return a->err == b->err && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+           a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+/* The key lines of a trust file ("node ID KEY", "authority NAME KEY", "revoke KEY"), read
+ * only to say what a reload changed; the store itself comes from nnm_trust_load. */
+typedef struct tline {
+    char kind[16], name[64], key[64];
+} tline;
+
+typedef struct tlines {
+    tline *v;
+    size_t n;
+} tlines;
+
+static void tlines_free(tlines *t)
+{
+    free(t->v);
+    t->v = NULL;
+    t->n = 0;
+}
+
+static void tlines_read(tlines *t, const char *path)
+{
+    memset(t, 0, sizeof *t);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return;
+    char buf[1024];
+    while (fgets(buf, sizeof buf, f) != NULL) {
+        char *hash = strchr(buf, '#'), *save = NULL;
+        if (hash != NULL) *hash = '\0';
+        char *a = strtok_r(buf, " \t\r\n", &save);
+        char *b = a != NULL ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+        char *c = b != NULL ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+        if (b == NULL) continue;
+        tline *nv = realloc(t->v, (t->n + 1) * sizeof *nv);
+        if (nv == NULL) break;
+        t->v = nv;
+        tline *l = &t->v[t->n++];
+        snprintf(l->kind, sizeof l->kind, "%s", a);
+        snprintf(l->name, sizeof l->name, "%s", c != NULL ? b : "");
+        snprintf(l->key, sizeof l->key, "%s", c != NULL ? c : b);
+    }
+    fclose(f);
+}
+
+static int tlines_has(const tlines *t, const tline *l)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (!strcmp(t->v[i].kind, l->kind) && !strcmp(t->v[i].name, l->name) &&
+            !strcmp(t->v[i].key, l->key))
+            return 1;
+    return 0;
+}
+
+/* "n3 key FINGERPRINT": with the id a node or authority line of either file gives key. */
+static void key_label(char *out, size_t cap, const tlines *a, const tlines *b, const char *key)
+{
+    const char *name = "";
+    for (int k = 0; k < 2 && !name[0]; k++) {
+        const tlines *t = k ? b : a;
+        for (size_t i = 0; i < t->n && !name[0]; i++)
+            if (t->v[i].name[0] && !strcmp(t->v[i].key, key)) name = t->v[i].name;
+    }
+    uint8_t pk[NNM_PUBKEY_BYTES];
+    char fp[NNM_FINGERPRINT_SIZE] = "?";
+    if (nnm_pubkey_decode(pk, key, NULL) == NNM_OK) nnm_pubkey_get_fingerprint(fp, pk);
+    snprintf(out, cap, "%s%skey %s", name, name[0] ? " " : "", fp);
+}
+
+/* One sentence on what changed from old to nw: "1 key revoked (n3 key 7e14-...); ...". */
+static void describe_change(char *out, size_t cap, const tlines *old, const tlines *nw)
+{
+    static const struct { const char *kind; int gone; const char *what; } groups[] = {
+        { "revoke", 0, "revoked" },        { "revoke", 1, "no longer revoked" },
+        { "node", 0, "added" },            { "node", 1, "removed" },
+        { "authority", 0, "authority added" }, { "authority", 1, "authority removed" },
+    };
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        const tlines *from = groups[g].gone ? old : nw, *other = groups[g].gone ? nw : old;
+        char list[512] = "";
+        size_t cnt = 0, lk = 0;
+        for (size_t i = 0; i < from->n; i++) {
+            const tline *l = &from->v[i];
+            if (strcmp(l->kind, groups[g].kind) != 0 || tlines_has(other, l)) continue;
+            if (cnt++ < 4 && lk < sizeof list) {
+                char lab[128];
+                key_label(lab, sizeof lab, old, nw, l->key);
+                lk += (size_t)snprintf(list + lk, sizeof list - lk, "%s%s", cnt > 1 ? ", " : "",
+                                       lab);
+            }
+        }
+        if (cnt == 0 || k >= cap) continue;
+        k += (size_t)snprintf(out + k, cap - k, "%s%zu key%s %s (%s%s)", k ? "; " : "", cnt,
+                              cnt == 1 ? "" : "s", groups[g].what, list, cnt > 4 ? ", ..." : "");
+    }
+    if (k == 0) snprintf(out, cap, "no key added, removed or revoked");
+}
+
+/* The trust watcher: a thread that re-reads the trust file on SIGHUP and when its signature
+ * changes (checked every second), so that a revoked key is refused within about 2 s even
+ * while the main thread is busy with a long request. It owns the current store. */
+typedef struct trust_watch {
+    pthread_t th;
+    atomic_int stop;
+    nnm_node *node;
+    const nnm_config *cfg;
+    const nnm_identity *ident;
+    nnm_trust *trust;          /* the store the node uses now */
+    file_sig sig;              /* of the file that store (or the last bad file) came from */
+    tlines lines;
+} trust_watch;
+
+static void watch_reload(trust_watch *w, const char *why)
+{
+    const char *path = w->cfg->trust_file;
+    w->sig = file_sig_get(path);   /* before reading: a change meanwhile is seen next time */
+    nnm_trust *nt = NULL;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    if (nnm_trust_load(&nt, path, &d) != NNM_OK) {
+        logf_(LOG_ERROR, "%s: %s; keeping the trust file loaded before", why, d.msg);
+        return;
+    }
+    tlines nl;
+    tlines_read(&nl, path);
+    char what[768];
+    describe_change(what, sizeof what, &w->lines, &nl);
+    nnm_node_set_trust(w->node, nt);   /* when it returns nothing uses the old store */
+    nnm_trust_free(w->trust);
+    w->trust = nt;
+    tlines_free(&w->lines);
+    w->lines = nl;
+    logf_(LOG_INFO, "%s: trust file %s reloaded: %s; adverts, control and peer handshakes use "
+          "it now", why, path, what);
+    nnm_diag_clear(&d);
+    if (nnm_trust_check(nt, w->cfg->node_id, nnm_identity_get_pubkey(w->ident), NULL, 0,
+                        (uint64_t)time(NULL), &d) != NNM_OK)
+        logf_(LOG_WARN, "the new trust file does not admit this node itself (%s): peers that "
+              "read it will refuse this node", d.msg);
+}
+
+static void *watch_main(void *arg)
+{
+    trust_watch *w = arg;
+    unsigned tick = 0;
+    while (!atomic_load(&w->stop)) {
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+        if (atomic_exchange(&got_hup, 0)) {
+            watch_reload(w, "SIGHUP");
+            continue;
+        }
+        if (++tick % 10 != 0) continue;   /* the file: once a second */
+        file_sig now = file_sig_get(w->cfg->trust_file);
+        if (file_sig_same(&now, &w->sig)) continue;
+        if (now.err != 0) {
+            w->sig = now;
+            logf_(LOG_ERROR, "file changed: trust file %s: %s; keeping the trust file loaded "
+                  "before", w->cfg->trust_file, strerror(now.err));
+            continue;
+        }
+        watch_reload(w, "file changed");
+    }
+    return NULL;
 }
 
 static int run_node(const char *path)
@@ -372,7 +584,8 @@ static int run_node(const char *path)
     nnm_trust *trust = NULL;
     model *m = NULL;
     nnm_node *node = NULL;
-    nnm_trust *reloaded = NULL;
+    trust_watch w;
+    memset(&w, 0, sizeof w);
     uint8_t (*hashes)[32] = NULL;
     nnm_graph **graphs = NULL;
     nnm_diag d;
@@ -406,6 +619,7 @@ static int run_node(const char *path)
     nnm_pubkey_encode(b64, nnm_identity_get_pubkey(ident));
     nnm_pubkey_get_fingerprint(fp, nnm_identity_get_pubkey(ident));
     logf_(LOG_INFO, "identity %s (fingerprint %s) from %s", b64, fp, cfg->key_file);
+    w.sig = file_sig_get(cfg->trust_file);   /* before reading: a change meanwhile is seen */
     if ((rc = nnm_trust_load(&trust, cfg->trust_file, &d)) != NNM_OK) {
         logf_(LOG_ERROR, "%s", d.msg);
         goto out;
@@ -488,31 +702,34 @@ static int run_node(const char *path)
     logf_(LOG_INFO, "joining mesh %s as %s, epoch %" PRIu64 ", via %s%s; serving, waiting for "
           "SIGTERM", cfg->mesh_name, cfg->node_id, epoch, cfg->broker_uris[0],
           cfg->n_broker_uris > 1 ? " (and fallbacks)" : "");
-    /* Paho's threads were created with the signals blocked: only this thread takes them. */
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    while (!got_stop) {
-        nnm_node_poll(node, 100);
-        if (!got_hup) continue;
-        got_hup = 0;
-        nnm_trust *nt = NULL;
-        nnm_diag_clear(&d);
-        if (nnm_trust_load(&nt, cfg->trust_file, &d) == NNM_OK) {
-            nnm_node_set_trust(node, nt);
-            nnm_trust_free(reloaded);   /* the first one stays: the link holds it */
-            reloaded = nt;
-            logf_(LOG_INFO, "SIGHUP: trust file %s reloaded (adverts and control use it now; "
-                  "peer handshakes keep the one loaded at start)", cfg->trust_file);
-        } else {
-            logf_(LOG_ERROR, "SIGHUP: %s; keeping the trust file loaded before", d.msg);
-        }
+    /* The watcher takes over the store (and frees the ones it replaces). */
+    w.node = node;
+    w.cfg = cfg;
+    w.ident = ident;
+    w.trust = trust;
+    trust = NULL;
+    tlines_read(&w.lines, cfg->trust_file);
+    int perr = pthread_create(&w.th, NULL, watch_main, &w);
+    if (perr != 0) {
+        logf_(LOG_ERROR, "cannot start the trust file watcher: %s", strerror(perr));
+        trust = w.trust;
+        tlines_free(&w.lines);
+        goto out;
     }
+    /* Paho's and the watcher's threads were created with the signals blocked: only this
+     * thread takes them. */
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    while (!got_stop) nnm_node_poll(node, 100);
     sigprocmask(SIG_BLOCK, &block, NULL);
+    atomic_store(&w.stop, 1);
+    pthread_join(w.th, NULL);
+    trust = w.trust;
+    tlines_free(&w.lines);
     logf_(LOG_INFO, "stopping (%s)", got_stop == SIGINT ? "SIGINT" : "SIGTERM");
     nnm_node_leave(node);
     status = 0;
 out:
     nnm_node_free(node);
-    nnm_trust_free(reloaded);
     free(hashes);
     free(graphs);
     if (m != NULL)

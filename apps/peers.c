@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "nnmesh/config.h"
 #include "nnmesh/node.h"
 #include "nnmesh/transport.h"
@@ -45,13 +47,18 @@ static int load_all(const char *cmd, const char *path, nnm_config **cfg, nnm_ide
     return 0;
 }
 
-static void set_uris(nnm_mqtt_opts *o, const nnm_config *cfg)
+/* The broker options of the config (uris, keepalive, user and password); password is the
+ * caller's NNM_CONFIG_PASSWORD_MAX buffer. */
+static int set_uris(nnm_mqtt_opts *o, const nnm_config *cfg, char *password, const char *cmd)
 {
-    for (int i = 0; i < cfg->n_broker_uris && i < NNM_MQTT_MAX_URIS; i++)
-        o->uris[o->nuris++] = cfg->broker_uris[i];
-    o->keepalive_s = (unsigned)(cfg->keepalive_ms / 1000 > 0 ? cfg->keepalive_ms / 1000 : 1);
-    o->max_message = (size_t)cfg->max_frame_bytes;
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    if (nnm_config_broker_opts(cfg, o, password, &d) != NNM_OK) {
+        fprintf(stderr, "nnmesh %s: %s\n", cmd, d.msg);
+        return -1;
+    }
     o->connect_timeout_s = 3;
+    return 0;
 }
 
 static int parse_seconds(const char *s, double *out)
@@ -113,14 +120,17 @@ int nnm_cli_peers(int argc, char **argv)
     nnm_mqtt_opts o;
     nnm_mqtt_opts_init(&o);
     o.client_id = cid;
-    set_uris(&o, cfg);
+    char password[NNM_CONFIG_PASSWORD_MAX];
+    if (set_uris(&o, cfg, password, "peers") != 0) goto out;
     nnm_topic t = { .kind = NNM_TOPIC_ADVERT };
     snprintf(t.mesh, sizeof t.mesh, "%s", cfg->mesh_name);
     snprintf(t.node, sizeof t.node, "+");
     char sfilter[NNM_TOPIC_MAX];
     nnm_topic ts = t;
     ts.kind = NNM_TOPIC_STATS;
-    if (nnm_mqtt_new(&m, &o, &d) != NNM_OK || nnm_topic_encode(filter, sizeof filter, &t, &d) ||
+    nnm_err mrc = nnm_mqtt_new(&m, &o, &d);
+    sodium_memzero(password, sizeof password);   /* the session keeps its own copy */
+    if (mrc != NNM_OK || nnm_topic_encode(filter, sizeof filter, &t, &d) ||
         nnm_topic_encode(sfilter, sizeof sfilter, &ts, &d) ||
         nnm_mqtt_subscribe(m, filter, 1, &d) != NNM_OK ||
         nnm_mqtt_subscribe(m, sfilter, 1, &d) != NNM_OK || nnm_mqtt_start(m, &d) != NNM_OK ||
@@ -275,9 +285,12 @@ int nnm_cli_ctl(int argc, char **argv)
     lo.identity = ident;
     lo.trust = trust;
     lo.mqtt.client_id = cid;
-    set_uris(&lo.mqtt, cfg);
+    char password[NNM_CONFIG_PASSWORD_MAX];
+    if (set_uris(&lo.mqtt, cfg, password, "ctl") != 0) goto out;
     lo.send_timeout_ms = (unsigned)(timeout_s * 1000);
-    if (nnm_link_new(&l, &lo, &d) != NNM_OK || nnm_link_start(l, &d) != NNM_OK ||
+    nnm_err lrc = nnm_link_new(&l, &lo, &d);
+    sodium_memzero(password, sizeof password);
+    if (lrc != NNM_OK || nnm_link_start(l, &d) != NNM_OK ||
         nnm_mqtt_wait_connected(nnm_link_get_mqtt(l), (unsigned)(timeout_s * 1000), &d) != NNM_OK) {
         fprintf(stderr, "nnmesh ctl: %s\n", d.msg);
         goto out;

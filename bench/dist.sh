@@ -96,6 +96,7 @@ port=$("$SYS_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 
 {
   echo "listener $port 0.0.0.0"
   echo "allow_anonymous true"
+  echo "set_tcp_nodelay true"   # no ~40 ms Nagle/delayed-ACK stalls on small messages
   echo "persistence false"
   echo "log_dest stderr"
   echo "log_type error"

@@ -136,9 +136,15 @@ int main(int argc, char **argv)
     o.mesh = cfg->mesh_name;
     o.identity = id;
     o.trust = trust;
-    for (int i = 0; i < cfg->n_broker_uris && i < NNM_MQTT_MAX_URIS; i++) o.mqtt.uris[o.mqtt.nuris++] = cfg->broker_uris[i];
+    char password[NNM_CONFIG_PASSWORD_MAX];
+    if (nnm_config_broker_opts(cfg, &o.mqtt, password, &d) != NNM_OK) {
+        fprintf(stderr, "dist_client: %s\n", d.msg);
+        return 1;
+    }
     o.send_timeout_ms = (unsigned)timeout_s * 1000u;
-    if (nnm_link_new(&l, &o, &d) != NNM_OK || nnm_link_start(l, &d) != NNM_OK ||
+    nnm_err lrc = nnm_link_new(&l, &o, &d);
+    sodium_memzero(password, sizeof password);
+    if (lrc != NNM_OK || nnm_link_start(l, &d) != NNM_OK ||
         nnm_mqtt_wait_connected(nnm_link_get_mqtt(l), 10000, &d) != NNM_OK) {
         fprintf(stderr, "dist_client: %s\n", d.msg);
         return 1;

@@ -10,4 +10,4 @@ demo: apps/nnmesh apps/nnmeshd
 # The example meshes (mesh-up.sh / mesh-down.sh; tests/mesh_*.sh run them).
 EXTRA_DIST += examples/README.md examples/mesh-up.sh examples/mesh-down.sh \
 	examples/mosquitto.acl examples/broker.conf.in examples/bridge.conf.in \
-	examples/node.conf.in examples/shell.conf.in
+	examples/front.conf.in examples/node.conf.in examples/shell.conf.in

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # examples/mesh-down.sh DIR — stops what mesh-up.sh DIR started, by the pids in DIR/*.pid:
-# the nodes first (SIGTERM: each clears its advert and leaves), then the brokers. A process
-# still there after 5 s gets SIGKILL. Never kills by name.
+# the nodes first (SIGTERM: each clears its advert and leaves), then the front brokers, then
+# the nodes' brokers. A process still there after 5 s gets SIGKILL. Never kills by name.
 set -u
 [ $# -eq 1 ] && [ -d "$1" ] || { echo "usage: $0 DIR" >&2; exit 2; }
 dir=$1
@@ -23,5 +23,6 @@ stop() {  # pidfile...
   for p in $alive; do kill -KILL "$p" 2>/dev/null; done
 }
 stop "$dir"/n*.pid
+stop "$dir"/front-*.pid
 stop "$dir"/broker-*.pid
 exit 0

@@ -2,12 +2,17 @@
 # examples/mesh-up.sh — starts an example nnmesh mesh on loopback ports, everything in DIR:
 #   mesh-up.sh [--nodes N] [--bridged] [--mesh NAME] [--keepalive S] [--interval S]
 #              [--model ID=PATH]... [--no-model NODE]... [--task-timeout S] DIR
-# One mosquitto broker (or, with --bridged, two brokers bridged on nnmesh/#, the nodes split
-# between them) with the ACL of mosquitto.acl and a password file, N nodes (default 3) named
-# n1..nN, and an operator identity "shell". It generates the node keys (nnmesh keygen), the
-# trust file (nnmesh trust add), the broker password file, the configs, picks free ports,
-# starts everything and writes a pid file per process into DIR. DIR/mesh.env says what runs
-# where (source it). Stop it all with mesh-down.sh DIR.
+# One nodes' broker "a" (or, with --bridged, two, a and b, bridged on nnmesh/#, the nodes split
+# between them), each with a front broker bridged to it where clients connect; N nodes
+# (default 3) named n1..nN, and an operator identity "shell". It generates the node keys
+# (nnmesh keygen), the trust file (nnmesh trust add), the broker accounts (one per node, user =
+# node id, plus "shell", "bridge" and "front", random passwords in DIR/<user>.password, the
+# password file DIR/passwd), the configs, picks free ports, starts everything and writes a
+# pid file per process into DIR. DIR/mesh.env says what runs where (source it): BROKER_A_PORT
+# (BROKER_B_PORT) is the front broker's port, for clients; MEMBER_A_PORT (MEMBER_B_PORT) the
+# nodes' broker's, where only accounts of the password file connect. Stop it all with
+# mesh-down.sh DIR. Files: broker-<a|b>.{conf,pid,log} (the nodes' brokers),
+# front-<a|b>.{conf,pid,log}, <node>.{conf,key,password,pid,log}.
 # Every node holds the models given with --model (default: lenet = models/lenet5-fmnist.onnx;
 # the first one is what shell requests run), except the nodes named with --no-model, which
 # hold none and receive slice weights over the wire (cached in DIR/<node>.key.cache).
@@ -76,59 +81,90 @@ for i in $(seq "$nodes") shell; do
     "$NNMESH" trust add "$dir/mesh.trust" --node "$id" --key "$dir/$id.key" >/dev/null
 done
 
-# Broker users: "shell" (plaintext control and requests) and "bridge".
+# Broker accounts: one per node (user = node id), "shell" (plaintext control and requests),
+# "bridge" (between the nodes' brokers) and "front" (a front broker's bridge). The password
+# file holds only salted hashes; each password is in DIR/<user>.password (mode 0600), a
+# node's named by its config (password_file).
 umask 077
-[ -f "$dir/shell.password" ] || secret >"$dir/shell.password"
-[ -f "$dir/bridge.password" ] || secret >"$dir/bridge.password"
 rm -f "$dir/passwd"
-mosquitto_passwd -c -b "$dir/passwd" shell "$(cat "$dir/shell.password")"
-mosquitto_passwd -b "$dir/passwd" bridge "$(cat "$dir/bridge.password")"
+: >"$dir/passwd"
+for u in $(seq "$nodes") shell bridge front; do
+  case $u in [0-9]*) u=n$u ;; esac
+  [ -f "$dir/$u.password" ] || secret >"$dir/$u.password"
+  mosquitto_passwd -b "$dir/passwd" "$u" "$(cat "$dir/$u.password")"
+done
 umask 022
 cp "$here/mosquitto.acl" "$dir/mosquitto.acl"
 
-# Brokers.
-brokers=a; [ $bridged = 0 ] || brokers="a b"
-for b in $brokers; do
+# start_broker NAME TEMPLATE [SED-ARGS...]: a mosquitto from TEMPLATE on a free port (tried
+# up to 5 times); sets port.
+start_broker() {
+  _n=$1 _t=$2
+  shift 2
   for _ in 1 2 3 4 5; do
     port=$(free_port)
-    sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" "$here/broker.conf.in" >"$dir/broker-$b.conf"
-    [ "$(id -u)" != 0 ] || echo "user root" >>"$dir/broker-$b.conf"
-    if [ $b = b ]; then
-      sed -e "s|@NAME@|bridge-b-to-a|g" -e "s|@PORT@|$port_a|g" \
-          -e "s|@PASSWORD@|$(cat "$dir/bridge.password")|g" "$here/bridge.conf.in" >>"$dir/broker-$b.conf"
+    sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" "$@" "$here/$_t" >"$dir/$_n.conf"
+    [ "$(id -u)" != 0 ] || echo "user root" >>"$dir/$_n.conf"
+    if [ "$_n" = broker-b ]; then   # broker b is bridged to broker a
+      sed -e "s|@NAME@|bridge-b-to-a|g" -e "s|@PORT@|$member_a|g" \
+          -e "s|@PASSWORD@|$(cat "$dir/bridge.password")|g" "$here/bridge.conf.in" >>"$dir/$_n.conf"
     fi
-    "$MOSQUITTO" -c "$dir/broker-$b.conf" >>"$dir/broker-$b.log" 2>&1 &
-    echo $! >"$dir/broker-$b.pid"
-    if wait_port "$port"; then break; fi
-    kill "$(cat "$dir/broker-$b.pid")" 2>/dev/null || true
-    rm -f "$dir/broker-$b.pid"
+    "$MOSQUITTO" -c "$dir/$_n.conf" >>"$dir/$_n.log" 2>&1 &
+    echo $! >"$dir/$_n.pid"
+    if wait_port "$port"; then return 0; fi
+    kill "$(cat "$dir/$_n.pid")" 2>/dev/null || true
+    rm -f "$dir/$_n.pid"
   done
-  [ -f "$dir/broker-$b.pid" ] || { echo "$0: broker $b did not start: $(tail -5 "$dir/broker-$b.log")" >&2; exit 1; }
+  echo "$0: $_n did not start: $(tail -5 "$dir/$_n.log")" >&2
+  exit 1
+}
+# bridged FROM-PORT TO-PORT: a message published on FROM reaches a subscriber on TO (15 s).
+bridged() {
+  for _ in $(seq 30); do
+    mosquitto_sub -h 127.0.0.1 -p "$2" -u shell -P "$(cat "$dir/shell.password")" \
+      -t "nnmesh/$mesh/req/bridge-check/+" -C 1 -W 2 >/dev/null 2>&1 &
+    _s=$!
+    sleep 0.3
+    mosquitto_pub -h 127.0.0.1 -p "$1" -u shell -P "$(cat "$dir/shell.password")" \
+      -t "nnmesh/$mesh/req/bridge-check/x" -m x 2>/dev/null || true
+    if wait $_s; then return 0; fi
+  done
+  return 1
+}
+
+# Brokers: the nodes' ones first, then the fronts bridged to them.
+sides=a; [ $bridged = 0 ] || sides="a b"
+for b in $sides; do
+  start_broker "broker-$b" broker.conf.in
+  eval "member_$b=$port"
+done
+for b in $sides; do
+  eval "mp=\$member_$b"
+  start_broker "front-$b" front.conf.in -e "s|@SIDE@|$b|g" -e "s|@MEMBER_PORT@|$mp|g" \
+    -e "s|@PASSWORD@|$(cat "$dir/front.password")|g"
   eval "port_$b=$port"
 done
-if [ $bridged = 1 ]; then   # wait until the bridge carries messages both ways
-  ok=0
-  for _ in $(seq 30); do
-    mosquitto_sub -h 127.0.0.1 -p "$port_a" -t nnmesh/bridge-check -C 1 -W 2 >/dev/null 2>&1 &
-    spid=$!
-    sleep 0.3
-    mosquitto_pub -h 127.0.0.1 -p "$port_b" -u bridge -P "$(cat "$dir/bridge.password")" \
-      -t nnmesh/bridge-check -m x || true
-    if wait $spid; then ok=1; break; fi
-  done
-  [ $ok = 1 ] || { echo "$0: the bridge does not carry messages: $(tail -5 "$dir/broker-b.log")" >&2; exit 1; }
+# Wait until the bridges carry messages: front a to the nodes' broker a (single), or front b
+# to front a and back through both nodes' brokers (bridged).
+if [ $bridged = 1 ]; then
+  bridged "$port_b" "$port_a" && bridged "$port_a" "$port_b" ||
+    { echo "$0: the bridges do not carry messages: $(tail -3 "$dir"/broker-b.log "$dir"/front-*.log)" >&2; exit 1; }
+else
+  bridged "$member_a" "$port_a" && bridged "$port_a" "$member_a" ||
+    { echo "$0: front a's bridge does not carry messages: $(tail -5 "$dir/front-a.log")" >&2; exit 1; }
 fi
 
-# Configs and nodes: with two brokers, odd nodes on a, even ones on b.
-uri_a=tcp://127.0.0.1:$port_a
-uris_a=$uri_a uris_b=
+# Configs and nodes: with two brokers, odd nodes on a, even ones on b; the nodes on the nodes'
+# brokers, the operator's identity (shell.conf) on the fronts.
+uris_a=tcp://127.0.0.1:$member_a uris_b= front_uris=tcp://127.0.0.1:$port_a
 if [ $bridged = 1 ]; then
-  uri_b=tcp://127.0.0.1:$port_b
-  uris_a="$uri_a, $uri_b" uris_b="$uri_b, $uri_a"
+  uris_a="tcp://127.0.0.1:$member_a, tcp://127.0.0.1:$member_b"
+  uris_b="tcp://127.0.0.1:$member_b, tcp://127.0.0.1:$member_a"
+  front_uris="tcp://127.0.0.1:$port_a, tcp://127.0.0.1:$port_b"
 fi
 sub() { sed -e "s|@ID@|$1|g" -e "s|@MESH@|$mesh|g" -e "s|@URIS@|$2|g" -e "s|@KEEPALIVE@|${keepalive}s|g" \
             -e "s|@INTERVAL@|${interval}s|g" -e "s|@MODELS@|$here/models|g"; }
-sub shell "$uris_a" <"$here/shell.conf.in" >"$dir/shell.conf"
+sub shell "$front_uris" <"$here/shell.conf.in" >"$dir/shell.conf"
 [ -n "$models" ] || models="lenet = $here/models/lenet5-fmnist.onnx
 "
 # node_conf ID: the [models] section of the template replaced by this node's models.
@@ -136,13 +172,17 @@ node_conf() {
   case $nomodel in *" $1 "*) m= ;; *) m=$models ;; esac
   M=$m awk '/^\[/ { inm = ($0 == "[models]") } inm && /^[a-z0-9]/ { next }
             { print } $0 == "[models]" { printf "%s", ENVIRON["M"] }'
-  [ -z "$task_timeout" ] || printf '\n[limits]\ntask_timeout = %ss\n' "$task_timeout"
+}
+limits() {  # task_timeout into the template's [limits] section
+  if [ -n "$task_timeout" ]; then
+    sed -e "s|^\\[limits\\]\$|[limits]\\ntask_timeout = ${task_timeout}s|"
+  else cat; fi
 }
 : >"$dir/nodes"
 for i in $(seq "$nodes"); do
   uris=$uris_a broker=a
   if [ $bridged = 1 ] && [ $((i % 2)) = 0 ]; then uris=$uris_b broker=b; fi
-  sub "n$i" "$uris" <"$here/node.conf.in" | node_conf "n$i" >"$dir/n$i.conf"
+  sub "n$i" "$uris" <"$here/node.conf.in" | node_conf "n$i" | limits >"$dir/n$i.conf"
   "$NNMESHD" --config "$dir/n$i.conf" 2>>"$dir/n$i.log" &
   echo $! >"$dir/n$i.pid"
   echo "n$i $broker" >>"$dir/nodes"
@@ -152,7 +192,10 @@ done
   echo "MESH=$mesh"
   echo "BROKER_A_PORT=$port_a"
   [ $bridged = 0 ] || echo "BROKER_B_PORT=$port_b"
+  echo "MEMBER_A_PORT=$member_a"
+  [ $bridged = 0 ] || echo "MEMBER_B_PORT=$member_b"
   echo "NODES=\"$(cut -d' ' -f1 "$dir/nodes" | tr '\n' ' ' | sed 's/ $//')\""
   echo "SHELL_CONFIG=$dir/shell.conf"
 } >"$dir/mesh.env"
-echo "mesh $mesh: $nodes node(s) on ${brokers// /+} (broker a on port $port_a${port_b:+, b on $port_b}); logs and pids in $dir"
+echo "mesh $mesh: $nodes node(s) on ${sides// /+} (front a on port $port_a${port_b:+, b on $port_b};" \
+     "nodes' broker a on $member_a${member_b:+, b on $member_b}); logs and pids in $dir"

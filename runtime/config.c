@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,12 +24,14 @@
 
 #include "nnmesh/config.h"
 #include "nnmesh/crypto.h"
+#include "nnmesh/transport.h"
 
-enum { T_STRING, T_INT, T_SIZE, T_BOOL, T_DURATION, T_LIST, T_ID, T_PATH };
+enum { T_STRING, T_INT, T_SIZE, T_BOOL, T_DURATION, T_LIST, T_ID, T_PATH, T_FRACTION };
 
 static const char *const type_name[] = {
     [T_STRING] = "string", [T_INT] = "int", [T_SIZE] = "size", [T_BOOL] = "bool",
     [T_DURATION] = "duration", [T_LIST] = "list", [T_ID] = "id", [T_PATH] = "path",
+    [T_FRACTION] = "fraction",
 };
 
 enum {
@@ -114,6 +117,17 @@ static const keydef keys[] = {
       "passes the part is re-run elsewhere and a late answer is discarded.",
       OFF(task_timeout_ms), 0 },
 
+    /* 0.02: the re-runs cost 2% of the work sent to peers, and a peer that corrupts every
+     * part it serves is caught after 50 of its parts on average (95% within 150). */
+    { "scheduler", "spot_check", T_FRACTION, "0", "1", "0.02",
+      "Fraction of the parts peers answer that this node, when it coordinates, re-runs itself "
+      "and compares (chosen at random, unpredictably); a peer whose outputs differ is "
+      "excluded and the node's own result is used. 0 turns spot checks off; 1 checks every "
+      "part.", OFF(spot_check), 0 },
+    { "scheduler", "exclude_for", T_DURATION, "0s", "604800s", "0s",
+      "How long a peer caught by a spot check stays out of this node's plans; 0s keeps it "
+      "out until this node restarts.", OFF(exclude_ms), 0 },
+
     { "control", "allow_shell_ingress", T_BOOL, NULL, NULL, "false",
       "Accept raw .npy requests published by mosquitto_pub on the request topic (not signed: "
       "anyone who may publish there can use the mesh).", OFF(allow_shell_ingress), 0 },
@@ -127,7 +141,8 @@ _Static_assert(sizeof keys / sizeof keys[0] <= NNM_CONFIG_KEYS_MAX, "nnm_config.
 _Static_assert(offsetof(nnm_config, n_broker_uris) == offsetof(nnm_config, broker_uris) + sizeof(char **),
                "a list's count must follow its array");
 
-static const char *const sections[] = { "node", "mesh", "broker", "models", "limits", "control" };
+static const char *const sections[] = { "node", "mesh", "broker", "models", "limits",
+                                        "scheduler", "control" };
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
 int nnm_config_key_count(void)
@@ -220,6 +235,20 @@ bad:
     snprintf(why, wl, "'%s' is not a duration (a whole number with the unit ms or s, e.g. "
              "500ms or 30s)", s);
     return -1;
+}
+
+static int parse_fraction(const char *s, double *out, char *why, size_t wl)
+{
+    char *e;
+    errno = 0;
+    double v = strtod(s, &e);
+    if (e == s || *e != '\0' || errno == ERANGE || !isfinite(v) ||
+        !(isdigit((unsigned char)s[0]) || s[0] == '.')) {
+        snprintf(why, wl, "'%s' is not a decimal number (e.g. 0.05)", s);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 static int parse_bool(const char *s, int *out, char *why, size_t wl)
@@ -465,6 +494,21 @@ static void set_value(loader *L, int k, const char *name, const char *value, int
         *(int64_t *)field = x;
         break;
     }
+    case T_FRACTION: {
+        double x, lo = 0, hi = 0;
+        if (parse_fraction(t, &x, why, sizeof why) != 0) {
+            fail_at(L, line, NNM_EFORMAT, "[%s] %s: %s", where, name, why);
+            break;
+        }
+        if ((d->min && (parse_fraction(d->min, &lo, why, sizeof why), x < lo)) ||
+            (d->max && (parse_fraction(d->max, &hi, why, sizeof why), x > hi))) {
+            fail_at(L, line, NNM_ERANGE, "[%s] %s: %s is out of range (%s to %s)", where, name,
+                    t, d->min, d->max);
+            break;
+        }
+        *(double *)field = x;
+        break;
+    }
     case T_BOOL: {
         int b;
         if (parse_bool(t, &b, why, sizeof why) != 0)
@@ -566,7 +610,7 @@ static int on_pair(void *user, const char *section, const char *name, const char
                     sections[best]);
         else
             fail_at(L, line, NNM_EFORMAT, "unknown section [%s] (known: [node], [mesh], [broker], "
-                    "[models], [limits], [control])", section);
+                    "[models], [limits], [scheduler], [control])", section);
         return 1;
     }
     int k = find_key(section, name);
@@ -792,7 +836,7 @@ void nnm_config_free(nnm_config *c)
 static void format_scaled(char *buf, size_t len, int64_t v, int duration)
 {
     if (duration) {
-        if (v != 0 && v % 1000 == 0) snprintf(buf, len, "%llds", (long long)(v / 1000));
+        if (v % 1000 == 0) snprintf(buf, len, "%llds", (long long)(v / 1000));
         else snprintf(buf, len, "%lldms", (long long)v);
         return;
     }
@@ -828,6 +872,7 @@ nnm_err nnm_config_get_value(const nnm_config *c, int i, char *buf, size_t len)
     case T_SIZE: format_scaled(buf, len, *(const int64_t *)field, 0); break;
     case T_DURATION: format_scaled(buf, len, *(const int64_t *)field, 1); break;
     case T_BOOL: snprintf(buf, len, "%s", *(const int *)field ? "true" : "false"); break;
+    case T_FRACTION: snprintf(buf, len, "%g", *(const double *)field); break;
     case T_LIST: {
         char *const *v = *(char *const *const *)field;
         int n = *(const int *)(field + sizeof(char **));
@@ -844,5 +889,34 @@ nnm_err nnm_config_get_value(const nnm_config *c, int i, char *buf, size_t len)
         snprintf(buf, len, "%s", s != NULL ? s : "");
     }
     }
+    return NNM_OK;
+}
+
+nnm_err nnm_config_broker_opts(const nnm_config *c, nnm_mqtt_opts *o,
+                               char password[NNM_CONFIG_PASSWORD_MAX], nnm_diag *diag)
+{
+    if (c == NULL || o == NULL || password == NULL)
+        return nnm_diag_set(diag, NNM_EINVAL, "nnm_config_broker_opts: NULL argument");
+    password[0] = '\0';
+    o->nuris = 0;
+    for (int i = 0; i < c->n_broker_uris && i < NNM_MQTT_MAX_URIS; i++)
+        o->uris[o->nuris++] = c->broker_uris[i];
+    o->keepalive_s = (unsigned)(c->keepalive_ms / 1000 > 0 ? c->keepalive_ms / 1000 : 1);
+    o->max_message = (size_t)c->max_frame_bytes;
+    if (c->username == NULL) return NNM_OK;
+    o->username = c->username;
+    if (c->password_file == NULL) return NNM_OK;
+    /* First line of the file (nnm_config_load checked its mode is 0600). */
+    FILE *pf = fopen(c->password_file, "r");
+    if (pf == NULL || fgets(password, NNM_CONFIG_PASSWORD_MAX, pf) == NULL) {
+        int e = errno;
+        if (pf) fclose(pf);
+        password[0] = '\0';
+        return nnm_diag_set(diag, NNM_EIO, "%s: cannot read the broker password: %s",
+                            c->password_file, e ? strerror(e) : "empty file");
+    }
+    fclose(pf);
+    password[strcspn(password, "\r\n")] = '\0';
+    o->password = password;
     return NNM_OK;
 }

@@ -169,7 +169,7 @@ nnm_advert_verdict nnm_node_advert_check(nnm_node_peer *out, const char *topic_i
         uint64_t life = b->caps[i].value <= UINT64_MAX / 3 ? 3 * b->caps[i].value : UINT64_MAX;
         uint64_t sent = b->expiry_ms > life ? b->expiry_ms - life : 0;
         if (sent > now_ms + NNM_NODE_CLOCK_TOLERANCE_S * 1000u) {
-            uint64_t ahead = (sent - now_ms) / 1000;
+            uint64_t ahead = (sent - now_ms + 500) / 1000;   /* rounded */
             nnm_diag_set(diag, NNM_ETIMEOUT, "advert from '%s' was sent %" PRIu64 " s after "
                          "this node's clock (%" PRIu64 "), beyond the %d s clock tolerance: the "
                          "clocks are %" PRIu64 " s apart (check NTP)", a.id, ahead,
@@ -250,6 +250,7 @@ nnm_err nnm_node_epoch_next(uint64_t *epoch, const char *path, nnm_diag *diag)
 /* ---- the node ----------------------------------------------------------------------------- */
 
 #define SHELL_QUEUE_MAX 16
+#define SHELL_REFUSED_MAX 64   /* refused shell requests awaiting their error answer */
 #define REQ_QUEUE_MAX 16       /* sealed requests waiting while the node coordinates one */
 #define SLICE_RING 256
 
@@ -299,9 +300,23 @@ struct nnm_node {
     uint64_t next_advert, next_measure;
     uint64_t last_log[NNM_ADVERT__COUNT + 1];   /* rate limit of refusal logs; [COUNT]: ctl */
     uint64_t suppressed[NNM_ADVERT__COUNT + 1];
+    unsigned logged[NNM_ADVERT__COUNT + 1];      /* lines of a kind in its current second */
+    struct {                                     /* who was named recently, per kind */
+        unsigned kind;
+        char id[NNM_ID_MAX + 1];
+        uint64_t t;
+    } log_recent[16];
     shreq shq[SHELL_QUEUE_MAX];  /* shell requests from Paho's thread, for the poll thread */
     size_t n_shq;
     uint64_t shell_dropped;
+    nnm_link_stats drops_logged;  /* link drop counters at the last drop report */
+    uint64_t next_drop_report;    /* mono ms: drops are reported at most every 10 s */
+    /* Tags of shell requests refused on Paho's thread (queue full, too large): the poll
+     * thread answers each with an error, so none goes unanswered unless this overflows too
+     * (then only the counter says so). */
+    char shell_refused[SHELL_REFUSED_MAX][NNM_ID_MAX + 1];
+    int shell_refused_big[SHELL_REFUSED_MAX];
+    size_t n_shell_refused;
     double slice_ms[SLICE_RING];  /* recent slice times, for p50/p99 */
     size_t n_slice_ms;
 
@@ -312,7 +327,9 @@ struct nnm_node {
     nnm_link_msg reqq[REQ_QUEUE_MAX];   /* sealed requests that arrived meanwhile, in order */
     size_t n_reqq;
     int throughput;              /* objective: stream throughput instead of latency (mu) */
-    nnm_coord_stats cst;
+    nnm_coord_stats cst;         /* written under mu (coordinate copies it in and out) */
+    char req_label[96];          /* the request being coordinated, for log lines */
+    int corrupt_results;         /* NNMESH_FAILPOINTS=corrupt-results (tests only) */
     char f_req[NNM_TOPIC_MAX], f_req_any[NNM_TOPIC_MAX + 64];
     int shell;                   /* shell ingress allowed and subscribed */
 };
@@ -333,14 +350,33 @@ static void nlog(nnm_node *n, nnm_node_log_level lv, const char *fmt, ...)
 
 /* Refusals are logged at most once a second per kind (the counters count them all), so a
  * flood of forged messages cannot flood the log. Called with n->mu held. */
-static int log_allowed(nnm_node *n, unsigned kind, uint64_t *suppressed)
+/* Rate limit of refusal logs: one line per (kind, sender) a second, and at most 4 lines of a
+ * kind a second whoever sends, so a flood of refusals cannot flood the log while two
+ * misbehaving senders are each still named. */
+static int log_allowed(nnm_node *n, unsigned kind, const char *id, uint64_t *suppressed)
 {
     uint64_t now = mono_ms();
-    if (n->last_log[kind] != 0 && now - n->last_log[kind] < 1000) {
+    size_t oldest = 0;
+    for (size_t i = 0; i < sizeof n->log_recent / sizeof n->log_recent[0]; i++) {
+        if (n->log_recent[i].t != 0 && n->log_recent[i].kind == kind &&
+            strcmp(n->log_recent[i].id, id) == 0 && now - n->log_recent[i].t < 1000) {
+            n->suppressed[kind]++;
+            return 0;
+        }
+        if (n->log_recent[i].t < n->log_recent[oldest].t) oldest = i;
+    }
+    if (n->last_log[kind] == 0 || now - n->last_log[kind] >= 1000) {
+        n->last_log[kind] = now;
+        n->logged[kind] = 0;
+    }
+    if (n->logged[kind] >= 4) {
         n->suppressed[kind]++;
         return 0;
     }
-    n->last_log[kind] = now;
+    n->logged[kind]++;
+    n->log_recent[oldest].kind = kind;
+    snprintf(n->log_recent[oldest].id, sizeof n->log_recent[oldest].id, "%s", id);
+    n->log_recent[oldest].t = now;
     *suppressed = n->suppressed[kind];
     n->suppressed[kind] = 0;
     return 1;
@@ -357,7 +393,7 @@ static void count_refusal(nnm_node *n, nnm_advert_verdict v, const char *id, con
 {
     n->st.adverts_ignored[v]++;
     uint64_t sup = 0;
-    if (log_allowed(n, (unsigned)v, &sup))
+    if (log_allowed(n, (unsigned)v, id, &sup))
         nlog(n, v == NNM_ADVERT_ID_CONFLICT ? NNM_NODE_LOG_ERROR : NNM_NODE_LOG_WARN,
              "advert of '%s' ignored (%s): %s%s", id, nnm_advert_verdict_name(v), why,
              sup ? " (and more like it, not logged)" : "");
@@ -400,6 +436,14 @@ static void on_advert(nnm_node *n, const char *id, const uint8_t *buf, size_t le
             pthread_mutex_unlock(&n->mu);
             return;
         }
+    }
+    /* The retained advert delivered again (a resubscription after a reconnect, a bridge
+     * coming back): nothing new, not a replay attack; ignored without counting. A replay of
+     * an older advert still counts. */
+    if (s != NULL && s->st.seen && nnm_advert_decode(&a, buf, len, NULL) == NNM_OK &&
+        a.epoch == s->st.epoch && a.seq == s->st.seq && memcmp(a.pk, s->p.pk, 32) == 0) {
+        pthread_mutex_unlock(&n->mu);
+        return;
     }
     nnm_advert_state st;
     nnm_advert_state_init(&st);
@@ -510,7 +554,7 @@ static void on_plain_ctl(nnm_node *n, const char *verb, const uint8_t *buf, size
         pthread_mutex_lock(&n->mu);
         n->st.ctl_refused++;
         uint64_t sup = 0;
-        if (log_allowed(n, NNM_ADVERT__COUNT, &sup))
+        if (log_allowed(n, NNM_ADVERT__COUNT, "", &sup))
             nlog(n, NNM_NODE_LOG_WARN, "plaintext control '%s' refused: [control] "
                  "allow_plaintext_control is false in %s; send a signed one with 'nnmesh ctl'%s",
                  verb, n->cfg->source, sup ? " (and more, not logged)" : "");
@@ -555,10 +599,19 @@ static void on_other(void *ctx, const char *topic, const uint8_t *payload, size_
         pthread_mutex_lock(&n->mu);
         uint8_t *copy = len <= (size_t)n->cfg->max_tensor_bytes + 4096 ? malloc(len ? len : 1) : NULL;
         if (n->n_shq == SHELL_QUEUE_MAX || copy == NULL) {
+            int big = len > (size_t)n->cfg->max_tensor_bytes + 4096;
             free(copy);
             n->shell_dropped++;
+            int answered = n->n_shell_refused < SHELL_REFUSED_MAX;
+            if (answered) {
+                snprintf(n->shell_refused[n->n_shell_refused], NNM_ID_MAX + 1, "%s", t.arg);
+                n->shell_refused_big[n->n_shell_refused++] = big;
+            }
             pthread_mutex_unlock(&n->mu);
-            nlog(n, NNM_NODE_LOG_WARN, "shell request '%s' dropped: queue full or too large", t.arg);
+            nlog(n, NNM_NODE_LOG_WARN, "shell request '%s' refused: %s%s", t.arg,
+                 big ? "larger than [limits] max_tensor_bytes" : "the shell queue is full",
+                 answered ? "" : " (no error answer either: too many refused at once)");
+            if (answered) nnm_link_wake(n->link);
             return;
         }
         memcpy(copy, payload, len);
@@ -567,6 +620,7 @@ static void on_other(void *ctx, const char *topic, const uint8_t *payload, size_
         q->buf = copy;
         q->len = len;
         pthread_mutex_unlock(&n->mu);
+        nnm_link_wake(n->link);   /* the poll thread serves it now, not at its next tick */
     }
 }
 
@@ -588,8 +642,9 @@ static void on_event(void *ctx, nnm_mqtt_event ev, const char *uri, unsigned att
              msg ? msg : "");
         break;
     case NNM_MQTT_EV_LOST:
-        nlog(n, NNM_NODE_LOG_WARN, "lost broker %s: %s; reconnecting in %u ms", uri ? uri : "?",
-             msg ? msg : "", retry_ms);
+        /* msg says when the next attempt is. */
+        (void)retry_ms;
+        nlog(n, NNM_NODE_LOG_WARN, "lost broker %s: %s", uri ? uri : "?", msg ? msg : "");
         break;
     case NNM_MQTT_EV_SUBSCRIBE_FAILED:
         nlog(n, NNM_NODE_LOG_ERROR, "%s", msg ? msg : "a subscription was refused");
@@ -652,29 +707,11 @@ nnm_err nnm_node_new(nnm_node **out, const nnm_node_opts *o, nnm_diag *diag)
     lo.identity = o->identity;
     lo.trust = o->trust;
     /* The MQTT client id is the node id, so that broker ACLs can say "this client may publish
-     * only under its own id" (pattern ... %c); nnm_mqtt has no user names yet. */
+     * only under its own id" (pattern ... %c, or %u with a broker account per node and
+     * use_username_as_clientid, as the example brokers do). */
     lo.mqtt.client_id = n->id;
-    char password[256] = "";
-    if (c->username != NULL) {
-        lo.mqtt.username = c->username;
-        if (c->password_file != NULL) {
-            /* First line of the file (the config reader checked its mode is 0600). */
-            FILE *pf = fopen(c->password_file, "r");
-            if (pf == NULL || fgets(password, sizeof password, pf) == NULL) {
-                if (pf) fclose(pf);
-                rc = nnm_diag_set(diag, NNM_EIO, "%s: cannot read the broker password: %s",
-                                  c->password_file, strerror(errno));
-                goto fail;
-            }
-            fclose(pf);
-            password[strcspn(password, "\r\n")] = '\0';
-            lo.mqtt.password = password;
-        }
-    }
-    for (int i = 0; i < c->n_broker_uris && i < NNM_MQTT_MAX_URIS; i++)
-        lo.mqtt.uris[lo.mqtt.nuris++] = c->broker_uris[i];
-    lo.mqtt.keepalive_s = (unsigned)(c->keepalive_ms / 1000 > 0 ? c->keepalive_ms / 1000 : 1);
-    lo.mqtt.max_message = (size_t)c->max_frame_bytes;
+    char password[NNM_CONFIG_PASSWORD_MAX] = "";
+    if ((rc = nnm_config_broker_opts(c, &lo.mqtt, password, diag)) != NNM_OK) goto fail;
     lo.mqtt.will_topic = n->t_advert;
     lo.mqtt.will_payload = NULL;
     lo.mqtt.will_len = 0;
@@ -730,8 +767,29 @@ fail:
     return rc;
 }
 
+/* Failpoints, for tests only: NNMESH_FAILPOINTS is a comma-separated list of names.
+ * corrupt-results: every slice this node serves returns perturbed outputs (a byzantine
+ * peer, for the spot checks of tests/security/byzantine.sh). */
+static void read_failpoints(nnm_node *n)
+{
+    const char *fp = getenv("NNMESH_FAILPOINTS");
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", fp ? fp : "");
+    char *save = NULL;
+    for (char *it = strtok_r(buf, ", ", &save); it; it = strtok_r(NULL, ", ", &save)) {
+        if (!strcmp(it, "corrupt-results")) {
+            n->corrupt_results = 1;
+            nlog(n, NNM_NODE_LOG_ERROR, "failpoint corrupt-results active: this node returns "
+                 "wrong outputs; for tests only");
+        } else {
+            nlog(n, NNM_NODE_LOG_WARN, "NNMESH_FAILPOINTS: unknown failpoint '%s' ignored", it);
+        }
+    }
+}
+
 nnm_err nnm_node_start(nnm_node *n, nnm_diag *diag)
 {
+    read_failpoints(n);
     nnm_err rc = nnm_link_start(n->link, diag);
     if (rc == NNM_OK) n->started = 1;
     return rc;
@@ -739,8 +797,30 @@ nnm_err nnm_node_start(nnm_node *n, nnm_diag *diag)
 
 void nnm_node_set_trust(nnm_node *n, nnm_trust *t)
 {
+    if (n == NULL || t == NULL) return;
+    uint64_t now_s = wall_ms() / 1000;
     pthread_mutex_lock(&n->mu);
     n->trust = t;
+    /* Evict at once the live peers whose advert t would refuse (the same check as
+     * nnm_advert_open: id and key; node adverts carry no certificate), so the coordinator
+     * stops planning on them; their next advert is judged by t. */
+    for (size_t i = 0; i < n->nslots; i++) {
+        slot *s = &n->slots[i];
+        nnm_diag d;
+        nnm_diag_clear(&d);
+        if (!s->alive || nnm_trust_check(t, s->p.id, s->p.pk, NULL, 0, now_s, &d) != NNM_ETRUST)
+            continue;
+        s->alive = 0;
+        n->st.revoked++;
+        n->st.leaves++;
+        n->st.peers--;
+        n->stats_now = 1;
+        nlog(n, NNM_NODE_LOG_WARN, "peer %s revoked (key %s): %s; removed from the peers",
+             s->p.id, s->p.fingerprint, d.msg);
+    }
+    /* Still under n->mu (the order stats publishing uses too): nnm_node_leave marks the node
+     * left under it before freeing the link, so the link is alive here. */
+    if (!n->left && n->link != NULL) nnm_link_set_trust(n->link, t);
     pthread_mutex_unlock(&n->mu);
 }
 
@@ -812,6 +892,17 @@ static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char 
              ls.rx_bytes, ls.tx_frames, ls.tx_bytes, ls.sessions, percentile(n, 0.5),
              percentile(n, 0.99), n->cst.tasks_sent, n->cst.tasks_local, n->cst.tasks_retried,
              n->cst.models_sent, n->cst.results_late, n->shell_dropped);
+    json_str(buf, len, &k, "\"spot_checks\":{\"run\":%" PRIu64 ",\"mismatch\":%" PRIu64
+             ",\"reruns\":%" PRIu64 ",\"max_ok\":%.3g},\"excluded\":[", n->cst.spot_checks,
+             n->cst.spot_mismatches, n->cst.reruns, n->cst.spot_max_ok);
+    for (size_t i = 0, nx = 0; i < n->cst.n_excluded; i++)
+        if (nnm_coord_peer_excluded(&n->cst, n->cst.excluded[i].id))
+            json_str(buf, len, &k, "%s\"%s\"", nx++ ? "," : "", n->cst.excluded[i].id);
+    json_str(buf, len, &k, "],\"timeouts\":%" PRIu64 ",\"unresponsive\":[", n->cst.timeouts);
+    for (size_t i = 0, nx = 0; i < n->cst.n_suspects; i++)
+        if (nnm_coord_peer_suspect(&n->cst, n->cst.suspects[i].id))
+            json_str(buf, len, &k, "%s\"%s\"", nx++ ? "," : "", n->cst.suspects[i].id);
+    json_str(buf, len, &k, "],");
     json_str(buf, len, &k, "\"errors\":{\"publish\":%" PRIu64 ",\"frames_unsupported\":%" PRIu64
              ",\"connect_failures\":%" PRIu64 ",\"connections_lost\":%" PRIu64 "},",
              s->publish_errors, s->frames_unsupported, ms.connect_failures, ms.lost);
@@ -831,8 +922,8 @@ static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char 
              ",\"unknown_verb\":%" PRIu64 ",\"bad_arg\":%" PRIu64 "},",
              s->ctl_accepted, s->ctl_refused, s->ctl_unknown, s->ctl_bad_arg);
     json_str(buf, len, &k, "\"membership\":{\"joins\":%" PRIu64 ",\"leaves\":%" PRIu64
-             ",\"expired\":%" PRIu64 "},\"peers\":%zu,\"peer_ids\":[", s->joins, s->leaves,
-             s->expired, s->peers);
+             ",\"expired\":%" PRIu64 ",\"revoked\":%" PRIu64 "},\"peers\":%zu,\"peer_ids\":[",
+             s->joins, s->leaves, s->expired, s->revoked, s->peers);
     int first = 1;
     for (size_t i = 0; i < n->nslots; i++)
         if (n->slots[i].alive) {
@@ -987,6 +1078,38 @@ static void probe_peers(nnm_node *n)
     nlog(n, NNM_NODE_LOG_INFO, "link to %s: rtt %.2f ms, %.0f Mbit/s", who, rtt, mbps);
 }
 
+/* Logs what the link dropped since the last report (altered, replayed, untrusted frames...)
+ * at most every 10 s, so an operator sees an attack or a misconfiguration in the log and not
+ * only in the stats counters. Poll thread only. */
+static void report_link_drops(nnm_node *n, uint64_t now)
+{
+    if (now < n->next_drop_report) return;
+    nnm_link_stats ls;
+    nnm_link_get_stats(n->link, &ls);
+    const nnm_link_stats *o = &n->drops_logged;
+    struct { const char *what; uint64_t d; } k[] = {
+        {"altered or forged (bad tag)", ls.drop_bad_tag - o->drop_bad_tag},
+        {"replayed", ls.drop_replay - o->drop_replay},
+        {"from untrusted or revoked keys", ls.drop_untrusted - o->drop_untrusted},
+        {"under a session this node does not hold", ls.drop_no_session - o->drop_no_session},
+        {"malformed", ls.drop_malformed - o->drop_malformed},
+        {"addressed to another node", ls.drop_not_for_me - o->drop_not_for_me},
+        {"stale or invalid hellos", ls.drop_hello - o->drop_hello},
+        {"refused chunks", ls.drop_reasm - o->drop_reasm},
+        {"receive queue full", ls.drop_queue_full - o->drop_queue_full},
+    };
+    char msg[512];
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (k[i].d > 0 && len < sizeof msg)
+            len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%" PRIu64 " %s",
+                                    len ? ", " : "", k[i].d, k[i].what);
+    if (len == 0) return;
+    n->drops_logged = ls;
+    n->next_drop_report = now + 10000;
+    nlog(n, NNM_NODE_LOG_WARN, "link dropped frames: %s (stats: drops)", msg);
+}
+
 static void expire_peers(nnm_node *n)
 {
     uint64_t now = wall_ms();
@@ -1041,7 +1164,9 @@ static void sync_sched(nnm_node *n)
         for (int c = 0; c < 4; c++) mn.gflops[c] = (double)nnm_node_peer_get_cap(p, capname[c], 0) / 1e3;
         mn.free_mem = p->free_mem;
         mn.load_permille = p->load_permille > 1000 ? 1000 : p->load_permille;
-        mn.draining = nnm_node_peer_get_cap(p, "draining", 0) != 0;
+        mn.draining = nnm_node_peer_get_cap(p, "draining", 0) != 0 ||
+                      nnm_coord_peer_excluded(&n->cst, p->id) ||  /* caught by a spot check */
+                      nnm_coord_peer_suspect(&n->cst, p->id);     /* let a task time out */
         mn.models = (const uint8_t(*)[NNM_WIRE_HASH_BYTES])p->models;
         mn.nmodels = p->nmodels;
         nnm_sched_node_set(n->sched, &mn, NULL);
@@ -1083,6 +1208,11 @@ static void dispatch(void *ctx, nnm_link_msg *m)
     nnm_link_msg_cleanup(m);
 }
 
+static void coord_log(void *ctx, int is_error, const char *msg)
+{
+    nlog(ctx, is_error ? NNM_NODE_LOG_ERROR : NNM_NODE_LOG_INFO, "%s", msg);
+}
+
 static void coord_env(nnm_node *n, nnm_coord_env *env)
 {
     memset(env, 0, sizeof *env);
@@ -1095,6 +1225,10 @@ static void coord_env(nnm_node *n, nnm_coord_env *env)
     env->peer_has_model = peer_has_model;
     env->peer_alive = peer_alive;
     env->task_timeout_ms = n->cfg->task_timeout_ms > 0 ? (unsigned)n->cfg->task_timeout_ms : 10000;
+    env->spot_check = n->cfg->spot_check;
+    env->exclude_ms = n->cfg->exclude_ms > 0 ? (unsigned)n->cfg->exclude_ms : 0;
+    env->log = coord_log;
+    env->corrupt_results = n->corrupt_results;
 }
 
 static nnm_policy current_policy(nnm_node *n)
@@ -1146,15 +1280,19 @@ static nnm_err coordinate(nnm_node *n, const uint8_t *hash, const char *const *n
             char want[96], got[96];
             nnm_shape_format(want, sizeof want, io.shape, io.ndim);
             nnm_shape_format(got, sizeof got, args[i].shape, args[i].ndim);
+            nnm_diag_set(diag, NNM_ESHAPE, "input '%s' expects %s %s, got %s %s", io.name,
+                         nnm_dtype_name(io.dtype), want, nnm_dtype_name(args[i].dtype), got);
             free(args);
             free(res);
-            return nnm_diag_set(diag, NNM_ESHAPE, "input '%s' expects %s %s, got %s %s", io.name,
-                                nnm_dtype_name(io.dtype), want, nnm_dtype_name(args[i].dtype), got);
+            return NNM_ESHAPE;
         }
     }
     sync_sched(n);
     nnm_coord_env env;
     coord_env(n, &env);
+    char label[sizeof n->req_label];   /* a request refused meanwhile relabels n's */
+    snprintf(label, sizeof label, "%s", n->req_label[0] ? n->req_label : "a request");
+    env.request = label;
     nnm_plan_opts po;
     memset(&po, 0, sizeof po);
     po.policy = current_policy(n);
@@ -1162,8 +1300,15 @@ static nnm_err coordinate(nnm_node *n, const uint8_t *hash, const char *const *n
     po.objective = n->throughput ? NNM_OBJ_THROUGHPUT : NNM_OBJ_LATENCY;
     pthread_mutex_unlock(&n->mu);
     n->coordinating = 1;
+    /* A copy: the stats JSON (other threads, under mu) never sees it half updated. Only
+     * this thread writes n->cst. */
+    nnm_coord_stats cst = n->cst;
     nnm_err rc = nnm_coord_run(&env, g, hash, &po, args, gi, res, go, 60000, trace, ntrace,
-                               &n->cst, diag);
+                               &cst, diag);
+    pthread_mutex_lock(&n->mu);
+    if (cst.spot_mismatches != n->cst.spot_mismatches) n->stats_now = 1;
+    n->cst = cst;
+    pthread_mutex_unlock(&n->mu);
     n->coordinating = 0;
     /* Parts the coordinator ran itself are slices this node ran. */
     for (size_t i = 0; rc == NNM_OK && trace && *trace && i < *ntrace; i++)
@@ -1195,6 +1340,8 @@ static void serve_request(nnm_node *n, nnm_link_msg *m)
     nnm_diag_clear(&d);
     nnm_err rc = names ? NNM_OK : NNM_ENOMEM;
     for (size_t i = 0; names && i < m->ntensors; i++) names[i] = f->u.task.tensors[i].name;
+    snprintf(n->req_label, sizeof n->req_label, "request %016" PRIx64 " from %s",
+             f->hdr.request, f->hdr.sender);
     if (rc == NNM_OK)
         rc = coordinate(n, f->u.task.spec.model_hash, names, m->tensors, m->ntensors, &outs,
                         &n_out, &tr, &ntr, &d);
@@ -1249,16 +1396,39 @@ static nnm_err publish_answer(nnm_node *n, const char *topic, const void *buf, s
     return nnm_mqtt_publish(n->mqtt, topic, buf, len, 1, 0, 5000, d);
 }
 
+/* res/<node>/<tag> of this node. */
+static int shell_topic(nnm_node *n, char *topic, size_t size, const char *tag)
+{
+    nnm_topic t = { .kind = NNM_TOPIC_RES };
+    snprintf(t.mesh, sizeof t.mesh, "%s", n->mesh);
+    snprintf(t.node, sizeof t.node, "%s", n->id);
+    snprintf(t.arg, sizeof t.arg, "%s", tag);
+    return nnm_topic_encode(topic, size, &t, NULL) == NNM_OK;
+}
+
+/* Answers a shell request with {"error":"..."} on its result topic. */
+static void shell_error(nnm_node *n, const char *topic, const char *tag, const char *msg)
+{
+    char json[NNM_DIAG_MAX + 64], esc[NNM_DIAG_MAX];
+    size_t k = 0;
+    for (const char *p = msg; *p && k + 2 < sizeof esc; p++) {
+        if (*p == '"' || *p == '\\') esc[k++] = '\\';
+        esc[k++] = (*p >= 0x20) ? *p : ' ';
+    }
+    esc[k] = '\0';
+    snprintf(json, sizeof json, "{\"error\":\"%s\"}", esc);
+    nnm_diag d2;
+    nnm_diag_clear(&d2);
+    publish_answer(n, topic, json, strlen(json), &d2);
+    nlog(n, NNM_NODE_LOG_WARN, "shell request '%s' failed: %s", tag, esc);
+}
+
 /* A plain .npy from the shell: run the node's first model, publish the output .npy (or a
  * JSON error) on res/<node>/<tag>. */
 static void serve_shell(nnm_node *n, shreq *q)
 {
     char topic[NNM_TOPIC_MAX];
-    nnm_topic t = { .kind = NNM_TOPIC_RES };
-    snprintf(t.mesh, sizeof t.mesh, "%s", n->mesh);
-    snprintf(t.node, sizeof t.node, "%s", n->id);
-    snprintf(t.arg, sizeof t.arg, "%s", q->tag);
-    if (nnm_topic_encode(topic, sizeof topic, &t, NULL) != NNM_OK) return;
+    if (!shell_topic(n, topic, sizeof topic, q->tag)) return;
     nnm_diag d;
     nnm_diag_clear(&d);
     nnm_tensor x, *outs = NULL;
@@ -1270,6 +1440,7 @@ static void serve_shell(nnm_node *n, shreq *q)
         nnm_diag_set(&d, rc, "node %s holds no model", n->id);
     } else if ((rc = nnm_npy_decode(&x, q->buf, q->len, &d)) == NNM_OK) {
         const char *name = "";
+        snprintf(n->req_label, sizeof n->req_label, "shell request '%s'", q->tag);
         rc = coordinate(n, n->models[0], &name, &x, 1, &outs, &n_out, &tr, &ntr, &d);
         nnm_tensor_cleanup(&x);
     }
@@ -1281,18 +1452,7 @@ static void serve_shell(nnm_node *n, shreq *q)
         else
             nlog(n, NNM_NODE_LOG_INFO, "shell request '%s' done in %zu part(s)", q->tag, ntr);
     } else {
-        char json[NNM_DIAG_MAX + 64], esc[NNM_DIAG_MAX];
-        size_t k = 0;
-        for (const char *p = d.msg[0] ? d.msg : nnm_strerror(rc); *p && k + 2 < sizeof esc; p++) {
-            if (*p == '"' || *p == '\\') esc[k++] = '\\';
-            esc[k++] = (*p >= 0x20) ? *p : ' ';
-        }
-        esc[k] = '\0';
-        snprintf(json, sizeof json, "{\"error\":\"%s\"}", esc);
-        nnm_diag d2;
-        nnm_diag_clear(&d2);
-        publish_answer(n, topic, json, strlen(json), &d2);
-        nlog(n, NNM_NODE_LOG_WARN, "shell request '%s' failed: %s", q->tag, esc);
+        shell_error(n, topic, q->tag, d.msg[0] ? d.msg : nnm_strerror(rc));
     }
     free(buf);
     for (int i = 0; outs && i < n_out; i++) nnm_tensor_cleanup(&outs[i]);
@@ -1354,8 +1514,11 @@ static void on_frame(nnm_node *n, nnm_link_msg *m)
         snprintf(from, sizeof from, "%s (signed)", f->hdr.sender);
         rc = apply_ctl(n, f->u.ctl.verb, f->u.ctl.arg ? f->u.ctl.arg : "", from);
     } else {
-        /* Results outside a request (late ones), acks: nothing to do. */
+        /* Results outside a request (late ones), acks: nothing to do, except that a late
+         * result shows its sender is answering again. */
         pthread_mutex_lock(&n->mu);
+        if (f->hdr.type == NNM_FRAME_RESULT || f->hdr.type == NNM_FRAME_ERROR)
+            nnm_coord_peer_unsuspect(&n->cst, f->hdr.sender);
         n->st.frames_unsupported++;
         pthread_mutex_unlock(&n->mu);
         nlog(n, NNM_NODE_LOG_DEBUG, "%s frame from %s ignored (not waiting for it)",
@@ -1404,6 +1567,32 @@ void nnm_node_poll(nnm_node *n, unsigned timeout_ms)
     pthread_mutex_unlock(&n->mu);
     expire_peers(n);
     probe_peers(n);
+    report_link_drops(n, now);
+    /* Shell requests refused on Paho's thread get their error answer here. */
+    for (;;) {
+        char tag[NNM_ID_MAX + 1], topic[NNM_TOPIC_MAX], msg[160];
+        pthread_mutex_lock(&n->mu);
+        if (n->n_shell_refused == 0) {
+            pthread_mutex_unlock(&n->mu);
+            break;
+        }
+        snprintf(tag, sizeof tag, "%s", n->shell_refused[0]);
+        int big = n->shell_refused_big[0];
+        memmove(n->shell_refused, n->shell_refused + 1,
+                (n->n_shell_refused - 1) * sizeof n->shell_refused[0]);
+        memmove(n->shell_refused_big, n->shell_refused_big + 1,
+                (n->n_shell_refused - 1) * sizeof n->shell_refused_big[0]);
+        n->n_shell_refused--;
+        pthread_mutex_unlock(&n->mu);
+        if (big)
+            snprintf(msg, sizeof msg, "node %s: the request is larger than [limits] "
+                     "max_tensor_bytes (%" PRIu64 " bytes); refused", n->id,
+                     (uint64_t)n->cfg->max_tensor_bytes);
+        else
+            snprintf(msg, sizeof msg, "node %s is busy: %d shell requests are already "
+                     "waiting; refused, send it again later", n->id, SHELL_QUEUE_MAX);
+        if (shell_topic(n, topic, sizeof topic, tag)) shell_error(n, topic, tag, msg);
+    }
     /* Shell requests queued by Paho's thread run here, one at a time. */
     for (;;) {
         shreq q;

@@ -1,9 +1,11 @@
-/* scheduler/coord.c — running a plan across the mesh, and serving tasks (see
- * nnmesh/coord.h). One thread: the coordinator drives the link itself while it waits and
- * hands every frame that is not one of its results to env->dispatch. */
+/* scheduler/coord.c — running a plan across the mesh, spot-checking peers' results, and
+ * serving tasks (see nnmesh/coord.h). One thread: the coordinator drives the link itself
+ * while it waits and hands every frame that is not one of its results to env->dispatch. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "nnmesh/coord.h"
@@ -85,6 +87,7 @@ typedef struct job {
     uint64_t task_id;          /* request field of the TASK in flight, 0 if none */
     double sent_ms, deadline_ms;
     int done, local;
+    int checked;               /* a spot check confirmed the peer's outputs */
     double compute_ms;
     uint64_t transfer_us, wait_us;
 } job;
@@ -139,14 +142,16 @@ static nnm_err job_place(job *j, store *st, const nnm_tensor *outs, int n,
     return NNM_OK;
 }
 
-static nnm_err run_local(const nnm_coord_env *env, const nnm_graph *g, const uint8_t *hash,
-                         job *j, store *st, nnm_diag *diag)
+/* Runs job j's part with the coordinator's worker on its inputs from st; *outs gets the
+ * outputs in the slice's output order (caller frees with nnm_task_outputs_free). */
+static nnm_err run_part(const nnm_coord_env *env, const uint8_t *hash, job *j, store *st,
+                        nnm_task_output **outs, size_t *n_out, double *ms, nnm_diag *diag)
 {
+    *outs = NULL;
+    *n_out = 0;
     int ni = nnm_graph_input_count(j->slice);
     nnm_tensor *in = calloc((size_t)ni + 1, sizeof *in);
     const char **names = calloc((size_t)ni + 1, sizeof *names);
-    nnm_task_output *outs = NULL;
-    size_t n_out = 0;
     nnm_err rc = NNM_ENOMEM;
     if (!in || !names) goto out;
     if ((rc = job_inputs(j, st, in, names, diag)) != NNM_OK) goto out;
@@ -158,22 +163,250 @@ static nnm_err run_local(const nnm_coord_env *env, const nnm_graph *g, const uin
     s.part_kind = (uint8_t)j->pp->part.kind;
     s.part_begin = (uint32_t)j->pp->part.begin;
     s.part_end = (uint32_t)j->pp->part.end;
-    if ((rc = nnm_worker_run(env->worker, &s, names, in, (size_t)ni, &outs, &n_out, &j->compute_ms, diag)) != NNM_OK)
-        goto out;
-    nnm_tensor *ts = calloc(n_out + 1, sizeof *ts);
-    if (!ts) { rc = NNM_ENOMEM; goto out; }
-    for (size_t k = 0; k < n_out; k++) ts[k] = outs[k].t;
-    rc = job_place(j, st, ts, (int)n_out, diag);
-    free(ts);
-    snprintf(j->node, sizeof j->node, "%s", env->self);
-    j->local = 1;
-    j->done = rc == NNM_OK;
+    rc = nnm_worker_run(env->worker, &s, names, in, (size_t)ni, outs, n_out, ms, diag);
 out:
     for (int k = 0; in && k < ni; k++) nnm_tensor_cleanup(&in[k]);
     free(in);
     free(names);
+    return rc;
+}
+
+/* Places worker outputs (slice output order) into the whole tensors. */
+static nnm_err place_outputs(job *j, store *st, const nnm_task_output *outs, size_t n_out,
+                             nnm_diag *diag)
+{
+    nnm_tensor *ts = calloc(n_out + 1, sizeof *ts);
+    if (!ts) return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+    for (size_t k = 0; k < n_out; k++) ts[k] = outs[k].t;
+    nnm_err rc = job_place(j, st, ts, (int)n_out, diag);
+    free(ts);
+    return rc;
+}
+
+static nnm_err run_local(const nnm_coord_env *env, const nnm_graph *g, const uint8_t *hash,
+                         job *j, store *st, nnm_diag *diag)
+{
+    (void)g;
+    nnm_task_output *outs = NULL;
+    size_t n_out = 0;
+    nnm_err rc = run_part(env, hash, j, st, &outs, &n_out, &j->compute_ms, diag);
+    if (rc == NNM_OK) {
+        rc = place_outputs(j, st, outs, n_out, diag);
+        snprintf(j->node, sizeof j->node, "%s", env->self);
+        j->local = 1;
+        j->done = rc == NNM_OK;
+    }
     nnm_task_outputs_free(outs, n_out);
     return rc;
+}
+
+/* ---- spot checks ------------------------------------------------------------------------ */
+
+int nnm_coord_peer_excluded(const nnm_coord_stats *stats, const char *peer)
+{
+    if (stats == NULL || peer == NULL) return 0;
+    double now = now_ms();
+    for (size_t i = 0; i < stats->n_excluded; i++)
+        if (!strcmp(stats->excluded[i].id, peer))
+            return stats->excluded[i].until_ms == 0 || now < stats->excluded[i].until_ms;
+    return 0;
+}
+
+/* Drops the exclusions that expired (logged: the peer gets parts again). */
+static void prune_excluded(const nnm_coord_env *env, nnm_coord_stats *stats)
+{
+    double now = now_ms();
+    size_t k = 0;
+    for (size_t i = 0; i < stats->n_excluded; i++) {
+        nnm_coord_exclusion *e = &stats->excluded[i];
+        if (e->until_ms != 0 && now >= e->until_ms) {
+            if (env->log) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "peer %s: its exclusion for wrong results expired; it "
+                         "may get parts again", e->id);
+                env->log(env->ctx, 0, msg);
+            }
+            continue;
+        }
+        stats->excluded[k++] = *e;
+    }
+    stats->n_excluded = k;
+}
+
+int nnm_coord_peer_suspect(const nnm_coord_stats *stats, const char *peer)
+{
+    if (stats == NULL || peer == NULL) return 0;
+    double now = now_ms();
+    for (size_t i = 0; i < stats->n_suspects; i++)
+        if (!strcmp(stats->suspects[i].id, peer)) return now < stats->suspects[i].until_ms;
+    return 0;
+}
+
+void nnm_coord_peer_unsuspect(nnm_coord_stats *stats, const char *peer)
+{
+    if (stats == NULL || peer == NULL) return;
+    for (size_t i = 0; i < stats->n_suspects; i++)
+        if (!strcmp(stats->suspects[i].id, peer)) {
+            stats->suspects[i] = stats->suspects[--stats->n_suspects];
+            return;
+        }
+}
+
+/* A task of peer's passed its deadline: no part goes there for a while (see coord.h). */
+static void suspect_peer(const nnm_coord_env *env, nnm_coord_stats *stats, const char *peer,
+                         unsigned tmo)
+{
+    if (stats == NULL) return;
+    stats->timeouts++;
+    size_t i = 0;
+    while (i < stats->n_suspects && strcmp(stats->suspects[i].id, peer) != 0) i++;
+    if (i == stats->n_suspects) {
+        if (stats->n_suspects == NNM_SCHED_MAX_NODES) return;
+        stats->n_suspects++;
+    }
+    snprintf(stats->suspects[i].id, sizeof stats->suspects[i].id, "%s", peer);
+    unsigned ms = env->suspect_ms ? env->suspect_ms : 3 * tmo;
+    stats->suspects[i].until_ms = now_ms() + ms;
+    if (env->log) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "peer %s did not answer %s within its %u ms deadline: the part "
+                 "runs here, and %s gets no part for %u ms or until it answers again", peer,
+                 env->request ? env->request : "a request", tmo, peer, ms);
+        env->log(env->ctx, 0, msg);
+    }
+}
+
+static void exclude_peer(const nnm_coord_env *env, nnm_coord_stats *stats, const char *peer,
+                         uint64_t task_id, double diff)
+{
+    nnm_coord_exclusion *e = NULL;
+    for (size_t i = 0; i < stats->n_excluded && !e; i++)
+        if (!strcmp(stats->excluded[i].id, peer)) e = &stats->excluded[i];
+    if (!e && stats->n_excluded < NNM_SCHED_MAX_NODES) e = &stats->excluded[stats->n_excluded++];
+    if (!e) e = &stats->excluded[0];   /* full (cannot happen: one entry per node) */
+    memset(e, 0, sizeof *e);
+    snprintf(e->id, sizeof e->id, "%s", peer);
+    e->until_ms = env->exclude_ms ? now_ms() + env->exclude_ms : 0;
+    e->task_id = task_id;
+    e->diff = diff;
+}
+
+/* Whether this result is checked: an unbiased draw from the kernel's CSPRNG, so a peer cannot
+ * predict which of its answers are re-run. If no random bytes can be had, it is checked. */
+static int draw_check(double rate)
+{
+    if (!(rate > 0)) return 0;
+    if (rate >= 1) return 1;
+    uint32_t r;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) return 1;
+    return (double)r < rate * 4294967296.0;
+}
+
+static double half_to_double(uint16_t h)
+{
+    int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
+    return (h & 0x8000) ? -v : v;
+}
+
+static double element(const nnm_tensor *t, size_t i)
+{
+    switch (t->dtype) {
+    case NNM_DT_F32: return ((const float *)t->data)[i];
+    case NNM_DT_F64: return ((const double *)t->data)[i];
+    case NNM_DT_F16: return half_to_double(((const uint16_t *)t->data)[i]);
+    case NNM_DT_I8: return ((const int8_t *)t->data)[i];
+    case NNM_DT_U8: case NNM_DT_BOOL: return ((const uint8_t *)t->data)[i];
+    case NNM_DT_I32: return ((const int32_t *)t->data)[i];
+    case NNM_DT_I64: return (double)((const int64_t *)t->data)[i];
+    default: return 0;
+    }
+}
+
+/* Largest |p - m| over the elements of a peer's output p and the coordinator's own m, and
+ * the largest |m|. A dtype or size that differs, or a NaN on one side only, is an infinite
+ * difference. */
+static void tensor_diff(const nnm_tensor *p, const nnm_tensor *m, double *diff, double *scale)
+{
+    *diff = 0;
+    *scale = 0;
+    size_t es = nnm_dtype_size(m->dtype);
+    if (p->dtype != m->dtype || p->nbytes != m->nbytes || es == 0) {
+        *diff = INFINITY;
+        return;
+    }
+    for (size_t i = 0; i < m->nbytes / es; i++) {
+        double a = element(p, i), b = element(m, i);
+        if (isnan(a) || isnan(b)) {
+            if (!isnan(a) != !isnan(b)) *diff = INFINITY;
+            continue;
+        }
+        if (fabs(b) > *scale && isfinite(b)) *scale = fabs(b);
+        if (a == b) continue;           /* also equal infinities */
+        double d = fabs(a - b);         /* an infinity on one side only: infinite */
+        if (d > *diff) *diff = d;
+    }
+}
+
+/* Tolerance for an output that came over the wire with codec (lossy codecs round). */
+static double spot_tolerance(int codec)
+{
+    if (codec == NNM_CODEC_F16) return 2e-3;
+    if (codec == NNM_CODEC_INT8_AFFINE) return 2e-2;
+    return NNM_COORD_SPOT_TOLERANCE;
+}
+
+typedef struct check {
+    int ran;                   /* the coordinator re-ran the part */
+    int mismatch;
+    double diff;               /* largest difference relative to the output scale */
+    double abs_diff, scale;
+    int worst;                 /* output with the largest relative difference */
+    double tol;                /* the tolerance it was held to */
+    nnm_task_output *mine;     /* the coordinator's outputs (slice order), owned */
+    size_t n_mine;
+    double ms;
+} check;
+
+/* Re-runs j's part here and compares with the peer's outputs peer[0..no) (slice output
+ * order; codecs: how each came over the wire). A failure to run it leaves c->ran 0: the
+ * peer's result stands unchecked. */
+static void spot_check(const nnm_coord_env *env, const uint8_t *hash, job *j, store *st,
+                       const nnm_tensor *peer, const int *codecs, int no, check *c)
+{
+    memset(c, 0, sizeof *c);
+    nnm_diag d;
+    nnm_diag_clear(&d);
+    if (run_part(env, hash, j, st, &c->mine, &c->n_mine, &c->ms, &d) != NNM_OK) return;
+    if (c->n_mine != (size_t)no) {
+        nnm_task_outputs_free(c->mine, c->n_mine);
+        c->mine = NULL;
+        c->n_mine = 0;
+        return;
+    }
+    c->ran = 1;
+    c->worst = 0;
+    for (int k = 0; k < no; k++) {
+        double ad, sc;
+        tensor_diff(&peer[k], &c->mine[k].t, &ad, &sc);
+        /* Relative to the output's scale; an all-zero output compares absolutely. */
+        double rel = ad / (sc > 1e-6 ? sc : 1e-6);
+        if (isnan(rel)) rel = INFINITY;
+        if (k == 0 || rel > c->diff) {
+            c->diff = rel;
+            c->abs_diff = ad;
+            c->scale = sc;
+            c->worst = k;
+            c->tol = spot_tolerance(codecs[k]);
+        }
+        if (rel > spot_tolerance(codecs[k])) c->mismatch = 1;
+    }
+}
+
+static void check_cleanup(check *c)
+{
+    nnm_task_outputs_free(c->mine, c->n_mine);
+    memset(c, 0, sizeof *c);
 }
 
 /* Sends the part's weights as an ONNX slice; *h gets its hash. */
@@ -311,9 +544,14 @@ out:
     return rc;
 }
 
-/* A RESULT for job j: place its outputs. Returns NNM_OK when placed. */
-static nnm_err take_result(const nnm_graph *g, job *j, store *st, const nnm_link_msg *m, nnm_diag *diag)
+/* A RESULT for job j: place its outputs, after a spot check if one is drawn (c says how it
+ * went; on a mismatch the coordinator's own outputs are placed). Returns NNM_OK when placed;
+ * c is the caller's to clean up either way. */
+static nnm_err take_result(const nnm_coord_env *env, const uint8_t *hash, job *j, store *st,
+                           const nnm_link_msg *m, nnm_coord_stats *stats, check *c,
+                           nnm_diag *diag)
 {
+    memset(c, 0, sizeof *c);
     const nnm_frame *f = m->frame;
     if (f->hdr.type == NNM_FRAME_ERROR)
         return nnm_diag_set(diag, NNM_EBACKEND, "'%s' failed the task: %s", j->node,
@@ -334,7 +572,12 @@ static nnm_err take_result(const nnm_graph *g, job *j, store *st, const nnm_link
         return nnm_diag_set(diag, NNM_EFORMAT, "part on '%s' returned %zu outputs, expected %d",
                             j->node, m->ntensors, no);
     nnm_tensor *ord = calloc((size_t)no + 1, sizeof *ord);
-    if (!ord) return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+    int *codecs = calloc((size_t)no + 1, sizeof *codecs);
+    if (!ord || !codecs) {
+        free(ord);
+        free(codecs);
+        return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+    }
     nnm_err rc = NNM_OK;
     for (int k = 0; k < no && rc == NNM_OK; k++) {
         nnm_io_info io;
@@ -346,30 +589,86 @@ static nnm_err take_result(const nnm_graph *g, job *j, store *st, const nnm_link
             else if (!strcmp(nm, io.name)) found = (int)i;
         }
         if (found == -2) found = k;   /* unnamed: by position */
-        if (found < 0)
+        if (found < 0) {
             rc = nnm_diag_set(diag, NNM_EFORMAT, "part on '%s' returned no output '%s'", j->node, io.name);
-        else
+        } else {
             ord[k] = m->tensors[found];
+            codecs[k] = f->u.result.tensors[found].codec;
+        }
     }
-    if (rc == NNM_OK) rc = job_place(j, st, ord, no, diag);
+    if (rc == NNM_OK && draw_check(env->spot_check)) {
+        /* Checked before placing: the part's inputs in st are not touched by placing its
+         * outputs (a stage's parts read earlier stages only), so the re-run sees exactly
+         * what the peer was sent. */
+        spot_check(env, hash, j, st, ord, codecs, no, c);
+        if (c->ran && stats) {
+            stats->spot_checks++;
+            if (c->mismatch) stats->spot_mismatches++;
+            else if (c->diff > stats->spot_max_ok) stats->spot_max_ok = c->diff;
+        }
+    }
+    if (rc == NNM_OK) {
+        if (c->ran && c->mismatch) {
+            rc = place_outputs(j, st, c->mine, c->n_mine, diag);
+        } else {
+            rc = job_place(j, st, ord, no, diag);
+            j->checked = c->ran;
+        }
+    }
     free(ord);
+    free(codecs);
     if (rc == NNM_OK) j->done = 1;
     return rc;
 }
 
-nnm_err nnm_coord_run(const nnm_coord_env *env, const nnm_graph *g,
-                      const uint8_t hash[NNM_WIRE_HASH_BYTES], const nnm_plan_opts *plan_opts,
-                      const nnm_tensor *inputs, int n_in, nnm_tensor *outputs, int n_out,
-                      unsigned deadline_ms, nnm_trace_entry **trace, size_t *n_trace,
-                      nnm_coord_stats *stats, nnm_diag *diag)
+/* A spot check caught job `bad`'s peer: logs it and excludes the peer. Returns 1 when the
+ * request must be run again: the request already used another result of that peer that no
+ * check confirmed (an earlier stage's, in tr, or one of this stage's jobs). */
+static int caught(const nnm_coord_env *env, nnm_coord_stats *stats, job *jobs, int n_jobs,
+                  job *bad, const check *c, const nnm_trace_entry *tr, size_t ntr)
 {
+    char peer[NNM_ID_MAX + 1];
+    snprintf(peer, sizeof peer, "%s", bad->node);
+    exclude_peer(env, stats, peer, bad->task_id, c->diff);
+    int redo = 0;
+    for (size_t i = 0; i < ntr && !redo; i++) redo = !strcmp(tr[i].node, peer);
+    for (int p = 0; p < n_jobs && !redo; p++)
+        redo = &jobs[p] != bad && jobs[p].done && !jobs[p].local && !jobs[p].checked &&
+               !strcmp(jobs[p].node, peer);
+    if (env->log) {
+        nnm_io_info io;
+        nnm_graph_output_get(bad->slice, c->worst, &io);
+        char msg[512], until[64] = "until this node restarts";
+        if (env->exclude_ms) snprintf(until, sizeof until, "for %u s", env->exclude_ms / 1000);
+        snprintf(msg, sizeof msg, "spot check: peer %s returned wrong outputs for %s (task %016llx, "
+                 "nodes [%d, %d)): output '%s' differs by %.3g (%.3g of its scale %.3g; tolerance "
+                 "%.0e); the coordinator's own result is used and %s is excluded %s%s", peer,
+                 env->request ? env->request : "a request", (unsigned long long)bad->task_id,
+                 bad->pp->node_begin, bad->pp->node_end, io.name, c->abs_diff, c->diff, c->scale,
+                 c->tol, peer, until,
+                 redo ? "; the request runs again without it (it used other unchecked results "
+                        "of that peer)" : "");
+        env->log(env->ctx, 1, msg);
+    }
+    /* The part's result is now the coordinator's own. */
+    snprintf(bad->node, sizeof bad->node, "%s", env->self);
+    bad->local = 1;
+    bad->compute_ms = c->ms;
+    return redo;
+}
+
+/* One run of the request (see nnm_coord_run); *redo is set (with an error) when a spot check
+ * caught a peer whose other results this run already used. */
+static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
+                        const uint8_t hash[NNM_WIRE_HASH_BYTES], const nnm_plan_opts *plan_opts,
+                        const nnm_tensor *inputs, int n_in, nnm_tensor *outputs, int n_out,
+                        double t0, unsigned deadline_ms, nnm_trace_entry **trace,
+                        size_t *n_trace, nnm_coord_stats *stats, int *redo, nnm_diag *diag)
+{
+    *redo = 0;
     if (trace) *trace = NULL;
     if (n_trace) *n_trace = 0;
     memset(outputs, 0, (size_t)n_out * sizeof *outputs);
-    if (n_in != nnm_graph_input_count(g) || n_out != nnm_graph_output_count(g))
-        return nnm_diag_set(diag, NNM_EINVAL, "the model takes %d inputs and gives %d outputs",
-                            nnm_graph_input_count(g), nnm_graph_output_count(g));
-    double t0 = now_ms();
     unsigned tmo = env->task_timeout_ms ? env->task_timeout_ms : 10000;
     nnm_plan *plan = NULL;
     store st = { 0 };
@@ -413,6 +712,11 @@ nnm_err nnm_coord_run(const nnm_coord_env *env, const nnm_graph *g,
             job *j = &jobs[p];
             j->wait_us = (uint64_t)((now_ms() - t0) * 1e3);
             if (!strcmp(j->node, env->self)) continue;
+            if (nnm_coord_peer_excluded(stats, j->node) || nnm_coord_peer_suspect(stats, j->node)) {
+                /* Caught returning wrong results, or not answering: its parts run here. */
+                snprintf(j->node, sizeof j->node, "%s", env->self);
+                continue;
+            }
             nnm_diag d2;
             nnm_diag_clear(&d2);
             if (send_task(env, hash, j, 0, tmo, stats, &st, &d2) != NNM_OK) {
@@ -436,8 +740,14 @@ nnm_err nnm_coord_run(const nnm_coord_env *env, const nnm_graph *g,
             for (int p = 0; p < stg->n_parts; p++) {
                 job *j = &jobs[p];
                 if (j->done) continue;
-                int gone = env->peer_alive && !env->peer_alive(env->ctx, j->node);
+                int gone = (env->peer_alive && !env->peer_alive(env->ctx, j->node)) ||
+                           nnm_coord_peer_excluded(stats, j->node);
                 if (now > j->deadline_ms || gone) {
+                    if (!gone) {
+                        suspect_peer(env, stats, j->node, tmo);
+                        /* At least this slow: the cost model learns it too. */
+                        nnm_sched_observe_slice(env->sched, j->pp, now - j->sent_ms, NULL);
+                    }
                     j->task_id = 0;     /* a late answer is now unknown: discarded */
                     if (stats) stats->tasks_retried++;
                     if ((rc = run_local(env, g, hash, j, &st, diag)) != NNM_OK) goto fail;
@@ -459,6 +769,8 @@ nnm_err nnm_coord_run(const nnm_coord_env *env, const nnm_graph *g,
             const nnm_frame *f = m.frame;
             job *mine = NULL;
             if (f && (f->hdr.type == NNM_FRAME_RESULT || f->hdr.type == NNM_FRAME_ERROR)) {
+                /* Any answer, even a late one, shows the peer is back. */
+                nnm_coord_peer_unsuspect(stats, f->hdr.sender);
                 for (int p = 0; p < stg->n_parts && !mine; p++)
                     if (!jobs[p].done && jobs[p].task_id && jobs[p].task_id == f->hdr.request &&
                         !strcmp(jobs[p].node, f->hdr.sender))
@@ -470,7 +782,9 @@ nnm_err nnm_coord_run(const nnm_coord_env *env, const nnm_graph *g,
                 }
                 nnm_diag d3;
                 nnm_diag_clear(&d3);
-                if (take_result(g, mine, &st, &m, &d3) != NNM_OK) {
+                check chk;
+                if (take_result(env, hash, mine, &st, &m, stats, &chk, &d3) != NNM_OK) {
+                    check_cleanup(&chk);
                     /* A peer that lost a shipped slice gets it again next time. */
                     if (d3.code == NNM_ENOTFOUND) ship_forget(mine->node, hash, mine->pp);
                     /* An error or a malformed answer: the part runs here. */
@@ -480,9 +794,20 @@ nnm_err nnm_coord_run(const nnm_coord_env *env, const nnm_graph *g,
                     if ((rc = run_local(env, g, hash, mine, &st, diag)) != NNM_OK) goto fail;
                     continue;
                 }
+                nnm_link_msg_cleanup(&m);
+                if (chk.ran && chk.mismatch) {
+                    *redo = caught(env, stats, jobs, stg->n_parts, mine, &chk, tr, ntr);
+                    check_cleanup(&chk);
+                    if (*redo) {
+                        rc = nnm_diag_set(diag, NNM_ESTATE, "a peer was caught returning wrong "
+                                          "results: the request runs again without it");
+                        goto fail;
+                    }
+                    continue;
+                }
+                check_cleanup(&chk);
                 if (!mine->local)
                     nnm_sched_observe_slice(env->sched, mine->pp, mine->compute_ms > 0 ? mine->compute_ms : 0.01, NULL);
-                nnm_link_msg_cleanup(&m);
                 continue;
             }
             if (env->dispatch) env->dispatch(env->ctx, &m);
@@ -536,6 +861,37 @@ fail:
     return rc;
 }
 
+nnm_err nnm_coord_run(const nnm_coord_env *env, const nnm_graph *g,
+                      const uint8_t hash[NNM_WIRE_HASH_BYTES], const nnm_plan_opts *plan_opts,
+                      const nnm_tensor *inputs, int n_in, nnm_tensor *outputs, int n_out,
+                      unsigned deadline_ms, nnm_trace_entry **trace, size_t *n_trace,
+                      nnm_coord_stats *stats, nnm_diag *diag)
+{
+    if (trace) *trace = NULL;
+    if (n_trace) *n_trace = 0;
+    memset(outputs, 0, (size_t)n_out * sizeof *outputs);
+    if (n_in != nnm_graph_input_count(g) || n_out != nnm_graph_output_count(g))
+        return nnm_diag_set(diag, NNM_EINVAL, "the model takes %d inputs and gives %d outputs",
+                            nnm_graph_input_count(g), nnm_graph_output_count(g));
+    /* Without the caller's stats, exclusions still hold for the reruns of this request. */
+    nnm_coord_stats scratch;
+    if (stats == NULL) {
+        memset(&scratch, 0, sizeof scratch);
+        stats = &scratch;
+    }
+    prune_excluded(env, stats);
+    double t0 = now_ms();
+    /* Each rerun excludes one more peer, so this ends; the bound is for safety. */
+    for (int attempt = 0;; attempt++) {
+        int redo = 0;
+        nnm_err rc = run_once(env, g, hash, plan_opts, inputs, n_in, outputs, n_out, t0,
+                              deadline_ms, trace, n_trace, stats, &redo, diag);
+        if (!redo || attempt >= NNM_SCHED_MAX_NODES) return rc;
+        stats->reruns++;
+        nnm_diag_clear(diag);
+    }
+}
+
 static nnm_err send_status(const nnm_coord_env *env, const nnm_frame *req, nnm_err status,
                            const nnm_wire_tensor *wt, size_t n, const nnm_trace_entry *te,
                            nnm_diag *diag)
@@ -550,6 +906,26 @@ static nnm_err send_status(const nnm_coord_env *env, const nnm_frame *req, nnm_e
     f.u.result.ntrace = te ? 1 : 0;
     f.u.result.trace = te;
     return nnm_link_send(env->link, req->hdr.sender, &f, diag);
+}
+
+/* The corrupt-results failpoint (tests only): a byzantine peer's wrong but plausible
+ * outputs. Every 8th element moves by 0.5 plus 1% of its magnitude, so the error shows at
+ * any scale; non-float tensors get their first byte flipped. */
+static void corrupt(nnm_tensor *t)
+{
+    size_t es = nnm_dtype_size(t->dtype);
+    if (es == 0 || t->nbytes == 0) return;
+    for (size_t i = 0; i < t->nbytes / es; i += 8) {
+        if (t->dtype == NNM_DT_F32) {
+            float *v = (float *)t->data + i;
+            *v += 0.5f + 0.01f * fabsf(*v);
+        } else if (t->dtype == NNM_DT_F64) {
+            double *v = (double *)t->data + i;
+            *v += 0.5 + 0.01 * fabs(*v);
+        } else if (i == 0) {
+            ((uint8_t *)t->data)[0] ^= 0x5a;
+        }
+    }
 }
 
 nnm_err nnm_coord_serve(const nnm_coord_env *env, const nnm_link_msg *msg, nnm_diag *diag)
@@ -594,6 +970,8 @@ nnm_err nnm_coord_serve(const nnm_coord_env *env, const nnm_link_msg *msg, nnm_d
         send_status(env, f, rc, NULL, 0, &te, NULL);
         return rc;
     }
+    if (env->corrupt_results)
+        for (size_t i = 0; i < n_out; i++) corrupt(&outs[i].t);
     nnm_wire_tensor *wt = calloc(n_out + 1, sizeof *wt);
     nnm_err rc2 = wt ? NNM_OK : NNM_ENOMEM;
     for (size_t i = 0; rc2 == NNM_OK && i < n_out; i++) {

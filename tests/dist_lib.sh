@@ -86,8 +86,11 @@ mesh_complete() {
 }
 
 # node_stat NODE KEY[.KEY...]: one value of the node's retained stats JSON.
-node_stat() {
-  mosquitto_sub -h 127.0.0.1 -p "$BROKER_A_PORT" -u shell -P "$pw" -t "nnmesh/$MESH/stats/$1" \
+node_stat() { node_stat_at "$BROKER_A_PORT" "$@"; }
+# node_stat_at PORT NODE KEY[.KEY...]: the same, read from the broker on PORT.
+node_stat_at() {
+  _port=$1; shift
+  mosquitto_sub -h 127.0.0.1 -p "$_port" -u shell -P "$pw" -t "nnmesh/$MESH/stats/$1" \
     -C 1 -W 3 2>/dev/null |
     "$SYS_PYTHON" -c 'import json, sys
 v = json.load(sys.stdin)
@@ -173,4 +176,58 @@ for t in tags:
 print("summary " + " ".join(f"{k} {v}" for k, v in count.items()))
 sys.exit(1 if bad else 0)
 EOF
+}
+
+# ---- shared by the process fault scenarios (tests/fault/peer_kill.sh, straggler.sh,
+# broker_kill.sh, clock_skew.sh); they set x (the input .npy) and ref (its single-node output).
+
+rnd() { echo $(( $(od -An -N2 -tu2 /dev/urandom) % $1 )); }   # 0 .. $1-1
+
+# infer_verdict LOG OUTDIR: a finished `nnmesh infer` (exit status in LOG.rc) either gave the
+# right output or failed with a message; prints "ok" or "error: <message>", fails otherwise.
+infer_verdict() {
+  _rc=$(cat "$1.rc")
+  if [ "$_rc" = 0 ]; then
+    "$SYS_PYTHON" "$top_srcdir/scripts/npy_compare.py" "$2/output.npy" "$ref" --rtol 1e-5 --quiet ||
+      fail "nnmesh infer gave a wrong output ($1)"
+    echo ok
+  else
+    _m=$(grep "nnmesh infer:" "$1.err" | head -1)
+    [ -n "$_m" ] || fail "nnmesh infer failed (status $_rc) without a message: $(cat "$1.err")"
+    echo "error: $_m"
+  fi
+}
+# infer_bg NAME [NODE]: starts `nnmesh infer` coordinated by NODE (default n1) in the
+# background (pid in infer_pid; trace in $dir/NAME.out, status in $dir/NAME.rc).
+infer_bg() {
+  ( "$NNMESH" infer --config "$dir/shell.conf" --model "$LENET" --node "${2:-n1}" -i "$x" -o "$dir/$1" \
+      --timeout 90 >"$dir/$1.out" 2>"$dir/$1.err"; echo $? >"$dir/$1.rc" ) &
+  infer_pid=$!
+  bg_pids="$bg_pids $infer_pid"
+}
+# trace_nodes NAME: the nodes that ran parts in the trace of `nnmesh infer` NAME.
+trace_nodes() {
+  awk '/^trace/ { t = 1; next } t && $2 == "nodes" { print $1 }' "$dir/$1.out" | sort -u | tr '\n' ' '
+}
+# restart_node NODE: starts NODE again from the config mesh-up.sh generated (same key, same
+# epoch file: its epoch goes up by one); from a subshell, so that a later kill -9 draws no
+# "Killed" job notice.
+restart_node() {
+  ( "$NNMESHD" --config "$dir/$1.conf" 2>>"$dir/$1.log" &
+    echo $! >"$dir/$1.pid" )
+}
+# stop_node NODE: SIGTERM (the node clears its advert and leaves) and waits until it is gone.
+stop_node() {
+  _p=$(cat "$dir/$1.pid")
+  kill -TERM "$_p" 2>/dev/null || true
+  wait_until 15 eval "! kill -0 $_p 2>/dev/null" || fail "$1 (pid $_p) did not stop within 15 s of SIGTERM"
+}
+epoch_changed() { _e=$(node_stat "$1" epoch); [ -n "$_e" ] && [ "$_e" != "$2" ]; }
+
+# all_taken_answered TAG...: every tag that n1 logged as finished has an answer.
+all_taken_answered() {
+  for _t in "$@"; do
+    grep -q "shell request '$_t' \(done\|failed\)" "$dir/n1.log" || continue
+    has_answer "$_t" || return 1
+  done
 }

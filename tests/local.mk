@@ -14,3 +14,9 @@ include tests/node.mk
 include tests/sched.mk
 include tests/mesh.mk
 include tests/dist.mk
+include tests/fault_net.mk
+include tests/fault_proc.mk
+include tests/security_mesh.mk
+include tests/security_revoke.mk
+include tests/security_byzantine.mk
+include tests/security_broker.mk

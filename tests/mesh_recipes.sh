@@ -62,6 +62,11 @@ for r in "$work"/recipes/*.sh; do
       sleep 1
       stats_has n1 '"draining":false' || fail "recipe drain-anonymous: n1 drained"
       [ "$(grep -c "draining (control" "$DIR/n1.log")" = "$before" ] || fail "recipe drain-anonymous: n1 saw it" ;;
+    takeover-refused)
+      run "$r" || fail "recipe $name: $(cat "$work/err")"
+      grep -q '^refused$' "$work/out" && grep -q "not authorised" "$work/err" ||
+        fail "recipe $name: $(cat "$work/out" "$work/err")"
+      ! grep -q "Client n1 already connected" "$DIR/broker-a.log" || fail "recipe $name: n1 was displaced" ;;
     ctl-signed)
       run "$r" || fail "recipe $name: $(cat "$work/err")"
       grep -q '^n2: drain: ok$' "$work/out" && grep -q '^n2: resume: ok$' "$work/out" || fail "recipe $name: $(cat "$work/out")"

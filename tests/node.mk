@@ -13,3 +13,11 @@ tests_unit_test_capacity_LDADD = $(TEST_LIBS)
 
 TESTS += tests/config_errors.sh tests/keys.sh
 EXTRA_DIST += tests/config_errors.sh tests/keys.sh docs/CONFIG.md
+
+# A burst of shell requests past the queue: each answered once (dist_lib.sh meshes).
+TESTS += tests/shell_burst.sh
+EXTRA_DIST += tests/shell_burst.sh
+
+# The client commands log in to a broker that refuses anonymous clients.
+TESTS += tests/apps_login.sh
+EXTRA_DIST += tests/apps_login.sh

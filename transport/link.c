@@ -17,7 +17,12 @@
  * yours up to C has left my memory or is bounded elsewhere": chunks count once the reassembler
  * holds them (it has its own caps), whole frames once nnm_link_recv took them. A blocked
  * sender asks (ACK status QUERY) and the receiver answers at once and again at the next
- * release, so lost ACKs or lost messages cannot wedge a peer. */
+ * release, so lost ACKs or lost messages cannot wedge a peer.
+ *
+ * Trust: the store is read only under the mutex (opening hellos), so nnm_link_set_trust can
+ * swap it there. Each peer keeps the hello its session was admitted with; a new store checks
+ * it again and a peer no longer admitted is revoked (sessions wiped, queued frames dropped,
+ * no hello or frame sent to it) until a store or a fresh hello admits it again. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +106,7 @@ static void peer_free(link_peer *p)
     nnm_session_free(p->cur);
     nnm_session_free(p->prev);
     free(p->fl);
+    free(p->trusted_hello);
     free(p);
 }
 
@@ -125,20 +131,6 @@ link_peer *link__peer(nnm_link *l, const char *id, bool add)
     }
     l->peers[l->npeers++] = p;
     return p;
-}
-
-static bool is_refused(const nnm_link *l, const char *id)
-{
-    for (unsigned i = 0; i < l->nrefused && i < LINK_REFUSED; i++)
-        if (strcmp(l->refused[i], id) == 0) return true;
-    return false;
-}
-
-static void add_refused(nnm_link *l, const char *id)
-{
-    if (is_refused(l, id)) return;
-    snprintf(l->refused[l->nrefused % LINK_REFUSED], NNM_ID_MAX + 1, "%s", id);
-    l->nrefused++;
 }
 
 static void fl_reset(link_peer *p)
@@ -186,8 +178,18 @@ static void fl_forget(link_peer *p, uint64_t counter)
     }
 }
 
-static void install_session(nnm_link *l, link_peer *p, nnm_session *s)
+/* Installs s, opened from the peer hello payload (plen bytes), as p's current session (lock
+ * held). The hello is kept so that a new trust store can be checked against the key and
+ * certificate the session was admitted with. */
+static void install_session(nnm_link *l, link_peer *p, nnm_session *s, const uint8_t *payload,
+                            size_t plen)
 {
+    uint8_t *keep = malloc(plen ? plen : 1);
+    if (keep != NULL) memcpy(keep, payload, plen);
+    free(p->trusted_hello);
+    p->trusted_hello = keep;     /* NULL (out of memory): set_trust drops the session instead */
+    p->trusted_hello_len = keep != NULL ? plen : 0;
+    p->refused = p->revoked = false;   /* s was admitted by the current store */
     if (l->o.rekey_messages || l->o.rekey_seconds)
         nnm_session_set_rekey(s, l->o.rekey_messages ? l->o.rekey_messages : (uint64_t)1 << 32,
                               l->o.rekey_seconds ? l->o.rekey_seconds : 3600);
@@ -410,7 +412,7 @@ static void hello_failed(nnm_link *l, link_peer *p, nnm_err rc, const nnm_diag *
     snprintf(p->hs_msg, sizeof p->hs_msg, "%s", d->msg);
     if (rc == NNM_ETRUST) {
         l->st.drop_untrusted++;
-        add_refused(l, p->id);
+        p->refused = true;
     } else {
         l->st.drop_hello++;
     }
@@ -471,7 +473,7 @@ static void on_hello(nnm_link *l, const nnm_frame_header *h, const uint8_t *body
         p->hs = NULL;
         free(p->hs_frame);
         p->hs_frame = NULL;
-        install_session(l, p, s);
+        install_session(l, p, s, payload, plen);
         goto out;
     }
     /* A new initiation: answer with a fresh handshake of ours. */
@@ -494,7 +496,7 @@ static void on_hello(nnm_link *l, const nnm_frame_header *h, const uint8_t *body
     p->reply = reply;
     p->reply_len = rlen;
     p->answered = id;
-    install_session(l, p, s);
+    install_session(l, p, s, payload, plen);
     uint8_t *copy = ob->n < LINK_OUTBOX ? dup_bytes(reply, rlen) : NULL;
     if (copy != NULL) ob_push(ob, p->inbox, copy, rlen, 1);
 out:
@@ -588,12 +590,13 @@ static void on_sealed(nnm_link *l, const nnm_frame_header *h, const uint8_t *msg
         s = p->prev;
     }
     if (s == NULL) {
-        if (is_refused(l, h->sender)) l->st.drop_untrusted++;
+        if (p != NULL && (p->refused || p->revoked)) l->st.drop_untrusted++;
         else l->st.drop_no_session++;
         /* A known peer whose session we dropped (BYE) keeps sending: offer a new handshake,
-         * rarely. Not while we hold a session: forged session ids must not make us rekey. */
+         * rarely. Not while we hold a session: forged session ids must not make us rekey. Never
+         * to a revoked peer: the link does not talk to it until a store admits it again. */
         uint64_t now = link__now_ms();
-        if (p != NULL && p->cur == NULL && p->hs == NULL &&
+        if (p != NULL && p->cur == NULL && p->hs == NULL && !p->revoked &&
             now - p->rehello_ms >= LINK_REHELLO_MS) {
             p->rehello_ms = now;
             if (start_hello(l, p, NULL) == NNM_OK) hello_due(l, p, ob);
@@ -835,11 +838,119 @@ void nnm_link_free(nnm_link *l)
     free(l);
 }
 
+/* ---- trust store changes ---------------------------------------------------------------- */
+
+/* Forgets everything p's sessions and handshakes hold (lock held): keys, our pending hello,
+ * the stored answer, unacknowledged counters. Senders waiting on p wake up. */
+static void wipe_sessions(nnm_link *l, link_peer *p)
+{
+    nnm_handshake_free(p->hs);
+    p->hs = NULL;
+    free(p->hs_frame);
+    p->hs_frame = NULL;
+    p->hs_frame_len = 0;
+    free(p->reply);          /* a duplicate of its old hello gets no answer now */
+    p->reply = NULL;
+    p->reply_len = 0;
+    nnm_session_free(p->cur);
+    nnm_session_free(p->prev);
+    p->cur = p->prev = NULL;
+    p->gen++;
+    p->tx_counter = 0;
+    fl_reset(p);
+    p->rx_hi = p->rx_acked = 0;
+    p->rx_unacked = 0;
+    p->ack_wanted = 0;
+    pthread_cond_broadcast(&l->cv);
+}
+
+/* Removes p's frames not yet taken by nnm_link_recv, counting them as untrusted (lock held). */
+static void purge_queue(nnm_link *l, link_peer *p)
+{
+    rxitem **pp = &l->qhead;
+    l->qtail = NULL;
+    while (*pp != NULL) {
+        rxitem *it = *pp;
+        if (it->peer != p) {
+            l->qtail = it;
+            pp = &it->next;
+            continue;
+        }
+        *pp = it->next;
+        l->qbytes -= it->bytes;
+        p->queued--;
+        l->st.drop_untrusted++;
+        nnm_frame_free(it->frame);
+        free(it->buf);
+        free(it);
+    }
+}
+
+/* Opens p's kept hello again with a throwaway handshake, under l->o.trust (lock held): the
+ * same signature, trust and certificate checks as when it was admitted, at today's date. */
+static nnm_err recheck_peer(nnm_link *l, link_peer *p, nnm_diag *d)
+{
+    nnm_handshake *hs = NULL;
+    nnm_session *s = NULL;
+    nnm_err rc = nnm_handshake_new(&hs, l->o.identity, l->node, p->id, NULL, 0, d);
+    if (rc == NNM_OK)
+        rc = nnm_hello_open(&s, hs, p->trusted_hello, p->trusted_hello_len, l->o.trust, now_s(),
+                            d);
+    nnm_session_free(s);
+    nnm_handshake_free(hs);
+    return rc;
+}
+
+nnm_err nnm_link_set_trust(nnm_link *l, nnm_trust *t)
+{
+    if (l == NULL || t == NULL) return NNM_EINVAL;
+    pthread_mutex_lock(&l->mu);
+    /* Every use of the store is under this mutex (hellos are opened on Paho's thread while
+     * holding it), so once this returns nothing touches the previous one. */
+    l->o.trust = t;
+    for (size_t i = 0; i < l->npeers; i++) {
+        link_peer *p = l->peers[i];
+        if (p->trusted_hello == NULL) {
+            /* Never admitted, or admitted without a kept hello (out of memory): its next
+             * hello is judged by t. A session we cannot re-check is dropped. */
+            p->refused = false;
+            if (p->cur != NULL || p->prev != NULL) wipe_sessions(l, p);
+            continue;
+        }
+        nnm_diag d = {0};
+        nnm_err rc = recheck_peer(l, p, &d);
+        if (rc == NNM_OK) {
+            p->refused = p->revoked = false;   /* admitted again (or still) */
+            if (p->hs_err == NNM_ETRUST) p->hs_err = NNM_OK;
+        } else if (rc == NNM_ETRUST) {
+            if (!p->revoked) l->st.peers_revoked++;
+            p->refused = p->revoked = true;
+            p->hs_err = NNM_ETRUST;
+            static const char pre[] = "hello refused: ";   /* nnm_hello_open's prefix */
+            const char *why = strncmp(d.msg, pre, sizeof pre - 1) == 0 ? d.msg + sizeof pre - 1
+                                                                       : d.msg;
+            snprintf(p->hs_msg, sizeof p->hs_msg, "%s", why);
+            wipe_sessions(l, p);
+            purge_queue(l, p);
+        } else {
+            /* Could not tell (out of memory): drop the sessions so that the next handshake
+             * is checked against t. */
+            wipe_sessions(l, p);
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NNM_OK;
+}
+
 /* ---- handshake API ------------------------------------------------------------------------ */
 
 /* Waits (lock held) until p has a session newer than gen0, or the deadline. */
 static nnm_err connect_locked(nnm_link *l, link_peer *p, uint64_t deadline, nnm_diag *diag)
 {
+    if (p->revoked)
+        return nnm_diag_set(diag, NNM_ETRUST, "link: peer '%s' is no longer trusted, its "
+                            "sessions were dropped when the trust store changed (%s)", p->id,
+                            p->hs_msg);
     uint64_t gen0 = p->gen;
     bool fresh = p->cur != NULL && !nnm_session_needs_rekey(p->cur, now_s());
     if (fresh) return NNM_OK;
@@ -1115,6 +1226,15 @@ static void wire_tensors(const nnm_frame *f, const nnm_wire_tensor **wt, size_t 
     }
 }
 
+void nnm_link_wake(nnm_link *l)
+{
+    if (l == NULL) return;
+    pthread_mutex_lock(&l->mu);
+    l->wake = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
 nnm_err nnm_link_recv(nnm_link *l, nnm_link_msg *msg, unsigned timeout_ms, nnm_diag *diag)
 {
     if (l == NULL || msg == NULL) return nnm_diag_set(diag, NNM_EINVAL, "nnm_link_recv: NULL argument");
@@ -1122,6 +1242,11 @@ nnm_err nnm_link_recv(nnm_link *l, nnm_link_msg *msg, unsigned timeout_ms, nnm_d
     uint64_t deadline = link__now_ms() + timeout_ms;
     pthread_mutex_lock(&l->mu);
     while (l->qhead == NULL) {
+        if (l->wake) {
+            l->wake = 0;
+            pthread_mutex_unlock(&l->mu);
+            return nnm_diag_set(diag, NNM_ETIMEOUT, "link: woken before anything was received");
+        }
         if (link__now_ms() >= deadline) {
             pthread_mutex_unlock(&l->mu);
             return nnm_diag_set(diag, NNM_ETIMEOUT, "link: nothing received within %u ms",

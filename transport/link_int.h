@@ -24,7 +24,6 @@ enum {
 enum { LINK_ACK_CREDIT = 0, LINK_ACK_QUERY = 1 };   /* ACK status with request 0 */
 
 #define LINK_SEEN_HELLOS 16
-#define LINK_REFUSED 16
 
 typedef struct inflight {
     uint64_t counter;
@@ -49,6 +48,14 @@ typedef struct link_peer {
     nnm_err hs_err;                 /* last failure opening a hello of this peer */
     char hs_msg[NNM_DIAG_MAX];
     uint64_t rehello_ms;            /* last unsolicited re-hello (unknown session frames) */
+
+    /* trust: the peer hello our current session came from (signed: its key and certificate),
+     * kept so that nnm_link_set_trust can check it again against a new store */
+    uint8_t *trusted_hello;
+    size_t trusted_hello_len;
+    bool refused;                   /* its last hello was refused by the trust store */
+    bool revoked;                   /* a new store no longer trusts it: sessions dropped, sends
+                                       fail with NNM_ETRUST until a store or hello admits it */
 
     /* sessions: current, and the previous one kept a while for frames in flight */
     nnm_session *cur, *prev;
@@ -114,10 +121,9 @@ struct nnm_link {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;              /* CLOCK_MONOTONIC */
+    int wake;                       /* nnm_link_wake: the next waiting recv returns at once */
     link_peer **peers;
     size_t npeers;
-    char refused[LINK_REFUSED][NNM_ID_MAX + 1];
-    unsigned nrefused;
     rxitem *qhead, *qtail;
     size_t qbytes;
     uint64_t stream_seq;

@@ -5,7 +5,7 @@
  * disagree. Every error names the file, the line and the key, and says what to write
  * instead ("node.conf:7: [limits] chunk_size: 4M is above the maximum 1M").
  *
- * Sections: [node] [mesh] [broker] [models] [limits] [control]. [models] is a map: each
+ * Sections: [node] [mesh] [broker] [models] [limits] [scheduler] [control]. [models] is a map: each
  * line is `<model id> = <path to .onnx>`. Relative paths are taken relative to the
  * directory of the config file, and stored resolved. */
 #ifndef NNMESH_CONFIG_H
@@ -62,6 +62,9 @@ typedef struct nnm_config {
     int64_t max_inflight;
     int64_t max_tensor_bytes;
     int64_t task_timeout_ms;      /* deadline of a part sent to a peer */
+    /* [scheduler] */
+    double spot_check;            /* fraction 0..1 of peer parts re-run and compared */
+    int64_t exclude_ms;           /* how long a peer caught lying is excluded; 0: until restart */
     /* [control] */
     int allow_shell_ingress;
     int allow_plaintext_control;
@@ -91,13 +94,25 @@ nnm_err nnm_config_decode(nnm_config **out, const char *text, const char *name,
 
 void nnm_config_free(nnm_config *c);     /* NULL-safe */
 
+/* Fills the broker part of an MQTT session's options from the config: [broker] uris,
+ * keepalive, [limits] max_frame_bytes as the largest message, and the broker user name with
+ * the password read from password_file (first line) into password (NNM_CONFIG_PASSWORD_MAX
+ * bytes, the caller's: wipe it with sodium_memzero once the session is created, which keeps
+ * its own copy). Leaves client id, will and callbacks alone. Errors: NNM_EIO (password file
+ * unreadable). Every program that talks to the broker for a node (nnmeshd, nnmesh infer,
+ * peers, ctl, the benchmarks) uses this, so all of them log in the same way. */
+#define NNM_CONFIG_PASSWORD_MAX 256
+struct nnm_mqtt_opts;
+nnm_err nnm_config_broker_opts(const nnm_config *c, struct nnm_mqtt_opts *o,
+                               char password[NNM_CONFIG_PASSWORD_MAX], nnm_diag *diag);
+
 /* --- the key table, for help texts and docs -------------------------------------------- */
 
 typedef struct nnm_config_key {
     const char *section;     /* "node", "mesh", ... */
     const char *name;        /* "id", "key_file", ...; "<id>" for the [models] map */
     const char *type;        /* "string", "int", "size", "bool", "duration", "list", "id",
-                              * "path" */
+                              * "path", "fraction" (a decimal number) */
     const char *min, *max;   /* printable bounds, or NULL when the type has none */
     const char *def;         /* printable default; NULL when the key is required */
     const char *help;        /* one or two sentences */

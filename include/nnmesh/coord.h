@@ -13,7 +13,15 @@
  * answers with an error is run again on the coordinator (which holds the model), so a dead,
  * stopped or lying-about-capacity peer costs latency, never the answer. Every task carries
  * its own id in the frame's request field; a result whose id is unknown, already answered
- * or from another sender is discarded (late and duplicate results). */
+ * or from another sender is discarded (late and duplicate results).
+ *
+ * Spot checks: a peer can also answer with valid, sealed, signed but wrong numbers. With
+ * probability env->spot_check (drawn from the kernel CSPRNG, so a peer cannot tell which
+ * parts are checked) the coordinator re-runs a part a peer answered and compares the two
+ * outputs within NNM_COORD_SPOT_TOLERANCE of the output's scale. On a mismatch its own
+ * result is used, the peer is excluded (see nnm_coord_stats.excluded) and, if the request
+ * already used other unchecked results of that peer, the request is run again without it,
+ * so the answer is the correct one. See docs/SCHEDULER.md. */
 #ifndef NNMESH_COORD_H
 #define NNMESH_COORD_H
 
@@ -46,24 +54,78 @@ typedef struct nnm_coord_env {
     int (*peer_alive)(void *ctx, const char *peer);
     unsigned task_timeout_ms;      /* per remote task (default 10000) */
     nnm_codec codec;               /* wire codec for task inputs/outputs (default AUTO) */
+    double spot_check;             /* fraction of peer parts re-run here and compared (0..1;
+                                    * 0: none) */
+    unsigned exclude_ms;           /* how long a peer caught by a spot check stays excluded;
+                                    * 0: for the life of the stats (the node's run) */
+    const char *request;           /* names the request in log lines (NULL: "a request") */
+    /* Log lines (a peer caught: is_error 1); NULL: silent. */
+    void (*log)(void *ctx, int is_error, const char *msg);
+    int corrupt_results;           /* failpoint, for tests only: nnm_coord_serve perturbs
+                                    * every output it sends (a byzantine peer) */
+    unsigned suspect_ms;           /* a peer that let a task time out gets no part for this
+                                    * long, or until it answers again (0: 3 x task timeout) */
 } nnm_coord_env;
+
+/* Largest difference between a peer's output and the coordinator's own, as a fraction of the
+ * largest magnitude of the coordinator's output, that a spot check accepts. Honest backends
+ * (reference, XNNPACK, any thread count) differ by about 1e-6 of the scale. Outputs that
+ * came over a lossy wire codec round by up to 5e-4 (F16) and 4e-3 (INT8) of the scale and are
+ * held to 2e-3 and 2e-2 instead. */
+#define NNM_COORD_SPOT_TOLERANCE 1e-4
+
+/* A peer caught returning wrong results. */
+typedef struct nnm_coord_exclusion {
+    char id[NNM_ID_MAX + 1];
+    double until_ms;               /* CLOCK_MONOTONIC ms; 0: for good */
+    uint64_t task_id;              /* the task that was caught */
+    double diff;                   /* its largest difference, relative to the output scale */
+} nnm_coord_exclusion;
 
 typedef struct nnm_coord_stats {
     uint64_t tasks_sent, tasks_local, tasks_retried;
     uint64_t models_sent;
     uint64_t results_late;         /* discarded: unknown, answered or from another sender */
+    uint64_t spot_checks;          /* peer parts re-run here and compared */
+    uint64_t spot_mismatches;      /* ... whose outputs differed: the peer was excluded */
+    uint64_t reruns;               /* requests run again without a peer caught lying */
+    double spot_max_ok;            /* largest relative difference a passed check saw: the
+                                    * honest noise, against NNM_COORD_SPOT_TOLERANCE */
+    /* Peers excluded after a mismatch: no part is sent to them while excluded. This is
+     * state, not only counts: pass the same stats to every request of a node (the node's
+     * scheduler should also see them as draining, so that plans leave them out). */
+    size_t n_excluded;
+    nnm_coord_exclusion excluded[NNM_SCHED_MAX_NODES];
+    /* Peers that let a task pass its deadline (stopped, cut off, overloaded): no part is sent
+     * to them until until_ms (CLOCK_MONOTONIC) or until any frame of theirs reaches the
+     * coordinator (a late result proves it is back), so that one unreachable peer costs
+     * one deadline, not one per request. */
+    uint64_t timeouts;             /* tasks whose deadline passed */
+    size_t n_suspects;
+    struct { char id[NNM_ID_MAX + 1]; double until_ms; } suspects[NNM_SCHED_MAX_NODES];
 } nnm_coord_stats;
 
 /* Runs one request for model g (hash) with inputs (graph input order). outputs receive the
  * graph's outputs (owned). *trace (may be NULL) gets one entry per part actually used
  * (malloc'd, caller frees). plan_opts may be NULL. stats (may be NULL) is added to.
  * Errors: NNM_EINVAL (inputs), the scheduler's, NNM_ETIMEOUT (the request's own deadline,
- * if deadline_ms > 0, passed), the local engine's. On error outputs are zeroed. */
+ * if deadline_ms > 0, passed), the local engine's. On error outputs are zeroed.
+ * Peers in stats->excluded get no part; a spot check that catches a peer adds it there
+ * (expired entries are dropped at the start of a run). */
 nnm_err nnm_coord_run(const nnm_coord_env *env, const nnm_graph *g,
                       const uint8_t hash[NNM_WIRE_HASH_BYTES], const nnm_plan_opts *plan_opts,
                       const nnm_tensor *inputs, int n_in, nnm_tensor *outputs, int n_out,
                       unsigned deadline_ms, nnm_trace_entry **trace, size_t *n_trace,
                       nnm_coord_stats *stats, nnm_diag *diag);
+
+/* 1 if stats (may be NULL) lists peer as excluded now (its exclusion has not expired). */
+int nnm_coord_peer_excluded(const nnm_coord_stats *stats, const char *peer);
+
+/* 1 if peer let a task time out recently and has not answered since (stats may be NULL). */
+int nnm_coord_peer_suspect(const nnm_coord_stats *stats, const char *peer);
+
+/* Forgets a suspicion (the peer rejoined or answered). */
+void nnm_coord_peer_unsuspect(nnm_coord_stats *stats, const char *peer);
 
 /* Serves a TASK (not a whole-model request) or a model-carrying TENSOR frame from a peer:
  * runs the slice with env->worker and sends back a RESULT with the same request id (status

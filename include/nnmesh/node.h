@@ -137,6 +137,7 @@ typedef struct nnm_node_stats {
     uint64_t adverts_published, adverts_accepted;
     uint64_t adverts_ignored[NNM_ADVERT__COUNT];
     uint64_t joins, leaves, expired;
+    uint64_t revoked;                 /* peers evicted by nnm_node_set_trust (also in leaves) */
     uint64_t ctl_accepted, ctl_refused, ctl_unknown, ctl_bad_arg;
     uint64_t frames_unsupported;      /* link frames this node cannot serve yet (TASK ...) */
     uint64_t publish_errors;
@@ -166,9 +167,10 @@ nnm_err nnm_node_start(nnm_node *n, nnm_diag *diag);
  * control), then runs what is due: advert, stats, peer expiry, capacity re-measurement. */
 void nnm_node_poll(nnm_node *n, unsigned timeout_ms);
 
-/* Uses t (borrowed; outlives the node) for adverts and control from now on. The link keeps
- * checking handshakes against the trust store it was created with (nnm_link has no way to
- * swap it yet). */
+/* Uses t (borrowed, not NULL) from now on for adverts, control and the link's handshakes
+ * (nnm_link_set_trust). Live peers whose advert key t refuses are evicted at once (logged
+ * "revoked", counted in stats revoked and leaves) and the link drops their sessions. When this
+ * returns nothing uses the previous store: the caller may free it then. Thread-safe. */
 void nnm_node_set_trust(nnm_node *n, nnm_trust *t);
 
 /* Leaves cleanly: clears the retained advert, publishes final stats, says BYE to peers with

@@ -159,7 +159,8 @@ typedef struct nnm_link_opts {
     const char *node_id;            /* required: [a-z0-9-]{1,32} */
     const char *mesh;               /* required: [a-z0-9-]{1,32} */
     const nnm_identity *identity;   /* required, borrowed: outlives the link */
-    nnm_trust *trust;               /* required, borrowed: outlives the link */
+    nnm_trust *trust;               /* required, borrowed: outlives the link, or is replaced
+                                       by nnm_link_set_trust before it is freed */
     const uint8_t *cert;            /* this node's certificate or NULL (copied) */
     size_t cert_len;
     /* Broker uris, backoff, will, events. client_id NULL means "nnm-<mesh>-<node>"; the link
@@ -190,7 +191,8 @@ typedef struct nnm_link_stats {
     uint64_t drop_malformed;        /* bad header, body, envelope length, or inner frame */
     uint64_t drop_not_for_me;       /* receiver or header topic is not this node's inbox */
     uint64_t drop_untrusted;        /* hello refused by the trust store, and later frames of
-                                       that sender */
+                                       that sender; frames of a revoked peer (received later,
+                                       or still queued when nnm_link_set_trust revoked it) */
     uint64_t drop_no_session;       /* sealed frame under a session this node does not hold */
     uint64_t drop_bad_tag;          /* authentication failed: altered or forged */
     uint64_t drop_replay;           /* counter already seen (or too old) in its session */
@@ -198,6 +200,7 @@ typedef struct nnm_link_stats {
     uint64_t drop_reasm;            /* chunk refused by the reassembler */
     uint64_t drop_queue_full;       /* rx_queue_bytes reached */
     uint64_t send_waits;            /* sends that waited for flow-control credit */
+    uint64_t peers_revoked;         /* peers whose sessions nnm_link_set_trust dropped */
     nnm_reasm_stats reasm;
 } nnm_link_stats;
 
@@ -226,9 +229,24 @@ nnm_err nnm_link_start(nnm_link *l, nnm_diag *diag);
  * subscriptions made there deliver to opts.on_other. */
 nnm_mqtt *nnm_link_get_mqtt(nnm_link *l);
 
+/* Replaces the trust store (t borrowed, not NULL) for everything that follows: hellos are
+ * opened against t from now on, and every peer admitted before is checked again (the key and
+ * certificate of the hello it was admitted with, at today's date). A peer t no longer trusts
+ * is revoked at once: its sessions and pending handshake are wiped, its frames still waiting
+ * for nnm_link_recv are discarded, later frames from it are dropped and counted in
+ * drop_untrusted, and nnm_link_connect_peer / nnm_link_send to it fail with NNM_ETRUST (no
+ * hello is sent to it) until a later store trusts its key again, or it opens a new
+ * handshake whose key the current store trusts (a re-keyed node). Peers t still trusts keep
+ * their sessions; peers refused before get a new chance.
+ * Ownership: the link uses the store only under its mutex, which this takes, so when it
+ * returns nothing uses the previous store any more: the caller may free that one then (and
+ * not before). Thread-safe. Errors: NNM_EINVAL (NULL argument; nothing changed). */
+nnm_err nnm_link_set_trust(nnm_link *l, nnm_trust *t);
+
 /* Runs the hello handshake with peer_id unless a fresh session exists, resending the hello
  * every hello_retry_ms. Errors: NNM_EINVAL (bad id, or this node), NNM_ETRUST (the peer's
- * hello was refused by the trust store; the diagnostic says why), NNM_ECRYPTO (its hello was
+ * hello was refused by the trust store, or nnm_link_set_trust revoked it; the diagnostic says
+ * why), NNM_ECRYPTO (its hello was
  * forged), NNM_ETIMEOUT (no answer: peer absent, on another mesh or broker, or it does not
  * trust this node), NNM_ERANGE (max_peers), NNM_ENOMEM. */
 nnm_err nnm_link_connect_peer(nnm_link *l, const char *peer_id, unsigned timeout_ms,
@@ -241,8 +259,8 @@ nnm_err nnm_link_connect_peer(nnm_link *l, const char *peer_id, unsigned timeout
  * f is only read. Errors: NNM_EINVAL (type or a body field), NNM_ETIMEOUT (no session or no
  * credit within send_timeout_ms; after a credit timeout the session is dropped so that the
  * next send handshakes again, in case the peer restarted), NNM_ECONN (broker not connected),
- * those of nnm_link_connect_peer, NNM_ENOMEM. A chunked frame cut short by an error is
- * discarded by the receiver's reassembly timeout. */
+ * those of nnm_link_connect_peer (NNM_ETRUST: a revoked peer), NNM_ENOMEM. A chunked frame
+ * cut short by an error is discarded by the receiver's reassembly timeout. */
 nnm_err nnm_link_send(nnm_link *l, const char *peer, const nnm_frame *f, nnm_diag *diag);
 
 /* Convenience: a TENSOR frame of n wire tensors (borrowed) for request. Errors: as above. */
@@ -256,6 +274,11 @@ nnm_err nnm_link_send_tensors(nnm_link *l, const char *peer, uint64_t request,
 nnm_err nnm_link_recv(nnm_link *l, nnm_link_msg *msg, unsigned timeout_ms, nnm_diag *diag);
 
 void nnm_link_msg_cleanup(nnm_link_msg *msg);   /* NULL-safe; zeroes msg */
+
+/* Makes a nnm_link_recv that is waiting (or the next one to wait) on an empty queue return
+ * NNM_ETIMEOUT at once, e.g. when another thread queued work for the receiving thread.
+ * Thread-safe; any thread (not under the link's callbacks' locks: it takes the link mutex). */
+void nnm_link_wake(nnm_link *l);
 
 void nnm_link_get_stats(nnm_link *l, nnm_link_stats *st);
 

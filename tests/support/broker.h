@@ -18,8 +18,9 @@ typedef struct test_broker {
 int test_broker_free_port(void);
 
 /* Starts mosquitto ($MOSQUITTO, else /usr/sbin/mosquitto) on port (0: pick a free one) with
- * extra config lines (may be NULL; $NNM_TEST_MOSQUITTO_EXTRA is appended too, e.g.
- * "set_tcp_nodelay true" for experiments), and waits up to 10 s until it accepts connections.
+ * set_tcp_nodelay true (as the example brokers) and extra config lines (may be NULL;
+ * $NNM_TEST_MOSQUITTO_EXTRA is appended too, for experiments), and waits up to 10 s until it
+ * accepts connections.
  * Returns 0, or -1 with a message on stderr (the log is printed). */
 int test_broker_start(test_broker *b, int port, const char *extra);
 

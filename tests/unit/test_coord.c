@@ -1,7 +1,9 @@
 /* tests/unit/test_coord.c — a request run across three nodes on a real mosquitto: the
  * coordinator plans with the scheduler, sends tasks (shipping the slice's weights to a peer
  * that lacks the model), joins the parts, and gets the single-node output. A peer that stops
- * answering costs a timeout, not the answer; its late results are discarded. */
+ * answering costs a timeout, not the answer; its late results are discarded. A byzantine peer
+ * (the corrupt-results failpoint) is caught by spot checks and excluded, and honest peers on
+ * other backends and thread counts are never flagged. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -231,6 +233,264 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
     test_broker_cleanup(&br);
 }
 
+/* ---- spot checks ------------------------------------------------------------------------ */
+
+static char caught_log[4096];
+static int n_error_logs;
+
+static void grab_log(void *ctx, int is_error, const char *msg)
+{
+    (void)ctx;
+    if (!is_error) return;
+    n_error_logs++;
+    snprintf(caught_log, sizeof caught_log, "%s", msg);
+}
+
+static int all_have_model(void *ctx, const char *peer, const uint8_t *hash)
+{
+    (void)ctx;
+    (void)peer;
+    (void)hash;
+    return 1;
+}
+
+static void set_node(nnm_sched *s, const char *id, int draining)
+{
+    nnm_mesh_node mn;
+    memset(&mn, 0, sizeof mn);
+    snprintf(mn.id, sizeof mn.id, "%s", id);
+    for (int k = 0; k < NNM_OPC__COUNT; k++) mn.gflops[k] = 20;
+    mn.draining = draining;
+    nnm_diag d;
+    assert_int_equal(nnm_sched_node_set(s, &mn, &d), NNM_OK);
+}
+
+/* Parts the trace credits to node. */
+static int parts_on(const nnm_trace_entry *tr, size_t ntr, const char *node)
+{
+    int c = 0;
+    for (size_t i = 0; i < ntr; i++) c += !strcmp(tr[i].node, node);
+    return c;
+}
+
+static void test_coord_spot_check_catches_corrupt_peer_never_flags_honest_ones(void **state)
+{
+    (void)state;
+    if (!test_broker_available()) skip();
+    test_broker br;
+    memset(&br, 0, sizeof br);
+    assert_int_equal(test_broker_start(&br, 0, NULL), 0);
+    ep c;
+    wnode w[3];   /* w1: reference kernels, 2 threads; w2: XNNPACK; w3: byzantine */
+    memset(w, 0, sizeof w);
+    const char *names[4] = { "coord", "w1", "w2", "w3" };
+    ep_new_identity(&c, "coord");
+    for (int i = 0; i < 3; i++) ep_new_identity(&w[i].e, names[i + 1]);
+    nnm_identity *ids[4] = { c.id, w[0].e.id, w[1].e.id, w[2].e.id };
+    c.trust = trust_of(ids, names, 4);
+    for (int i = 0; i < 3; i++) w[i].e.trust = trust_of(ids, names, 4);
+    ep_open(&c, br.uri, 0, 3000);
+    for (int i = 0; i < 3; i++) ep_open(&w[i].e, br.uri, 0, 3000);
+
+    uint8_t h[NNM_WIRE_HASH_BYTES];
+    FILE *f = fopen(lenet, "rb");
+    assert_non_null(f);
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    nnm_model_hash(h, buf, len);
+    nnm_diag d;
+    nnm_worker *cw = NULL;
+    nnm_worker_opts co = { .threads = 1, .backend = NNM_BACKEND_AUTO };
+    nnm_worker_opts wo[3] = { { .threads = 2, .backend = NNM_BACKEND_REF },
+                              { .threads = 1, .backend = NNM_BACKEND_XNN },
+                              { .threads = 1, .backend = NNM_BACKEND_AUTO } };
+    assert_int_equal(nnm_worker_new(&cw, &co, &d), NNM_OK);
+    assert_int_equal(nnm_worker_add_model(cw, h, load(), &d), NNM_OK);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(nnm_worker_new(&w[i].w, &wo[i], &d), NNM_OK);
+        assert_int_equal(nnm_worker_add_model(w[i].w, h, load(), &d), NNM_OK);
+        w[i].env.link = w[i].e.l;
+        w[i].env.worker = w[i].w;
+        w[i].env.self = w[i].e.name;
+        w[i].env.corrupt_results = i == 2;   /* set before its thread starts */
+        assert_int_equal(pthread_create(&w[i].th, NULL, serve_loop, &w[i]), 0);
+    }
+
+    nnm_sched *s = NULL;
+    assert_int_equal(nnm_sched_new(&s, "coord", NULL, &d), NNM_OK);
+    set_node(s, "coord", 0);
+    set_node(s, "w1", 0);
+    set_node(s, "w2", 0);
+    set_node(s, "w3", 1);          /* the liar gets no parts while the honest ones are run */
+    nnm_coord_env env;
+    memset(&env, 0, sizeof env);
+    env.link = c.l;
+    env.worker = cw;
+    env.sched = s;
+    env.self = "coord";
+    env.peer_has_model = all_have_model;
+    env.task_timeout_ms = 8000;
+    env.spot_check = 1;
+    env.log = grab_log;
+    env.request = "test request";
+    nnm_plan_opts po;
+    memset(&po, 0, sizeof po);
+    po.policy = NNM_POLICY_EQUAL;
+
+    nnm_graph *g = load();
+    nnm_tensor x, want, got;
+    assert_int_equal(nnm_npy_load(&x, sample, &d), NNM_OK);
+    nnm_exec *ex = NULL;
+    assert_int_equal(nnm_exec_new(&ex, g, NULL, &d), NNM_OK);
+
+    /* Honest peers on other backends and thread counts, every part checked, inputs of
+     * several scales: never flagged. */
+    nnm_coord_stats st;
+    memset(&st, 0, sizeof st);
+    nnm_tensor xs;
+    assert_int_equal(nnm_tensor_init(&xs, x.dtype, x.ndim, x.shape), NNM_OK);
+    const int honest_runs = 24;
+    double worst = 0;
+    for (int r = 0; r < honest_runs; r++) {
+        const float *src = x.data;
+        float *dst = xs.data;
+        float k = 0.25f + 0.25f * (float)(r % 8);      /* 0.25 .. 2 */
+        for (size_t i = 0; i < x.nbytes / 4; i++) dst[i] = src[i] * k - (float)(r % 3) * 0.1f;
+        assert_int_equal(nnm_exec_run(ex, &xs, 1, &want, 1, &d), NNM_OK);
+        nnm_trace_entry *tr = NULL;
+        size_t ntr = 0;
+        nnm_err rc = nnm_coord_run(&env, g, h, &po, &xs, 1, &got, 1, 0, &tr, &ntr, &st, &d);
+        if (rc != NNM_OK) fprintf(stderr, "coord: %s\n", d.msg);
+        assert_int_equal(rc, NNM_OK);
+        worst = fmax(worst, rel_diff(&got, &want));
+        assert_true(rel_diff(&got, &want) <= 1e-5);
+        assert_int_equal(parts_on(tr, ntr, "w3"), 0);
+        free(tr);
+        nnm_tensor_cleanup(&got);
+        nnm_tensor_cleanup(&want);
+    }
+    print_message("honest: %d requests, %llu parts checked, %llu mismatches, largest check "
+                  "difference %.2g of the scale (tolerance %g), output rel %.2g\n", honest_runs,
+                  (unsigned long long)st.spot_checks, (unsigned long long)st.spot_mismatches,
+                  st.spot_max_ok, NNM_COORD_SPOT_TOLERANCE, worst);
+    assert_true(st.spot_max_ok < NNM_COORD_SPOT_TOLERANCE / 10);
+    assert_true(st.spot_checks >= (uint64_t)honest_runs);
+    assert_int_equal(st.spot_mismatches, 0);
+    assert_int_equal(st.n_excluded, 0);
+    assert_int_equal(n_error_logs, 0);
+    nnm_tensor_cleanup(&xs);
+
+    /* The liar joins. Without spot checks its wrong numbers reach the answer. */
+    set_node(s, "w3", 0);
+    assert_int_equal(nnm_exec_run(ex, &x, 1, &want, 1, &d), NNM_OK);
+    env.spot_check = 0;
+    memset(&st, 0, sizeof st);
+    nnm_trace_entry *tr = NULL;
+    size_t ntr = 0;
+    assert_int_equal(nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d), NNM_OK);
+    int on_w3 = parts_on(tr, ntr, "w3");
+    double wrong = rel_diff(&got, &want);
+    print_message("spot_check 0: %d part(s) on w3, output off by %.3g of its scale\n", on_w3, wrong);
+    assert_true(on_w3 > 0);
+    assert_true(wrong > 1e-3);
+    assert_int_equal(st.spot_checks, 0);
+    free(tr);
+    nnm_tensor_cleanup(&got);
+
+    /* Every part checked: caught on its first part, the answer is right, w3 is excluded
+     * and logged with the request and the difference. */
+    env.spot_check = 1;
+    memset(&st, 0, sizeof st);
+    assert_int_equal(nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d), NNM_OK);
+    print_message("spot_check 1: %llu checked, %llu mismatch, %llu rerun(s); log: %s\n",
+                  (unsigned long long)st.spot_checks, (unsigned long long)st.spot_mismatches,
+                  (unsigned long long)st.reruns, caught_log);
+    assert_true(rel_diff(&got, &want) <= 1e-5);
+    assert_int_equal(st.spot_mismatches, 1);
+    assert_true(nnm_coord_peer_excluded(&st, "w3"));
+    assert_false(nnm_coord_peer_excluded(&st, "w1"));
+    assert_int_equal(n_error_logs, 1);
+    assert_non_null(strstr(caught_log, "peer w3"));
+    assert_non_null(strstr(caught_log, "test request"));
+    assert_non_null(strstr(caught_log, "differs by"));
+    assert_int_equal(parts_on(tr, ntr, "w3"), 0);
+    free(tr);
+    nnm_tensor_cleanup(&got);
+
+    /* Later requests send it nothing, even though the plan still names it. */
+    int served = atomic_load(&w[2].served);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d), NNM_OK);
+        assert_true(rel_diff(&got, &want) <= 1e-5);
+        assert_int_equal(parts_on(tr, ntr, "w3"), 0);
+        free(tr);
+        nnm_tensor_cleanup(&got);
+    }
+    usleep(100000);
+    assert_int_equal(atomic_load(&w[2].served), served);
+    assert_int_equal(st.spot_mismatches, 1);
+
+    /* At a rate of 0.5, rounds from a clean slate until caught: the answer of the request
+     * that catches it is right, also when that request had already used an unchecked (wrong)
+     * part of w3 and is run again without it. w3 serves two parts a request, so about one
+     * catch in three needs the rerun; rounds go on until one did (at most 40). */
+    env.spot_check = 0.5;
+    uint64_t reruns = 0;
+    int rounds = 0, requests = 0;
+    char at[256] = "";
+    for (; rounds < 40 && reruns == 0; rounds++) {
+        memset(&st, 0, sizeof st);
+        int caught_at = 0;
+        for (int r = 1; r <= 40 && !caught_at; r++) {
+            assert_int_equal(nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d), NNM_OK);
+            requests++;
+            if (st.spot_mismatches > 0) {
+                caught_at = r;
+                assert_true(rel_diff(&got, &want) <= 1e-5);
+                assert_int_equal(parts_on(tr, ntr, "w3"), 0);
+            }
+            free(tr);
+            nnm_tensor_cleanup(&got);
+        }
+        assert_true(caught_at > 0);
+        reruns += st.reruns;
+        size_t k = strlen(at);
+        snprintf(at + k, sizeof at - k, "%s%d%s", k ? " " : "", caught_at, st.reruns ? "(rerun)" : "");
+    }
+    print_message("spot_check 0.5: %d round(s), %d request(s), caught at request: %s\n", rounds,
+                  requests, at);
+    assert_true(reruns > 0);
+
+    /* A timed exclusion ends. */
+    env.spot_check = 1;
+    env.exclude_ms = 300;
+    memset(&st, 0, sizeof st);
+    assert_int_equal(nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d), NNM_OK);
+    assert_true(nnm_coord_peer_excluded(&st, "w3"));
+    free(tr);
+    nnm_tensor_cleanup(&got);
+    usleep(400000);
+    assert_false(nnm_coord_peer_excluded(&st, "w3"));
+
+    for (int i = 0; i < 3; i++) {
+        atomic_store(&w[i].stop, 1);
+        pthread_join(w[i].th, NULL);
+    }
+    nnm_exec_free(ex);
+    nnm_tensor_cleanup(&x);
+    nnm_tensor_cleanup(&want);
+    nnm_graph_free(g);
+    nnm_sched_free(s);
+    ep_close(&c);
+    for (int i = 0; i < 3; i++) {
+        ep_close(&w[i].e);
+        nnm_worker_free(w[i].w);
+    }
+    nnm_worker_free(cw);
+    test_broker_cleanup(&br);
+}
+
 int main(void)
 {
     const char *src = getenv("top_srcdir");
@@ -239,6 +499,7 @@ int main(void)
     snprintf(sample, sizeof sample, "%s/examples/models/sample-0-ankle-boot.npy", src);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_coord_mesh_matches_single_node_ships_weights_survives_stopped_peers),
+        cmocka_unit_test(test_coord_spot_check_catches_corrupt_peer_never_flags_honest_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

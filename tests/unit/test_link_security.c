@@ -1,6 +1,7 @@
 /* tests/unit/test_link_security.c — what the link refuses, each case on its own broker: keys
  * outside the trust file, frames with any flipped bit, replays (at once and after the broker
- * restarted), and frames addressed to another node. Every refused frame must be counted and
+ * restarted), frames addressed to another node, and a peer revoked by a new trust store
+ * (nnm_link_set_trust) while it holds a session. Every refused frame must be counted and
  * none may reach the application. */
 #include "test_link_util.h"
 
@@ -238,6 +239,96 @@ static void test_link_frame_for_another_node_rejected(void **state)
     world_close(&w);
 }
 
+static uint64_t get_sessions(const nnm_link_stats *s) { return s->sessions; }
+static uint64_t get_rx(const nnm_link_stats *s) { return s->rx_frames; }
+
+/* a and b hold a session; a's new store lacks b: b's queued and later frames are dropped and
+ * counted, a cannot send to b, b's new hellos are refused; a store listing b again restores
+ * the link after a new handshake. */
+static void test_link_set_trust_revokes_and_readmits_peer(void **state)
+{
+    (void)state;
+    world w;
+    world_open(&w, 0, INBOX("node-a"));
+    nnm_tensor t;
+    byte_tensor(&t, 3000, 21);
+    send_tensor(&w.b, "node-a", &t, 1);
+    expect_tensor(&w.a, "node-b", &t, 1);
+    send_tensor(&w.a, "node-b", &t, 2);
+    expect_tensor(&w.b, "node-a", &t, 2);
+    /* one more frame of b waits in a's receive queue */
+    nnm_link_stats s0, s1, s2;
+    nnm_link_get_stats(w.a.l, &s0);
+    send_tensor(&w.b, "node-a", &t, 3);
+    assert_int_equal(wait_stat(w.a.l, get_rx, s0.rx_frames + 1), s0.rx_frames + 1);
+
+    /* a's trust file loses b: the caller frees the old store once set_trust returned */
+    nnm_identity *only_a[1] = {w.a.id};
+    const char *name_a[1] = {"node-a"};
+    nnm_trust *t2 = trust_of(only_a, name_a, 1);
+    double t0 = now_s_f();
+    assert_int_equal(nnm_link_set_trust(w.a.l, t2), NNM_OK);
+    printf("# set_trust took %.3f ms\n", (now_s_f() - t0) * 1e3);
+    nnm_trust_free(w.a.trust);
+    w.a.trust = t2;
+    nnm_link_get_stats(w.a.l, &s1);
+    assert_int_equal(s1.peers_revoked, 1);
+    assert_int_equal(s1.drop_untrusted, s0.drop_untrusted + 1);   /* the queued frame */
+    expect_nothing(&w.a);
+
+    /* b still believes in its session: its next frame is dropped and counted */
+    send_tensor(&w.b, "node-a", &t, 4);
+    assert_int_equal(wait_stat(w.a.l, get_untrusted, s1.drop_untrusted + 1),
+                     s1.drop_untrusted + 1);
+    expect_nothing(&w.a);
+    /* a sends nothing to b: NNM_ETRUST at once, no hello */
+    nnm_wire_tensor wt;
+    assert_int_equal(nnm_wire_tensor_encode(&wt, &t, NNM_CODEC_NONE, NULL), NNM_OK);
+    wt.name = "x";
+    nnm_diag d = {0};
+    t0 = now_s_f();
+    assert_int_equal(nnm_link_send_tensors(w.a.l, "node-b", 5, &wt, 1, &d), NNM_ETRUST);
+    printf("# send to the revoked peer: %s (%.3f ms)\n", d.msg, (now_s_f() - t0) * 1e3);
+    assert_non_null(strstr(d.msg, "node-b"));
+    assert_true(now_s_f() - t0 < 5.0);
+    assert_int_equal(nnm_link_connect_peer(w.a.l, "node-b", 1000, NULL), NNM_ETRUST);
+
+    /* b restarts (same key) and says hello: refused, no session */
+    nnm_link_free(w.b.l);
+    w.b.l = NULL;
+    ep_open(&w.b, w.br.uri, 0, 0);
+    nnm_link_get_stats(w.a.l, &s2);
+    assert_int_equal(nnm_link_connect_peer(w.b.l, "node-a", 2500, &d), NNM_ETIMEOUT);
+    assert_true(wait_stat(w.a.l, get_untrusted, s2.drop_untrusted + 1) >= s2.drop_untrusted + 1);
+    nnm_link_stats s3;
+    nnm_link_get_stats(w.a.l, &s3);
+    assert_int_equal(s3.sessions, s2.sessions);
+    assert_int_equal(s3.delivered, 1);
+    printf("# revoked: queued frame, later frame and %llu refused hello(s) counted untrusted\n",
+           (unsigned long long)(s3.drop_untrusted - s2.drop_untrusted));
+
+    /* b is listed again: a new handshake restores both directions */
+    nnm_identity *both[2] = {w.a.id, w.b.id};
+    const char *names[2] = {"node-a", "node-b"};
+    nnm_trust *t3 = trust_of(both, names, 2);
+    assert_int_equal(nnm_link_set_trust(w.a.l, t3), NNM_OK);
+    nnm_trust_free(w.a.trust);
+    w.a.trust = t3;
+    assert_int_equal(nnm_link_connect_peer(w.b.l, "node-a", 20000, &d), NNM_OK);
+    assert_true(wait_stat(w.a.l, get_sessions, s3.sessions + 1) >= s3.sessions + 1);
+    send_tensor(&w.a, "node-b", &t, 6);
+    expect_tensor(&w.b, "node-a", &t, 6);
+    send_tensor(&w.b, "node-a", &t, 7);
+    expect_tensor(&w.a, "node-b", &t, 7);
+    nnm_link_stats s4;
+    nnm_link_get_stats(w.a.l, &s4);
+    assert_int_equal(s4.peers_revoked, 1);
+    assert_int_equal(s4.delivered, 2);
+    nnm_wire_tensor_cleanup(&wt);
+    nnm_tensor_cleanup(&t);
+    world_close(&w);
+}
+
 int main(void)
 {
     if (!test_broker_available()) {
@@ -249,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_link_flipped_bits_rejected_and_counted),
         cmocka_unit_test(test_link_replay_dropped_at_once_and_after_reconnect),
         cmocka_unit_test(test_link_frame_for_another_node_rejected),
+        cmocka_unit_test(test_link_set_trust_revokes_and_readmits_peer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,48 @@
+#!/bin/sh
+# tests/fault/straggler.sh — process fault: a SIGSTOPped straggler, on a 4-node example mesh
+# (examples/mesh-up.sh, real mosquitto on loopback) running the bundled LeNet-5 split with
+# policy `equal`, coordinated by n1. [limits] task_timeout = 2 s (mesh-up.sh --task-timeout),
+# while the keepalive (10 s) and the advert expiry (3 x 2 s + 5 s) are longer, so the task
+# deadline, not the peer's departure, is what re-runs the stopped node's parts. Asserted:
+#  - before the stop n3 runs parts; with n3 stopped the request completes with the
+#    single-node output (within 1e-5), after at least the 2 s task deadline, without n3 in
+#    its trace, and n1 counts re-run parts (coordinator.tasks_retried); n1 does not see n3
+#    leave (the deadline re-ran the parts);
+#  - after SIGCONT, n3's stale answers are discarded (results_late) and n3 serves again.
+#   make check TESTS=tests/fault/straggler.sh
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../dist_lib.sh"
+x="$SAMPLES/sample-2-trouser.npy"
+
+t0=$(now)
+mesh_start slow --nodes 4 --keepalive 10 --interval 2 --task-timeout 2
+"$NNMESH" run "$LENET" -i "$x" -o "$dir/ref" >/dev/null
+ref=$dir/ref/output.npy
+set_policy equal
+
+echo "== a SIGSTOPped straggler"
+infer_bg b0; wait $infer_pid || true
+[ "$(infer_verdict "$dir/b0" "$dir/b0")" = ok ] || fail "the request before the stop failed"
+grep -q '^  n3 ' "$dir/b0.out" || fail "n3 ran no part before it was stopped: $(cat "$dir/b0.out")"
+retried0=$(node_stat n1 coordinator.tasks_retried)
+kill -STOP "$(cat "$dir/n3.pid")"
+t=$(now)
+infer_bg b1; wait $infer_pid || true
+el=$(since "$t")
+[ "$(infer_verdict "$dir/b1" "$dir/b1")" = ok ] || fail "the request with n3 stopped failed: $(cat "$dir/b1.err")"
+! grep -q '^  n3 ' "$dir/b1.out" || fail "the trace still credits the stopped n3: $(cat "$dir/b1.out")"
+retried=$(node_stat n1 coordinator.tasks_retried)
+[ "$retried" -gt "$retried0" ] || fail "n1 re-ran no task (tasks_retried $retried0 -> $retried)"
+le 2 "$el" || fail "the request finished in $el s, before the 2 s task deadline"
+grep -q "peer n3 \(left\|expired\)" "$dir/n1.log" && fail "n1 saw n3 leave: the deadline was not what re-ran its part"
+echo "PASS n3 stopped: the request completed correctly in $el s (task deadline 2 s);" \
+     "n1 re-ran $((retried - retried0)) part(s); trace: $(awk '/^  n[0-9]/ { print $1 }' "$dir/b1.out" | sort | uniq -c | tr -s ' \n' ' ')"
+late0=$(node_stat n1 coordinator.results_late)
+kill -CONT "$(cat "$dir/n3.pid")"
+sleep 1
+infer_bg b2; wait $infer_pid || true
+[ "$(infer_verdict "$dir/b2" "$dir/b2")" = ok ] || fail "the request after SIGCONT failed"
+grep -q '^  n3 ' "$dir/b2.out" || fail "n3 takes no part after SIGCONT: $(cat "$dir/b2.out")"
+echo "PASS after SIGCONT n3 serves again; its stale answers discarded" \
+     "(n1 results_late $late0 -> $(node_stat n1 coordinator.results_late), ignored frames $(node_stat n1 errors.frames_unsupported))" \
+     "($(since "$t0") s)"
