@@ -19,8 +19,10 @@
 # and the search stops at the first step that misses every target. Targets (ms) and rate
 # ladders (req/s) can be overridden: LOAD_TARGETS_<model>, LOAD_RATES_<model>. Defaults:
 #   lenet         p99 <= 50 ms, 150 ms   rates 5 10 25 50 100 150 200 300 400 600 800 1000
-#   mobilenet_v2  p99 <= 500 ms, 150 ms  rates 1 2 4 6 8 10 12 15 20 25 30 40
-# Prints one line per step and a result line per model (stdout); raw bench/load outputs (one
+#                                        1500 2000 3000
+#   mobilenet_v2  p99 <= 500 ms, 150 ms  rates 1 2 4 6 8 10 12 15 20 25 30 40 60 80 100 130
+# Prints one line per step (with the CPU each process used during it, in % of one core: the
+# client, the brokers, the nodes) and a result line per model and target (stdout); raw bench/load outputs (one
 # line per request) go to DIR (default /tmp/nnm-load-results), never into the source tree.
 # MobileNetV2 comes from scripts/make_models.py (Debian's python3-torch and python3-onnx),
 # cached in tests/model-cache of the build directory like the tests do.
@@ -44,8 +46,8 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 : "${LOAD_TARGETS_lenet:=50 150}" "${LOAD_TARGETS_mobilenet_v2:=500 150}"
-: "${LOAD_RATES_lenet:=5 10 25 50 100 150 200 300 400 600 800 1000}"
-: "${LOAD_RATES_mobilenet_v2:=1 2 4 6 8 10 12 15 20 25 30 40}"
+: "${LOAD_RATES_lenet:=5 10 25 50 100 150 200 300 400 600 800 1000 1500 2000 3000}"
+: "${LOAD_RATES_mobilenet_v2:=1 2 4 6 8 10 12 15 20 25 30 40 60 80 100 130}"
 for p in "$NNMESH" "$NNMESHD" "$LOAD"; do [ -x "$p" ] || { echo "load.sh: $p missing: run make in the build directory first" >&2; exit 2; }; done
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -62,6 +64,9 @@ case " $models " in
   *" mobilenet_v2 "*) mkdir -p "$cache"
     flock "$cache/.lock" "$SYS_PYTHON" "$top_srcdir/scripts/make_models.py" "$cache" --only mobilenet_v2 >/dev/null ;;
 esac
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# bash's `times`, children line (NmS.SSSs NmS.SSSs) -> user + sys seconds
+times_s() { echo "$1" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'; }
 field() { echo "$2" | awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }'; }
 
 echo "# bench/load.sh $(date -u +%FT%TZ) on $(nproc) cores, $(uname -r); step ${step}s; nodes $nodes"
@@ -88,8 +93,20 @@ for pol in $policies; do
   for r in $rates; do
     la0=$(cut -d' ' -f1 /proc/loadavg)
     f=$out/$m-$pol-$r
+    procs=$(cd "$W" && ls *.pid | sed 's/\.pid$//' | sort -V)
+    c0=; for p in $procs; do c0="$c0 $(ticks "$(cat "$W/$p.pid")")"; done
+    t0=$(date +%s.%N)
     res=$("$LOAD" --config "$W/shell.conf" --model "$mpath" -i "$x" --nodes "$nodes" --rate "$r" \
-          --duration "$step" --timeout 30 --drain 30 --raw "$f.raw" 2>"$f.err") || true
+          --duration "$step" --timeout 30 --drain 30 --raw "$f.raw" 2>"$f.err"; times) || true
+    dt=$(echo "$(date +%s.%N) - $t0" | bc -l)
+    # CPU of each process over the step, % of one core: what limits the rate.
+    cpu="client $(echo "100 * $(times_s "$(echo "$res" | tail -1)") / $dt" | bc -l | xargs printf %.0f)"
+    set -- $c0
+    for p in $procs; do
+      cpu="$cpu $p $(echo "100 * ($(ticks "$(cat "$W/$p.pid")") - $1) / $(getconf CLK_TCK) / $dt" | bc -l | xargs printf %.0f)"
+      shift
+    done
+    res=$(echo "$res" | head -n -2)
     echo "$res" >"$f.txt"
     line=$(echo "$res" | grep '^load ' || true)
     la1=$(cut -d' ' -f1 /proc/loadavg)
@@ -112,6 +129,7 @@ for pol in $policies; do
       "$(field p90 "$line")" "$p99" "$(field max "$line")" "$(field errors "$line")" "$(field busy "$line")" \
       "$(field timeouts "$line")" "$(field lost "$line")" "$(field split "$line")" "$(field lag_max "$line")" \
       "$la0" "$la1" "${passed:- none}" "${why:+ ($why )}"
+    echo "  cpu% $cpu"
     echo "$res" | grep '^error ' | sed 's/^/  /' || true
     [ -n "$alive" ] || break
   done
