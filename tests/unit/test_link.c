@@ -1,6 +1,7 @@
 /* tests/unit/test_link.c — the secure link end to end against real mosquitto brokers: handshake
  * and intact tensors of 1 KB to 64 MB on one broker and across two bridged brokers, link
- * probes, and flow control holding back a sender whose receiver does not read. Transfer
+ * probes, flow control holding back a sender whose receiver does not read, and sessions
+ * rekeyed by message count and by age in the middle of traffic. Transfer
  * rates are printed for the record, never asserted. */
 #include "test_link_util.h"
 
@@ -159,6 +160,110 @@ static void test_link_slow_receiver_blocks_sender_until_deadline(void **state)
     test_broker_cleanup(&br);
 }
 
+/* Like ep_open, with the link's rekey policy set. */
+static void ep_open_rekey(ep *e, const char *uri, uint64_t messages, uint64_t seconds)
+{
+    nnm_link_opts o;
+    nnm_link_opts_init(&o);
+    o.node_id = e->name;
+    o.mesh = MESH;
+    o.identity = e->id;
+    o.trust = e->trust;
+    o.mqtt.uris[0] = uri;
+    o.mqtt.nuris = 1;
+    o.rekey_messages = messages;
+    o.rekey_seconds = seconds;
+    nnm_diag d = {0};
+    nnm_err rc = nnm_link_new(&e->l, &o, &d);
+    if (rc == NNM_OK) rc = nnm_link_start(e->l, &d);
+    if (rc == NNM_OK) rc = nnm_mqtt_wait_connected(nnm_link_get_mqtt(e->l), 15000, &d);
+    if (rc != NNM_OK) fprintf(stderr, "ep_open_rekey %s: %s\n", e->name, d.msg);
+    assert_int_equal(rc, NNM_OK);
+}
+
+static uint64_t get_sessions(const nnm_link_stats *s) { return s->sessions; }
+
+/* Sessions are rekeyed after a message count and after an age, in the middle of traffic both
+ * ways, without losing, duplicating or refusing a frame. */
+static void test_link_rekeys_by_count_and_age(void **state)
+{
+    (void)state;
+    test_broker br;
+    assert_int_equal(test_broker_start(&br, 0, NULL), 0);
+    ep a, b;
+    ep_new_identity(&a, "node-a");
+    ep_new_identity(&b, "node-b");
+    nnm_identity *ids[2] = {a.id, b.id};
+    const char *names[2] = {"node-a", "node-b"};
+    a.trust = trust_of(ids, names, 2);
+    b.trust = trust_of(ids, names, 2);
+    ep_open_rekey(&a, br.uri, 8, 0);     /* a new session every 8 messages */
+    ep_open_rekey(&b, br.uri, 8, 0);
+    nnm_diag d = {0};
+    assert_int_equal(nnm_link_connect_peer(a.l, "node-b", 20000, &d), NNM_OK);
+    nnm_link_stats sa0, sb0;
+    nnm_link_get_stats(a.l, &sa0);
+    nnm_link_get_stats(b.l, &sb0);
+    const int n = 60;
+    for (int i = 0; i < n; i++) {
+        nnm_tensor t;
+        byte_tensor(&t, 1000 + (size_t)i * 997, (unsigned)i + 1);
+        send_tensor(&a, "node-b", &t, 1000 + (uint64_t)i);
+        expect_tensor(&b, "node-a", &t, 1000 + (uint64_t)i);
+        send_tensor(&b, "node-a", &t, 2000 + (uint64_t)i);
+        expect_tensor(&a, "node-b", &t, 2000 + (uint64_t)i);
+        nnm_tensor_cleanup(&t);
+    }
+    nnm_link_stats sa, sb;
+    nnm_link_get_stats(a.l, &sa);
+    nnm_link_get_stats(b.l, &sb);
+    printf("# rekey by count (8): %d tensors each way; sessions a %llu -> %llu, b %llu -> %llu\n",
+           n, (unsigned long long)sa0.sessions, (unsigned long long)sa.sessions,
+           (unsigned long long)sb0.sessions, (unsigned long long)sb.sessions);
+    /* 120 data frames plus acknowledgements: at least a few new sessions on each side. */
+    assert_true(sa.sessions - sa0.sessions >= 3);
+    assert_true(sb.sessions - sb0.sessions >= 3);
+    assert_int_equal(drops_total(&sa), 0);
+    assert_int_equal(drops_total(&sb), 0);
+    assert_int_equal(sb.delivered - sb0.delivered, (uint64_t)n);
+    ep_close(&a);
+    ep_close(&b);
+
+    /* By age: a session older than 1 s is replaced at the next send. */
+    ep_new_identity(&a, "node-a");
+    ep_new_identity(&b, "node-b");
+    nnm_identity *ids2[2] = {a.id, b.id};
+    a.trust = trust_of(ids2, names, 2);
+    b.trust = trust_of(ids2, names, 2);
+    ep_open_rekey(&a, br.uri, 0, 1);
+    ep_open_rekey(&b, br.uri, 0, 1);
+    assert_int_equal(nnm_link_connect_peer(a.l, "node-b", 20000, &d), NNM_OK);
+    nnm_tensor t;
+    byte_tensor(&t, 5000, 7);
+    send_tensor(&a, "node-b", &t, 1);
+    expect_tensor(&b, "node-a", &t, 1);
+    nnm_link_get_stats(a.l, &sa0);
+    for (int i = 0; i < 3; i++) {
+        usleep(2100 * 1000);   /* now_s() has 1 s resolution: 2.1 s is surely past the age */
+        send_tensor(&a, "node-b", &t, 10 + (uint64_t)i);
+        expect_tensor(&b, "node-a", &t, 10 + (uint64_t)i);
+        send_tensor(&b, "node-a", &t, 20 + (uint64_t)i);
+        expect_tensor(&a, "node-b", &t, 20 + (uint64_t)i);
+    }
+    uint64_t s_after = wait_stat(a.l, get_sessions, sa0.sessions + 3);
+    printf("# rekey by age (1 s): sessions a %llu -> %llu over 3 sends 2.1 s apart\n",
+           (unsigned long long)sa0.sessions, (unsigned long long)s_after);
+    assert_true(s_after >= sa0.sessions + 3);
+    nnm_link_get_stats(a.l, &sa);
+    nnm_link_get_stats(b.l, &sb);
+    assert_int_equal(drops_total(&sa), 0);
+    assert_int_equal(drops_total(&sb), 0);
+    nnm_tensor_cleanup(&t);
+    ep_close(&a);
+    ep_close(&b);
+    test_broker_cleanup(&br);
+}
+
 int main(void)
 {
     if (!test_broker_available()) {
@@ -170,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_link_bridged_brokers_tensors_intact),
         cmocka_unit_test(test_link_probe_gives_estimate),
         cmocka_unit_test(test_link_slow_receiver_blocks_sender_until_deadline),
+        cmocka_unit_test(test_link_rekeys_by_count_and_age),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
