@@ -6,4 +6,4 @@ noinst_PROGRAMS += bench/load
 bench_load_SOURCES = bench/load.c
 bench_load_CFLAGS = $(AM_CFLAGS) $(SODIUM_CFLAGS)
 bench_load_LDADD = libnnmesh.la $(NNM_DEP_LIBS) -lm
-EXTRA_DIST += bench/load.sh bench/soak.sh
+EXTRA_DIST += bench/load.sh bench/soak.sh docs/BENCH_LOAD.md

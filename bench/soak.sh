@@ -12,7 +12,8 @@
 #   (utime + stime over the soak, as a % of one core): min / median / max over the nodes;
 #   the broker's RSS and CPU; the broker's messages/s received and sent (from
 #   $SYS/broker/messages/{received,sent} read at both ends of the window, and the range of
-#   its 1-minute averages sampled every 30 s) and, counted by a mosquitto_sub on nnmesh/# over
+#   $SYS/broker/load/messages/*/1min, moving averages in messages per minute, sampled every
+#   30 s) and, counted by a mosquitto_sub on nnmesh/# over
 #   the window, the messages/s published per topic kind; and that every node sees the N-1
 #   others (`nnmesh peers`, and "peers" in each node's stats). The first minute (start-up,
 #   capacity measurement) is left out of the window. Raw samples: DIR/members-rss.tsv.
@@ -159,7 +160,7 @@ EOF
   mosquitto_sub -h 127.0.0.1 -p "$port" -t 'nnmesh/#' -F %t -W "$left" >"$W/sub.txt" 2>/dev/null &
   sub_pid=$!
   pids="$pids $sub_pid"
-  echo "t_s load1 rss_min_kb rss_median_kb rss_max_kb broker_rss_kb broker_rx_per_s_1min broker_tx_per_s_1min" >"$out/members-rss.tsv"
+  echo "t_s load1 rss_min_kb rss_median_kb rss_max_kb broker_rss_kb broker_rx_per_min broker_tx_per_min" >"$out/members-rss.tsv"
   el=0
   while [ $el -lt $left ]; do
     r=; for p in $npids; do r="$r $(rss_kb "$p")"; done
@@ -194,7 +195,7 @@ EOF
     echo "broker msgs_per_s received $(echo "($rx1 - $rx0) / $dt" | bc -l | xargs printf %.1f) sent $(echo "($tx1 - $tx0) / $dt" | bc -l | xargs printf %.1f)  (\$SYS counters)"
     echo "published_msgs_per_s_by_kind (mosquitto_sub on nnmesh/# over the window):" \
       "$(awk -v w="$left" '{ split($1, t, "/"); k[t[3]]++ } END { for (x in k) printf "%s %.2f ", x, k[x] / w }' "$W/sub.txt")"
-    echo "broker msgs_per_s received/sent, 1-minute averages (\$SYS load) min/median/max:" \
+    echo "broker msgs_per_min received/sent, \$SYS 1-minute moving averages sampled every 30 s, min/median/max:" \
       "$(stats "$(awk 'NR > 1 { print $7 }' "$out/members-rss.tsv")") / $(stats "$(awk 'NR > 1 { print $8 }' "$out/members-rss.tsv")")"
     echo "peers_seen_by_shell $seen (of $nodes)"
     echo "peers_seen_by_each_node min/median/max $(stats $npeers) (of $((nodes - 1)) others; $(echo $npeers | wc -w) nodes reported)"
