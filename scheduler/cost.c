@@ -517,6 +517,16 @@ static double xfer_in(const sched_ctx *c, const sched_hold *h, int j, double byt
     return t;
 }
 
+/* The coordinator runs plans as a star (scheduler/coord.c): it holds every stage's inputs
+ * and outputs, sends each remote part its inputs and gets its outputs back. So a stage on a
+ * remote node also pays the way back, and the data of a stage's remote parts all passes
+ * through the coordinator's own link, one transfer after another. */
+static double xfer_out(const sched_ctx *c, int j, double bytes)
+{
+    if (j == c->sink || bytes <= 0) return 0;
+    return sched__link_ms(c->s, j, c->sink, bytes, c->refined, c->lossy, 1, NULL);
+}
+
 static double rtt_in(const sched_ctx *c, const sched_hold *h, int j)
 {
     double t = 0;
@@ -596,7 +606,8 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
         }
         if (!mem_ok(c, j, param)) return INFINITY;
         if (shares) shares[0] = 1;
-        return xfer_in(c, h, j, B) + work_ms(c, j, W) + ov + fetch_ms(c, j, param);
+        return xfer_in(c, h, j, B) + work_ms(c, j, W) + ov + fetch_ms(c, j, param) +
+               xfer_out(c, j, m->live[b]);
     }
     if (cfg->type == NNM_STAGE_SPLIT) {
         const sched_stage *st = &m->st[cfg->axis][(size_t)a * (size_t)(m->n + 1) + (size_t)b];
@@ -615,6 +626,7 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
             } else {
                 A[i] += xfer_in(c, h, j, B);
             }
+            Bv[i] += xfer_out(c, j, m->live[b]);   /* its share of the outputs, back */
             if (Bv[i] <= 1e-12) Bv[i] = 1e-12;
         }
         int fixed = c->weight[cfg->nodes[0]] > 0, act = 0;
@@ -656,6 +668,15 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
             double t = A[i] + Bv[i] * s[i];
             if (t > T) T = t;
         }
+        /* The remote parts' inputs and outputs share the coordinator's link. */
+        double serial = 0;
+        for (int i = 0; i < cfg->k; i++) {
+            int j = cfg->nodes[i];
+            if (s[i] <= 0 || j == c->sink) continue;
+            double in = xfer_in(c, h, j, B);
+            serial += (cfg->axis == 0 ? in * s[i] : in) + xfer_out(c, j, m->live[b]) * s[i];
+        }
+        if (serial > T) T = serial;
         if (shares) for (int i = 0; i < cfg->k; i++) shares[i] = s[i];
         return T;
     }
@@ -688,7 +709,8 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
             int j = cfg->nodes[i];
             if (c->exclude >> j & 1 || !mem_ok(c, j, pq)) continue;
             double start = used[i] ? fin[i] : xfer_in(c, h, j, B);
-            double t = start + work_ms(c, j, w) + ov + fetch_ms(c, j, pq);
+            double t = start + work_ms(c, j, w) + ov + fetch_ms(c, j, pq) +
+                       xfer_out(c, j, m->live[b] / ns);
             if (t < bt) { bt = t; best = i; }
         }
         if (best < 0) return INFINITY;
@@ -702,14 +724,13 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
     return T;
 }
 
+/* Who holds a stage's outputs: the coordinator, which gathered them (star execution). */
 void sched__hold_of(const sched_ctx *c, const sched_cfg *cfg, sched_hold *h)
 {
-    (void)c;
-    h->k = cfg->k;
-    for (int i = 0; i < cfg->k; i++) {
-        h->nodes[i] = cfg->nodes[i];
-        h->frac[i] = 1.0 / cfg->k;
-    }
+    (void)cfg;
+    h->k = 1;
+    h->nodes[0] = c->sink;
+    h->frac[0] = 1;
 }
 
 double sched__sink_ms(const sched_ctx *c, const sched_hold *h)

@@ -399,21 +399,6 @@ static double part_ms(const nnm_sched *s, int j, const nnm_plan_part *pp, int re
 }
 
 /* Arrival time of input `in` at node j: the latest of its producers' finish + transfer. */
-static double arrival(const nnm_sched *s, const nnm_plan *p, int **nidx, double **fin,
-                      const nnm_plan_input *in, int src, int j, int refined)
-{
-    if (in->src_stage < 0) return edge_ms(s, src, j, (double)in->bytes, in->codec, refined);
-    const nnm_plan_stage *ps = &p->stages[in->src_stage];
-    double t = 0;
-    for (int q = 0; q < ps->n_parts; q++) {
-        double by = overlap_bytes(in, &ps->parts[q], ps->n_parts);
-        if (by <= 0) continue;
-        double x = fin[in->src_stage][q] + edge_ms(s, nidx[in->src_stage][q], j, by, in->codec, refined);
-        if (x > t) t = x;
-    }
-    return t;
-}
-
 /* Times every part (fills pred fields when fill is set). */
 static nnm_err predict(const nnm_sched *s, nnm_plan *p, int refined, int fill, double *lat,
                        double *period, nnm_diag *diag)
@@ -429,12 +414,19 @@ static nnm_err predict(const nnm_sched *s, nnm_plan *p, int refined, int fill, d
                           src < 0 ? p->source : p->coordinator);
         goto done;
     }
+    /* Star execution (scheduler/coord.c): the coordinator holds each stage's inputs when the
+     * stage starts (ready), sends every remote part its inputs one after another over its
+     * own link (up), runs its own parts, and the stage is done when every part's outputs are
+     * back with it. The request's inputs are with the coordinator at time 0 (a pinned
+     * source runs the first stage, but the coordinator still holds the request). */
+    (void)src;
+    double ready = 0;
     for (int i = 0; i < p->n_stages; i++) {
         const nnm_plan_stage *st = &p->stages[i];
         nidx[i] = malloc(((size_t)st->n_parts + 1) * sizeof **nidx);
         fin[i] = malloc(((size_t)st->n_parts + 1) * sizeof **fin);
         if (!nidx[i] || !fin[i]) goto done;
-        double end = 0;
+        double end = 0, up = ready, done_at = ready;
         for (int q = 0; q < st->n_parts; q++) {
             const nnm_plan_part *pp = &st->parts[q];
             int j = sched__node_find(s, pp->node);
@@ -444,25 +436,29 @@ static nnm_err predict(const nnm_sched *s, nnm_plan *p, int refined, int fill, d
                 goto done;
             }
             nidx[i][q] = j;
-            double start = freeat[j];
-            for (int k = 0; k < pp->n_in; k++) {
-                double x = arrival(s, p, nidx, fin, &pp->in[k], src, j, refined);
-                if (x > start) start = x;
+            double start = ready;
+            if (j != sink) {
+                for (int k = 0; k < pp->n_in; k++)
+                    up += edge_ms(s, sink, j, (double)pp->in[k].bytes, pp->in[k].codec, refined);
+                start = up;
             }
+            if (freeat[j] > start) start = freeat[j];
             double t = part_ms(s, j, pp, refined);
             fin[i][q] = start + t;
             freeat[j] = fin[i][q];
             busy[j] += t;
+            double back = fin[i][q];
+            if (j != sink)
+                for (int k = 0; k < pp->n_out; k++)
+                    back += edge_ms(s, j, sink, (double)pp->out[k].bytes, NNM_CODEC_NONE, refined);
+            if (back > done_at) done_at = back;
             if (fill) st->parts[q].pred_ms = t;
             if (fin[i][q] > end) end = fin[i][q];
         }
         if (fill) p->stages[i].pred_end_ms = end;
+        ready = done_at;
     }
-    double L = 0;
-    for (int k = 0; k < p->n_out; k++) {
-        double x = arrival(s, p, nidx, fin, &p->outputs[k], src, sink, refined);
-        if (x > L) L = x;
-    }
+    double L = ready;
     double P = 0;
     for (int j = 0; j < SCHED_MAXN; j++) if (busy[j] > P) P = busy[j];
     *lat = L;
