@@ -227,7 +227,7 @@ if echo "$experiments" | grep -q scaling; then
   echo
   echo "Latency: one request at a time to n1 (coordinator, itself a board). Stream: requests round"
   echo "robin to every node, one in flight per node (a node coordinates one request at a time and"
-  echo "refuses a second), so N requests overlap; \`local\` = each coordinator runs its requests whole"
+  echo "queues a second), so N requests overlap; \`local\` = each coordinator runs its requests whole"
   echo "(replication); \`tput\` = adaptive with objective throughput."
   echo
   echo "| model | boards | latency p50 ms | latency speedup | stream req/s adaptive | speedup | stream req/s local | speedup | stream req/s tput | speedup |"

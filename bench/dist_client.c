@@ -6,8 +6,9 @@
  *               [--count N] [--inflight K] [--warmup W] [--check REF.npy] [--timeout S]
  *
  * Requests go to the listed nodes round robin; at most K are in flight in total and at most
- * one per node (a node coordinates one request at a time and refuses a second with a busy
- * error). K = 1 with one node measures batch-1 latency; K = the number of nodes keeps every
+ * one per node (a node coordinates one request at a time; a second one would wait in its
+ * queue, which would measure queueing, not the mesh). K = 1 with one node measures batch-1
+ * latency; K = the number of nodes keeps every
  * node coordinating a request of its own (a stream). One line per request:
  *   req I node NODE ms RTT compute SUM_MS transfer SUM_MS wait MAX_MS parts P nodes K maxdiff D
  * (compute, transfer: summed over the trace's parts; wait: the latest part's start; nodes: how
