@@ -354,18 +354,35 @@ nnm_err nnm_sched_transfer_ms(const nnm_sched *s, const char *from, const char *
 
 /* --- observations ------------------------------------------------------------------------ */
 
+/* A drift of more than 25% re-plans (the adaptive candidates are rebuilt on the refined
+ * model), but at most once per this many observations unless some factor moved by more than
+ * 2x: building the candidates is up to ten DP runs, ~0.1 s each on a 25%-quota board, and a
+ * request gives several observations while the refinement wobbles (bench/dist.sh: 0.5-0.9 s
+ * of planning on many requests). A node that lies about its capacity drifts by far more. */
+#define DRIFT_MIN_OBS 4
+#define DRIFT_BIG 0.6931471805599453   /* log(2) */
+
 static void check_drift(nnm_sched *s)
 {
-    int drift = 0;
+    int drift = 0, big = 0;
+    s->obs_since_epoch++;
     for (int i = 0; i < SCHED_MAXN; i++) {
         if (!s->nodes[i].present) continue;
-        for (int c = 0; c < NNM_OPC__COUNT; c++)
-            drift |= fabs(s->nodes[i].logm[c] - s->nodes[i].logm_epoch[c]) > DRIFT;
-        for (int j = 0; j < SCHED_MAXN; j++)
-            drift |= fabs(s->links[i][j].logm - s->links[i][j].logm_epoch) > DRIFT;
+        for (int c = 0; c < NNM_OPC__COUNT; c++) {
+            double d = fabs(s->nodes[i].logm[c] - s->nodes[i].logm_epoch[c]);
+            drift |= d > DRIFT;
+            big |= d > DRIFT_BIG;
+        }
+        for (int j = 0; j < SCHED_MAXN; j++) {
+            double d = fabs(s->links[i][j].logm - s->links[i][j].logm_epoch);
+            drift |= d > DRIFT;
+            big |= d > DRIFT_BIG;
+        }
     }
+    if (!big && s->obs_since_epoch < DRIFT_MIN_OBS) return;
     if (!drift) return;
     s->epoch++;
+    s->obs_since_epoch = 0;
     for (int i = 0; i < SCHED_MAXN; i++) {
         for (int c = 0; c < NNM_OPC__COUNT; c++) s->nodes[i].logm_epoch[c] = s->nodes[i].logm[c];
         for (int j = 0; j < SCHED_MAXN; j++) s->links[i][j].logm_epoch = s->links[i][j].logm;

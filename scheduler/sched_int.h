@@ -71,6 +71,7 @@ struct nnm_sched {
     sched_link links[SCHED_MAXN][SCHED_MAXN];
     uint64_t version;
     uint64_t epoch;                  /* bumped when the refined model drifted */
+    unsigned obs_since_epoch;        /* observations since the last bump */
     uint64_t generation;
     sched_model *models;
     sched_entry *cache;
