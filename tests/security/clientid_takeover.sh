@@ -40,9 +40,12 @@ id1=$(peer_of n1)
 echo "== (a) n1's password stolen"
 # A sealed frame to n2 to replay, and a forged advert of n1 signed by the attacker's key.
 infer_ok n2 b0
-frame=$(awk -v t="nnmesh/$MESH/inbox/n2" '$1 == t && length($2) > length(f) { f = $2 } END { print f }' "$dir/witness")
-[ -n "$frame" ] || fail "no frame to n2 seen by the witness"
-"$SYS_PYTHON" -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.argv[1]))' "$frame" >"$dir/replay.bin"
+# (Through a file: a frame can be larger than one command-line argument may be.)
+awk -v t="nnmesh/$MESH/inbox/n2" '$1 == t && length($2) > length(f) { f = $2 } END { print f }' \
+  "$dir/witness" >"$dir/replay.hex"
+[ "$(wc -c <"$dir/replay.hex")" -gt 1 ] || fail "no frame to n2 seen by the witness"
+"$SYS_PYTHON" -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(open(sys.argv[1]).read().strip()))' \
+  "$dir/replay.hex" >"$dir/replay.bin"
 head -c 300 /dev/urandom >"$dir/garbage.bin"
 mosquitto_sub -h 127.0.0.1 -p "$BROKER_A_PORT" -t "nnmesh/$MESH/advert/n1" -C 1 -W 5 -N >"$dir/n1-advert.bin"
 "$NNMESH" keygen --id n1 -o "$dir/attacker.key" >/dev/null

@@ -94,9 +94,12 @@ echo "  stats: n1 id-conflict $ic0 -> $ic1, wrong-topic $wt0 -> $wt1; n3 id-conf
 # sealed frame of the first request replayed.
 d0=$(drops n1)
 # The longest frame to n1 so far: the sealed request of `nnmesh infer` (its tensor).
-frame=$(awk -v t="nnmesh/$MESH/inbox/n1" '$1 == t && length($2) > length(f) { f = $2 } END { print f }' "$dir/witness")
-[ -n "$frame" ] || fail "no sealed frame to n1 seen by the witness"
-"$SYS_PYTHON" -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.argv[1]))' "$frame" >"$dir/replay.bin"
+# (Through a file: a frame can be larger than one command-line argument may be.)
+awk -v t="nnmesh/$MESH/inbox/n1" '$1 == t && length($2) > length(f) { f = $2 } END { print f }' \
+  "$dir/witness" >"$dir/replay.hex"
+[ -s "$dir/replay.hex" ] && [ "$(wc -c <"$dir/replay.hex")" -gt 1 ] || fail "no sealed frame to n1 seen by the witness"
+"$SYS_PYTHON" -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(open(sys.argv[1]).read().strip()))' \
+  "$dir/replay.hex" >"$dir/replay.bin"
 head -c 40 "$dir/replay.bin" >"$dir/trunc.bin"
 head -c 300 /dev/urandom >"$dir/garbage.bin"
 sent=0
