@@ -22,6 +22,7 @@
 #include "nnmesh/crypto.h"
 #include "nnmesh/npy.h"
 #include "nnmesh/transport.h"
+#include "nnmesh/worker.h"
 #include "infer.h"
 
 #define MAX_IN 16
@@ -39,22 +40,6 @@ static int usage(const char *msg)
             "usage: nnmesh infer --config FILE --model MODEL.onnx|--model-hash HEX --node NODE\n"
             "                    -i [NAME=]FILE.npy ... [-o DIR] [--timeout SECONDS]\n", msg);
     return 2;
-}
-
-static int read_hash_of_file(const char *path, uint8_t h[NNM_WIRE_HASH_BYTES])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, NNM_WIRE_HASH_BYTES);
-    unsigned char buf[65536];
-    size_t r;
-    while ((r = fread(buf, 1, sizeof buf, f)) > 0) crypto_generichash_update(&st, buf, r);
-    int err = ferror(f);
-    fclose(f);
-    if (err) return -1;
-    crypto_generichash_final(&st, h, NNM_WIRE_HASH_BYTES);
-    return 0;
 }
 
 int nnm_cli_infer(int argc, char **argv)
@@ -110,8 +95,8 @@ int nnm_cli_infer(int argc, char **argv)
             fprintf(stderr, "nnmesh infer: --model-hash needs 64 hex digits\n");
             return 2;
         }
-    } else if (read_hash_of_file(model, hash) != 0) {
-        fprintf(stderr, "nnmesh infer: %s: cannot read: %s\n", model, strerror(errno));
+    } else if (nnm_model_hash_file(hash, model, &d) != NNM_OK) {
+        fprintf(stderr, "nnmesh infer: %s\n", d.msg);
         return 1;
     }
     for (int i = 0; i < n_spec; i++) {

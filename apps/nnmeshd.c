@@ -26,6 +26,7 @@
 #include "nnmesh/crypto.h"
 #include "nnmesh/graph.h"
 #include "nnmesh/node.h"
+#include "nnmesh/worker.h"
 
 enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 static const char *const level_name[] = { "debug", "info", "warn", "error" };
@@ -232,29 +233,6 @@ static int load_config(nnm_config **cfg, const char *path)
     return 0;
 }
 
-/* BLAKE2b-256 of a file's bytes, as hex. */
-static int hash_file(char hex[2 * 32 + 1], const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    crypto_generichash_state st;
-    unsigned char buf[65536], h[32];
-    crypto_generichash_init(&st, NULL, 0, sizeof h);
-    ssize_t r;
-    while ((r = read(fd, buf, sizeof buf)) != 0) {
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            close(fd);
-            return -1;
-        }
-        crypto_generichash_update(&st, buf, (unsigned long long)r);
-    }
-    close(fd);
-    crypto_generichash_final(&st, h, sizeof h);
-    sodium_bin2hex(hex, 2 * 32 + 1, h, sizeof h);
-    return 0;
-}
-
 typedef struct model {
     nnm_graph *g;
     char hash[2 * 32 + 1];
@@ -268,12 +246,12 @@ static int load_models(const nnm_config *cfg, model *m, int quiet)
         const nnm_config_model *cm = &cfg->models[i];
         nnm_diag d;
         nnm_diag_clear(&d);
-        if (hash_file(m[i].hash, cm->path) != 0 ||
-            sodium_hex2bin(m[i].raw, sizeof m[i].raw, m[i].hash, 64, NULL, NULL, NULL) != 0) {
-            fprintf(stderr, "nnmeshd: %s:%d: [models] %s: %s: %s\n", cfg->source, cm->line,
-                    cm->id, cm->path, strerror(errno));
+        if (nnm_model_hash_file(m[i].raw, cm->path, &d) != NNM_OK) {
+            fprintf(stderr, "nnmeshd: %s:%d: [models] %s: %s\n", cfg->source, cm->line, cm->id,
+                    d.msg);
             return -1;
         }
+        sodium_bin2hex(m[i].hash, sizeof m[i].hash, m[i].raw, sizeof m[i].raw);
         nnm_err rc = nnm_graph_load_onnx(&m[i].g, cm->path, NULL, &d);
         if (rc != NNM_OK) {
             fprintf(stderr, "nnmeshd: %s:%d: [models] %s: %s\n", cfg->source, cm->line, cm->id,

@@ -28,6 +28,7 @@
 #include "nnmesh/crypto.h"
 #include "nnmesh/npy.h"
 #include "nnmesh/transport.h"
+#include "nnmesh/worker.h"
 
 #define MAX_NODES 16
 
@@ -51,20 +52,6 @@ static double pct(double *v, int n, double q)
     double pos = q * (n - 1);
     int i = (int)pos;
     return i + 1 < n ? v[i] + (pos - i) * (v[i + 1] - v[i]) : v[i];
-}
-
-static int hash_file(const char *path, uint8_t h[NNM_WIRE_HASH_BYTES])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, NNM_WIRE_HASH_BYTES);
-    unsigned char buf[65536];
-    size_t r;
-    while ((r = fread(buf, 1, sizeof buf, f)) > 0) crypto_generichash_update(&st, buf, r);
-    fclose(f);
-    crypto_generichash_final(&st, h, NNM_WIRE_HASH_BYTES);
-    return 0;
 }
 
 typedef struct slot {
@@ -110,7 +97,10 @@ int main(int argc, char **argv)
     nnm_diag d;
     nnm_diag_clear(&d);
     uint8_t hash[NNM_WIRE_HASH_BYTES];
-    if (hash_file(model, hash) != 0) { perror(model); return 1; }
+    if (nnm_model_hash_file(hash, model, &d) != NNM_OK) {
+        fprintf(stderr, "dist_client: %s\n", d.msg);
+        return 1;
+    }
     nnm_tensor x, ref;
     memset(&x, 0, sizeof x);
     memset(&ref, 0, sizeof ref);

@@ -42,6 +42,7 @@
 #include "nnmesh/crypto.h"
 #include "nnmesh/npy.h"
 #include "nnmesh/transport.h"
+#include "nnmesh/worker.h"
 
 #define MAX_NODES 64
 
@@ -81,20 +82,6 @@ static double pct(double *v, size_t n, double q)
     qsort(v, n, sizeof *v, cmp_dbl);
     size_t i = (size_t)ceil(q * (double)n);
     return v[i == 0 ? 0 : i - 1];
-}
-
-static int hash_file(const char *path, uint8_t h[NNM_WIRE_HASH_BYTES])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, NNM_WIRE_HASH_BYTES);
-    unsigned char buf[65536];
-    size_t r;
-    while ((r = fread(buf, 1, sizeof buf, f)) > 0) crypto_generichash_update(&st, buf, r);
-    fclose(f);
-    crypto_generichash_final(&st, h, NNM_WIRE_HASH_BYTES);
-    return 0;
 }
 
 /* A uniform double in (0, 1]. */
@@ -213,7 +200,10 @@ int main(int argc, char **argv)
     nnm_diag_clear(&d);
     client c;
     memset(&c, 0, sizeof c);
-    if (hash_file(model, c.hash) != 0) { perror(model); return 1; }
+    if (nnm_model_hash_file(c.hash, model, &d) != NNM_OK) {
+        fprintf(stderr, "load: %s\n", d.msg);
+        return 1;
+    }
     nnm_tensor x;
     memset(&x, 0, sizeof x);
     nnm_wire_tensor wt;

@@ -41,6 +41,22 @@ void nnm_model_hash(uint8_t out[NNM_WIRE_HASH_BYTES], const void *buf, size_t le
     crypto_generichash(out, NNM_WIRE_HASH_BYTES, buf, len, NULL, 0);
 }
 
+nnm_err nnm_model_hash_file(uint8_t out[NNM_WIRE_HASH_BYTES], const char *path, nnm_diag *diag)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return nnm_diag_set(diag, NNM_EIO, "%s: cannot read: %s", path, strerror(errno));
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, NNM_WIRE_HASH_BYTES);
+    unsigned char buf[65536];
+    size_t r;
+    while ((r = fread(buf, 1, sizeof buf, f)) > 0) crypto_generichash_update(&st, buf, r);
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (err) return nnm_diag_set(diag, NNM_EIO, "%s: cannot read: %s", path, strerror(err));
+    crypto_generichash_final(&st, out, NNM_WIRE_HASH_BYTES);
+    return NNM_OK;
+}
+
 static void hex(char *out, const uint8_t *h)
 {
     sodium_bin2hex(out, 2 * NNM_WIRE_HASH_BYTES + 1, h, NNM_WIRE_HASH_BYTES);

@@ -46,6 +46,10 @@ void nnm_worker_free(nnm_worker *w);   /* NULL-safe */
 /* Content hash of an ONNX image (BLAKE2b-256). */
 void nnm_model_hash(uint8_t out[NNM_WIRE_HASH_BYTES], const void *buf, size_t len);
 
+/* The same hash of a file, read in pieces (the model's id in adverts and requests). Errors:
+ * NNM_EIO ("PATH: cannot read: ..."). */
+nnm_err nnm_model_hash_file(uint8_t out[NNM_WIRE_HASH_BYTES], const char *path, nnm_diag *diag);
+
 /* Adds a model; the worker takes g (also on error). Errors: NNM_ENOMEM. A hash already held
  * is replaced. */
 nnm_err nnm_worker_add_model(nnm_worker *w, const uint8_t hash[NNM_WIRE_HASH_BYTES],

@@ -160,27 +160,6 @@ static void test_link_slow_receiver_blocks_sender_until_deadline(void **state)
     test_broker_cleanup(&br);
 }
 
-/* Like ep_open, with the link's rekey policy set. */
-static void ep_open_rekey(ep *e, const char *uri, uint64_t messages, uint64_t seconds)
-{
-    nnm_link_opts o;
-    nnm_link_opts_init(&o);
-    o.node_id = e->name;
-    o.mesh = MESH;
-    o.identity = e->id;
-    o.trust = e->trust;
-    o.mqtt.uris[0] = uri;
-    o.mqtt.nuris = 1;
-    o.rekey_messages = messages;
-    o.rekey_seconds = seconds;
-    nnm_diag d = {0};
-    nnm_err rc = nnm_link_new(&e->l, &o, &d);
-    if (rc == NNM_OK) rc = nnm_link_start(e->l, &d);
-    if (rc == NNM_OK) rc = nnm_mqtt_wait_connected(nnm_link_get_mqtt(e->l), 15000, &d);
-    if (rc != NNM_OK) fprintf(stderr, "ep_open_rekey %s: %s\n", e->name, d.msg);
-    assert_int_equal(rc, NNM_OK);
-}
-
 static uint64_t get_sessions(const nnm_link_stats *s) { return s->sessions; }
 
 /* Sessions are rekeyed after a message count and after an age, in the middle of traffic both
@@ -197,8 +176,8 @@ static void test_link_rekeys_by_count_and_age(void **state)
     const char *names[2] = {"node-a", "node-b"};
     a.trust = trust_of(ids, names, 2);
     b.trust = trust_of(ids, names, 2);
-    ep_open_rekey(&a, br.uri, 8, 0);     /* a new session every 8 messages */
-    ep_open_rekey(&b, br.uri, 8, 0);
+    ep_open_rekey(&a, br.uri, 0, 0, 8, 0);     /* a new session every 8 messages */
+    ep_open_rekey(&b, br.uri, 0, 0, 8, 0);
     nnm_diag d = {0};
     assert_int_equal(nnm_link_connect_peer(a.l, "node-b", 20000, &d), NNM_OK);
     nnm_link_stats sa0, sb0;
@@ -235,8 +214,8 @@ static void test_link_rekeys_by_count_and_age(void **state)
     nnm_identity *ids2[2] = {a.id, b.id};
     a.trust = trust_of(ids2, names, 2);
     b.trust = trust_of(ids2, names, 2);
-    ep_open_rekey(&a, br.uri, 0, 1);
-    ep_open_rekey(&b, br.uri, 0, 1);
+    ep_open_rekey(&a, br.uri, 0, 0, 0, 1);
+    ep_open_rekey(&b, br.uri, 0, 0, 0, 1);
     assert_int_equal(nnm_link_connect_peer(a.l, "node-b", 20000, &d), NNM_OK);
     nnm_tensor t;
     byte_tensor(&t, 5000, 7);

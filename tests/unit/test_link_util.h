@@ -54,8 +54,10 @@ static inline nnm_trust *trust_of(nnm_identity *const *ids, const char *const *n
     return t;
 }
 
-/* Opens endpoint e (identity already in e->id, trust in e->trust) on uri and starts it. */
-static inline void ep_open(ep *e, const char *uri, size_t window, unsigned send_timeout_ms)
+/* Opens endpoint e (identity already in e->id, trust in e->trust) on uri and starts it, with
+ * the link's rekey policy (0, 0: crypto's defaults). */
+static inline void ep_open_rekey(ep *e, const char *uri, size_t window, unsigned send_timeout_ms,
+                                 uint64_t rekey_messages, uint64_t rekey_seconds)
 {
     nnm_link_opts o;
     nnm_link_opts_init(&o);
@@ -69,12 +71,19 @@ static inline void ep_open(ep *e, const char *uri, size_t window, unsigned send_
     o.mqtt.backoff_max_ms = 1000;
     if (window) o.window_bytes = window;
     if (send_timeout_ms) o.send_timeout_ms = send_timeout_ms;
+    o.rekey_messages = rekey_messages;
+    o.rekey_seconds = rekey_seconds;
     nnm_diag d = {0};
     nnm_err rc = nnm_link_new(&e->l, &o, &d);
     if (rc == NNM_OK) rc = nnm_link_start(e->l, &d);
     if (rc == NNM_OK) rc = nnm_mqtt_wait_connected(nnm_link_get_mqtt(e->l), 15000, &d);
     if (rc != NNM_OK) fprintf(stderr, "ep_open %s: %s\n", e->name, d.msg);
     assert_int_equal(rc, NNM_OK);
+}
+
+static inline void ep_open(ep *e, const char *uri, size_t window, unsigned send_timeout_ms)
+{
+    ep_open_rekey(e, uri, window, send_timeout_ms, 0, 0);
 }
 
 static inline void ep_new_identity(ep *e, const char *name)
