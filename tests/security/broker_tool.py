@@ -7,14 +7,25 @@ a mosquitto_pub per message:
       N requests, one at a time: FILE published (QoS 1) on TOPIC_PREFIX/<tag>, the answer
       awaited on RESULT_PREFIX/<tag>; prints one latency in ms per line, or
       "error <tag> <reason>" for an answer that is not a .npy or none within 30 s.
+      With --toggle PID,PID... --block K: the requests run in blocks of K, alternately with
+      those processes stopped (SIGSTOP: baseline, "b") and running (SIGCONT: flood, "f") in
+      the order b f f b b f f b ..., each block after --settle seconds (default 0.2); every
+      line is then "b MS" or "f MS", and with --progress FILE,FILE... (the flooders'
+      progress files) one "block KIND ATTEMPTS" line per block gives the flood attempts made
+      during it. The processes are left running at the end. Interleaving short blocks puts
+      the machine's own noise (other jobs on shared cores) on both kinds alike.
   broker_tool.py flood PORT TOPIC BYTES SECONDS [--user U --password-file F] [--id ID]
-                 [--rate R] [--stop-file F]
+                 [--rate R] [--stop-file F] [--progress F] [--link-bps BPS]
       For SECONDS (or until F exists), at most R times a second (default: no limit): connects, sends one PUBLISH of BYTES payload to TOPIC, and counts what the
       broker did; repeats at once. Prints "attempts N cut N delivered N refused N" where cut =
       the broker closed the connection before the whole packet was written or right after it,
       delivered = the packet was written and the connection stayed up 1 s, refused = CONNACK
-      with an error code."""
+      with an error code. --progress F: the attempt count so far is rewritten to F after
+      every attempt. --link-bps BPS: the payload leaves in 64 KiB pieces no faster than a
+      link of BPS bits/s (the attacker's own link; default: as fast as loopback takes it)."""
 import argparse
+import os
+import signal
 import socket
 import sys
 import time
@@ -92,7 +103,28 @@ def cmd_requests(a, password):
         pass
     s.settimeout(1.0)
     run = "%x" % (time.time_ns() & 0xFFFFFFFF)
+    pids = [int(x) for x in a.toggle.split(",")] if a.toggle else []
+    progress = a.progress.split(",") if a.progress else []
+
+    def attempts():
+        n = 0
+        for f in progress:
+            try:
+                n += int(open(f).read().strip() or 0)
+            except (OSError, ValueError):
+                pass
+        return n
+
+    kind, at0 = "", 0
     for k in range(a.n):
+        if pids and k % a.block == 0:
+            if kind and progress:
+                print("block %s %d" % (kind, attempts() - at0), flush=True)
+            kind = "bffb"[(k // a.block) % 4]
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT if kind == "f" else signal.SIGSTOP)
+            time.sleep(a.settle)
+            at0 = attempts()
         tag = "%s-%s-%d" % (a.tag, run, k)
         h, p = publish_packet(a.topic_prefix + "/" + tag, data, 1, (k % 60000) + 2)
         t0 = time.monotonic()
@@ -116,7 +148,12 @@ def cmd_requests(a, password):
         elif not got.startswith(b"\x93NUMPY"):
             print("error %s %s" % (tag, got[:200].decode(errors="replace")), flush=True)
         else:
-            print("%.3f" % ((time.monotonic() - t0) * 1000), flush=True)
+            ms = "%.3f" % ((time.monotonic() - t0) * 1000)
+            print(kind + " " + ms if pids else ms, flush=True)
+    if kind and progress:
+        print("block %s %d" % (kind, attempts() - at0), flush=True)
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
     s.close()
 
 
@@ -124,8 +161,8 @@ def cmd_flood(a, password):
     end = time.monotonic() + a.seconds
     att = cut = delivered = refused = 0
     payload = b"\xA5" * a.bytes
-    import os
     gap = 1.0 / a.rate if a.rate else 0.0
+    link_t = time.monotonic()
     nxt = time.monotonic()
     while time.monotonic() < end and not (a.stop_file and os.path.exists(a.stop_file)):
         if gap:
@@ -134,6 +171,10 @@ def cmd_flood(a, password):
             if d > 0:
                 time.sleep(d)
         att += 1
+        if a.progress:
+            with open(a.progress + ".tmp", "w") as pf:
+                pf.write("%d\n" % att)
+            os.replace(a.progress + ".tmp", a.progress)
         try:
             s, rc = connect(a.port, a.user, password, a.id or "flood-%d" % time.time_ns())
         except OSError:
@@ -146,7 +187,17 @@ def cmd_flood(a, password):
         h, p = publish_packet(a.topic, payload, 0, 0)
         try:
             s.sendall(h)
-            s.sendall(p)
+            if not a.link_bps:
+                s.sendall(p)
+            for off in range(0, len(p) if a.link_bps else 0, 65536):
+                # the attacker's own link: a token bucket of link_bps bits/s over all
+                # its connections, so bytes leave no faster than such a link carries them
+                chunk = memoryview(p)[off:off + 65536]
+                link_t = max(link_t, time.monotonic()) + len(chunk) * 8 / a.link_bps
+                d = link_t - time.monotonic()
+                if d > 0:
+                    time.sleep(d)
+                s.sendall(chunk)
             s.settimeout(1.0)
             if s.recv(1) == b"":
                 cut += 1
@@ -171,6 +222,10 @@ def main():
     r.add_argument("file")
     r.add_argument("n", type=int)
     r.add_argument("--tag", default="q")
+    r.add_argument("--toggle")
+    r.add_argument("--block", type=int, default=25)
+    r.add_argument("--settle", type=float, default=0.2)
+    r.add_argument("--progress")
     f = sub.add_parser("flood")
     f.add_argument("port", type=int)
     f.add_argument("topic")
@@ -179,6 +234,8 @@ def main():
     f.add_argument("--id")
     f.add_argument("--rate", type=float, default=0)
     f.add_argument("--stop-file")
+    f.add_argument("--progress")
+    f.add_argument("--link-bps", type=float, default=0)
     for p in (r, f):
         p.add_argument("--user")
         p.add_argument("--password-file")
