@@ -5,7 +5,14 @@
  *
  *   wire_bench seal     [--mb MB]
  *   wire_bench transfer [--rounds R] [--mb MB] [--sizes 1k,64k,1m,16m]
- *                       [--codecs none,f16,int8,lz4] [--broker URI] [--broker-extra LINES]
+ *                       [--codecs none,f16,int8,lz4] [--paths bare,link] [--cpu 1]
+ *                       [--chunk BYTES] [--broker-env NAME=VALUE]
+ *                       [--broker URI] [--broker-extra LINES]
+ *
+ * --paths picks the broker paths measured (raw TCP always is); --cpu 1 prints to stderr, per
+ * throughput stream, the CPU time per MiB of each thread (by name) and of the broker; --chunk
+ * sets the links' chunk size (default: the link's); --broker-env puts one environment variable
+ * in the started broker's environment only (e.g. GLIBC_TUNABLES for its malloc).
  *
  * Both print markdown tables on stdout and progress on stderr. MB is 10^6 bytes; sizes are
  * powers of two (1k = 1024 bytes, 1m = 1 MiB). Every figure is a median: of per-iteration
@@ -15,6 +22,7 @@
  * The tensor is "ReLU-like" f32 activation data: half the elements are zero, the rest are
  * |N(0,1)| values, shaped NCHW so that INT8_AFFINE quantises per channel. Throughput is
  * counted in raw (decoded) tensor bytes whatever the codec puts on the wire. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -445,10 +453,13 @@ static nnm_trust *trust_of(nnm_identity *const *ids, const char *const *names, s
     return t;
 }
 
+static size_t link_chunk_size;   /* --chunk: 0 keeps the link's default */
+
 static void ep_open(ep *e, const char *uri)
 {
     nnm_link_opts o;
     nnm_link_opts_init(&o);
+    if (link_chunk_size > 0) o.chunk_size = link_chunk_size;
     o.node_id = e->name;
     o.mesh = MESH;
     o.identity = e->id;
@@ -500,6 +511,94 @@ static uint64_t recv_req(ep *at, uint64_t min_req, unsigned timeout_ms, nnm_link
     }
 }
 
+/* ---- CPU accounting (--cpu): where the CPU time of a throughput stream goes ----------------- */
+
+/* CPU nanoseconds per thread name of this process (summed over threads of one name) and of
+ * the broker, read from /proc/<pid>/task/<tid>/schedstat (time on CPU, ns). */
+#define CPU_NAMES 12
+typedef struct cpu_snap {
+    char name[CPU_NAMES][32];
+    double ns[CPU_NAMES];
+    int n;
+} cpu_snap;
+
+static int cpu_report;        /* --cpu given */
+static _Atomic double cpu_sender_ns;   /* CPU of the last finished sender thread */
+
+/* Called by a sender thread as it ends (its /proc entry goes with it). */
+static void cpu_sender_done(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+        atomic_store(&cpu_sender_ns, (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec);
+}
+static pid_t cpu_broker_pid;  /* our own broker, 0 if --broker */
+
+static void cpu_add(cpu_snap *c, const char *name, double ns)
+{
+    int i = 0;
+    while (i < c->n && strcmp(c->name[i], name) != 0) i++;
+    if (i == c->n) {
+        if (c->n == CPU_NAMES) return;
+        snprintf(c->name[c->n++], sizeof c->name[0], "%.31s", name);
+        c->ns[i] = 0;
+    }
+    c->ns[i] += ns;
+}
+
+static void cpu_read_pid(cpu_snap *c, pid_t pid, const char *as)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (d == NULL) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], name[32] = "?";
+        snprintf(path, sizeof path, "%s/%.40s/comm", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            if (fgets(name, sizeof name, f) != NULL) name[strcspn(name, "\n")] = '\0';
+            fclose(f);
+        }
+        snprintf(path, sizeof path, "%s/%.40s/schedstat", dir, e->d_name);
+        double ns = 0;
+        if ((f = fopen(path, "r")) != NULL) {
+            if (fscanf(f, "%lf", &ns) != 1) ns = 0;
+            fclose(f);
+        }
+        cpu_add(c, as != NULL ? as : name, ns);
+    }
+    closedir(d);
+}
+
+static void cpu_snapshot(cpu_snap *c)
+{
+    memset(c, 0, sizeof *c);
+    cpu_read_pid(c, getpid(), NULL);
+    if (cpu_broker_pid > 0) cpu_read_pid(c, cpu_broker_pid, "mosquitto");
+}
+
+/* Prints CPU ms per MiB of tensor bytes between two snapshots, to stderr. */
+static void cpu_print(const char *what, const cpu_snap *a, const cpu_snap *b, double mib,
+                      double wall_s)
+{
+    double total = atomic_load(&cpu_sender_ns) / 1e6 / mib;
+    fprintf(stderr, "cpu: %s, %.0f MiB in %.3f s (%.2f ms/MiB wall): wb-sender %.2f", what, mib,
+            wall_s, wall_s * 1e3 / mib, total);
+    for (int i = 0; i < b->n; i++) {
+        double before = 0;
+        for (int j = 0; j < a->n; j++)
+            if (strcmp(a->name[j], b->name[i]) == 0) before = a->ns[j];
+        double ms = (b->ns[i] - before) / 1e6 / mib;
+        if (ms < 0.005) continue;
+        total += ms;
+        fprintf(stderr, " %s %.2f", b->name[i], ms);
+    }
+    fprintf(stderr, "; total %.2f ms CPU/MiB\n", total);
+}
+
 typedef struct link_job {
     ep *from;
     const char *to;
@@ -513,7 +612,9 @@ typedef struct link_job {
 static void *link_tx(void *arg)
 {
     link_job *j = arg;
+    pthread_setname_np(pthread_self(), "wb-sender");
     for (int i = 0; i < j->count; i++) send_codec(j->from, j->to, j->t, j->codec, j->req0 + (uint64_t)i);
+    cpu_sender_done();
     return NULL;
 }
 
@@ -531,6 +632,7 @@ static void *link_echo(void *arg)
     return NULL;
 }
 
+
 static uint64_t next_req = 1;
 
 /* Streams count tensors a -> b; returns MB/s of raw bytes received; *lost gets how many never
@@ -542,6 +644,8 @@ static double link_throughput(ep *a, ep *b, const nnm_tensor *t, nnm_codec codec
                   .req0 = next_req};
     next_req += (uint64_t)count;
     pthread_t th;
+    cpu_snap c0, c1;
+    if (cpu_report) cpu_snapshot(&c0);
     double t0 = now_s(), t1 = t0;
     if (pthread_create(&th, NULL, link_tx, &j) != 0) die("thread", NNM_ENOMEM, NULL);
     int got = 0;
@@ -553,6 +657,12 @@ static double link_throughput(ep *a, ep *b, const nnm_tensor *t, nnm_codec codec
     }
     pthread_join(th, NULL);
     *lost = count - got;
+    if (cpu_report) {
+        cpu_snapshot(&c1);
+        char what[64];
+        snprintf(what, sizeof what, "link %s, %zu-byte tensors", codec_names[codec], t->nbytes);
+        cpu_print(what, &c0, &c1, (double)count * (double)t->nbytes / (1 << 20), t1 - t0);
+    }
     return got > 0 && t1 > t0 ? (double)got * (double)t->nbytes / (t1 - t0) / MB : 0;
 }
 
@@ -767,7 +877,9 @@ typedef struct bare_job {
 static void *bare_tx(void *arg)
 {
     bare_job *j = arg;
+    pthread_setname_np(pthread_self(), "wb-sender");
     for (int i = 0; i < j->count; i++) bare_send(j->m, j->topic, j->p, j->n);
+    cpu_sender_done();
     return NULL;
 }
 
@@ -791,6 +903,8 @@ static double bare_throughput(nnm_mqtt *a, nnm_mqtt *b, const nnm_tensor *t, uin
 {
     bare_job j = {.m = a, .topic = "wb/b", .p = t->data, .n = t->nbytes, .count = count};
     pthread_t th;
+    cpu_snap c0, c1;
+    if (cpu_report) cpu_snapshot(&c0);
     double t0 = now_s(), t1 = t0;
     if (pthread_create(&th, NULL, bare_tx, &j) != 0) die("thread", NNM_ENOMEM, NULL);
     int got = 0;
@@ -800,6 +914,12 @@ static double bare_throughput(nnm_mqtt *a, nnm_mqtt *b, const nnm_tensor *t, uin
     }
     pthread_join(th, NULL);
     *lost = count - got;
+    if (cpu_report) {
+        cpu_snapshot(&c1);
+        char what[64];
+        snprintf(what, sizeof what, "bare MQTT, %zu-byte tensors", t->nbytes);
+        cpu_print(what, &c0, &c1, (double)count * (double)t->nbytes / (1 << 20), t1 - t0);
+    }
     if (*lost > 0) {   /* resynchronise: drain whatever is left */
         nnm_mqtt_msg msg;
         while (nnm_mqtt_recv(b, &msg, 500, NULL) == NNM_OK) nnm_mqtt_msg_cleanup(&msg);
@@ -832,9 +952,12 @@ static double bare_latency(nnm_mqtt *a, nnm_mqtt *b, const nnm_tensor *t, uint8_
 /* Per size: [0] TCP, [1] bare MQTT, [2 + codec] link. */
 typedef struct cell { double *lat, *thr; int lost, count, pings; } cell;
 
+/* Which paths a transfer run measures (--paths): bits of these; TCP is always measured. */
+enum { PATH_BARE = 1, PATH_LINK = 2 };
+
 static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsizes,
                         const int *codecs, size_t ncodecs, const char *broker_uri,
-                        const char *broker_extra)
+                        const char *broker_extra, const char *broker_env, int paths)
 {
     test_broker br;
     memset(&br, 0, sizeof br);
@@ -844,8 +967,20 @@ static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsize
             fprintf(stderr, "wire_bench: no mosquitto ($MOSQUITTO or /usr/sbin/mosquitto)\n");
             return 1;
         }
-        if (test_broker_start(&br, 0, broker_extra) != 0) return 1;
+        /* --broker-env NAME=VALUE reaches the broker only: set around its start (glibc reads
+         * GLIBC_TUNABLES at a process's start, so this process is not affected). */
+        char env_name[64] = "";
+        const char *eq = broker_env != NULL ? strchr(broker_env, '=') : NULL;
+        if (eq != NULL && eq > broker_env && (size_t)(eq - broker_env) < sizeof env_name) {
+            memcpy(env_name, broker_env, (size_t)(eq - broker_env));
+            env_name[eq - broker_env] = '\0';
+            setenv(env_name, eq + 1, 1);
+        }
+        int started = test_broker_start(&br, 0, broker_extra);
+        if (env_name[0] != '\0') unsetenv(env_name);
+        if (started != 0) return 1;
         uri = br.uri;
+        cpu_broker_pid = br.pid;
     }
     ep a, b;
     memset(&a, 0, sizeof a);
@@ -897,10 +1032,12 @@ static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsize
             ce->thr[r] = tcp_throughput(tcp_a, tcp_b, &t, buf, count);
             int lost = 0;
             ce = &cells[s * ncol + 1];
-            ce->lat[r] = bare_latency(mq_a, mq_b, &t, buf, buf2, pings);
-            ce->thr[r] = bare_throughput(mq_a, mq_b, &t, buf, count, &lost);
-            ce->lost += lost;
-            for (size_t c = 0; c < ncodecs; c++) {
+            if (paths & PATH_BARE) {
+                ce->lat[r] = bare_latency(mq_a, mq_b, &t, buf, buf2, pings);
+                ce->thr[r] = bare_throughput(mq_a, mq_b, &t, buf, count, &lost);
+                ce->lost += lost;
+            }
+            for (size_t c = 0; (paths & PATH_LINK) && c < ncodecs; c++) {
                 ce = &cells[s * ncol + 2 + c];
                 lost = 0;
                 ce->lat[r] = link_latency(&a, &b, &t, (nnm_codec)codecs[c], pings);
@@ -935,6 +1072,7 @@ static int cmd_transfer(int rounds, double mb, const size_t *sizes, size_t nsize
         printf("| %s | raw TCP | %.3f | %.0f | 1 | 1 | %d, %d | - |\n", sn, tl, tt, tc->count,
                tc->pings);
         for (size_t c = 1; c < ncol; c++) {
+            if (c == 1 ? !(paths & PATH_BARE) : !(paths & PATH_LINK)) continue;
             cell *ce = &cells[s * ncol + c];
             char path[64];
             if (c == 1) snprintf(path, sizeof path, "bare MQTT (no link)");
@@ -993,7 +1131,9 @@ static void usage(void)
     fprintf(stderr,
             "usage: wire_bench seal [--mb MB]\n"
             "       wire_bench transfer [--rounds R] [--mb MB] [--sizes 1k,64k,1m,16m]\n"
-            "                  [--codecs none,f16,int8,lz4] [--broker URI] [--broker-extra LINES]\n"
+            "                  [--codecs none,f16,int8,lz4] [--paths bare,link] [--cpu 1]\n"
+            "                  [--chunk BYTES] [--broker-env NAME=VALUE]\n"
+            "                  [--broker URI] [--broker-extra LINES]\n"
             "seal: MB per timed figure (default 64). transfer: MB per throughput stream "
             "(default 32), R rounds (default 5).\n");
 }
@@ -1011,7 +1151,8 @@ int main(int argc, char **argv)
     int codecs[NNM_CODEC__COUNT] = {NNM_CODEC_NONE, NNM_CODEC_F16, NNM_CODEC_INT8_AFFINE,
                                     NNM_CODEC_LZ4};
     size_t ncodecs = 4;
-    const char *broker = NULL, *extra = NULL;
+    const char *broker = NULL, *extra = NULL, *benv = NULL;
+    int paths = PATH_BARE | PATH_LINK;
     for (int i = 2; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) {
@@ -1028,6 +1169,15 @@ int main(int argc, char **argv)
             broker = v;
         } else if (strcmp(argv[i], "--broker-extra") == 0) {
             extra = v;
+        } else if (strcmp(argv[i], "--broker-env") == 0) {
+            benv = v;
+        } else if (strcmp(argv[i], "--chunk") == 0) {
+            link_chunk_size = parse_size(v);
+        } else if (strcmp(argv[i], "--cpu") == 0) {
+            cpu_report = atoi(v);
+        } else if (strcmp(argv[i], "--paths") == 0) {
+            paths = (strstr(v, "bare") != NULL ? PATH_BARE : 0) |
+                    (strstr(v, "link") != NULL ? PATH_LINK : 0);
         } else if (strcmp(argv[i], "--sizes") == 0 || strcmp(argv[i], "--codecs") == 0) {
             int is_sizes = argv[i][2] == 's';
             char list[256];
@@ -1066,7 +1216,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "seal") == 0) return cmd_seal(mb);
     if (strcmp(cmd, "transfer") == 0)
-        return cmd_transfer(rounds, mb, sizes, nsizes, codecs, ncodecs, broker, extra);
+        return cmd_transfer(rounds, mb, sizes, nsizes, codecs, ncodecs, broker, extra, benv,
+                            paths);
     usage();
     return 2;
 }

@@ -1110,6 +1110,18 @@ unlock:
     return rc;
 }
 
+static void wire_tensors(const nnm_frame *f, const nnm_wire_tensor **wt, size_t *n);
+
+/* Bytes of tensor data and parameters a frame carries (a lower bound of its body size). */
+static size_t tensor_payload_bytes(const nnm_frame *f)
+{
+    const nnm_wire_tensor *wt;
+    size_t n, sum = 0;
+    wire_tensors(f, &wt, &n);
+    for (size_t i = 0; i < n; i++) sum += wt[i].data_len + wt[i].params_len;
+    return sum;
+}
+
 nnm_err link__send(nnm_link *l, const char *peer, const nnm_frame *f, nnm_diag *diag)
 {
     uint64_t deadline = link__now_ms() + l->o.send_timeout_ms;
@@ -1117,16 +1129,24 @@ nnm_err link__send(nnm_link *l, const char *peer, const nnm_frame *f, nnm_diag *
     if (rc != NNM_OK) return rc;
     uint8_t *body = NULL, *inner = NULL, *cb = NULL;
     size_t bl = 0, il = 0, cl = 0;
-    if ((rc = nnm_frame_body_encode(&body, &bl, f, diag)) != NNM_OK) return rc;
     int qos = f->hdr.type == NNM_FRAME_ACK || f->hdr.type == NNM_FRAME_CTL ||
                       f->hdr.type == NNM_FRAME_ERROR ? 1 : 0;
-    if (bl + LINK_HDR_MAX + NNM_ENVELOPE_OVERHEAD <= l->o.mqtt.max_message) {
-        rc = send_one(l, peer, f->hdr.type, f->hdr.request, body, bl, qos, deadline, diag);
+    /* A frame whose tensors alone exceed one message is chunked whatever its other fields:
+     * its inner frame is then encoded at once, without a body of its own first (a 1 MiB
+     * copy and buffer fewer per tensor, issue 3). */
+    if (tensor_payload_bytes(f) + LINK_HDR_MAX + NNM_ENVELOPE_OVERHEAD <= l->o.mqtt.max_message) {
+        if ((rc = nnm_frame_body_encode(&body, &bl, f, diag)) != NNM_OK) return rc;
+        if (bl + LINK_HDR_MAX + NNM_ENVELOPE_OVERHEAD <= l->o.mqtt.max_message) {
+            rc = send_one(l, peer, f->hdr.type, f->hdr.request, body, bl, qos, deadline, diag);
+            free(body);
+            return rc;
+        }
         free(body);
-        return rc;
+        body = NULL;
     }
-    /* Too large for one message: the plain inner frame, cut into CHUNK frames each sealed
-     * on its own (PROTOCOL.md section 3). */
+    /* Too large for one message: the plain inner frame (header || body, the bytes of
+     * nnm_frame_encode), cut into CHUNK frames each sealed on its own (PROTOCOL.md
+     * section 3). */
     nnm_frame_header h;
     memset(&h, 0, sizeof h);
     h.version = NNM_WIRE_VERSION;
@@ -1137,20 +1157,10 @@ nnm_err link__send(nnm_link *l, const char *peer, const nnm_frame *f, nnm_diag *
     nnm_topic t = {.kind = NNM_TOPIC_INBOX};
     snprintf(t.mesh, sizeof t.mesh, "%s", l->mesh);
     snprintf(t.node, sizeof t.node, "%s", peer);
-    uint8_t *hb = NULL;
-    size_t hl = 0;
-    if ((rc = nnm_topic_encode(h.topic, sizeof h.topic, &t, diag)) != NNM_OK ||
-        (rc = nnm_frame_header_encode(&hb, &hl, &h, diag)) != NNM_OK)
-        goto out;
-    if ((inner = malloc(hl + bl)) == NULL) {
-        rc = nnm_diag_set(diag, NNM_ENOMEM, "link: out of memory for a %zu-byte frame", hl + bl);
-        goto out;
-    }
-    memcpy(inner, hb, hl);
-    memcpy(inner + hl, body, bl);
-    il = hl + bl;
-    free(body);
-    body = NULL;
+    if ((rc = nnm_topic_encode(h.topic, sizeof h.topic, &t, diag)) != NNM_OK) goto out;
+    nnm_frame whole = *f;
+    whole.hdr = h;
+    if ((rc = nnm_frame_encode(&inner, &il, &whole, diag)) != NNM_OK) goto out;
     pthread_mutex_lock(&l->mu);
     uint64_t stream = ++l->stream_seq;
     pthread_mutex_unlock(&l->mu);
@@ -1168,8 +1178,6 @@ nnm_err link__send(nnm_link *l, const char *peer, const nnm_frame *f, nnm_diag *
         cb = NULL;
     }
 out:
-    free(hb);
-    free(body);
     free(inner);
     return rc;
 }

@@ -129,7 +129,9 @@ nnm_err nnm_mqtt_unsubscribe(nnm_mqtt *m, const char *filter, nnm_diag *diag);
 
 /* Publishes len bytes (copied) to topic. qos 0 for tensors (pipelines), 1 for small control
  * messages. Waits up to timeout_ms for room in Paho's queue (0: do not wait; use 0 inside
- * callbacks). Errors: NNM_ERANGE (len above max_message: chunk it), NNM_EINVAL (topic empty,
+ * callbacks). A qos 0 publish from a thread other than Paho's also waits (up to timeout_ms,
+ * at most 1.1 s) until Paho has written earlier qos 0 messages beyond 256 KiB, so none sits
+ * behind a partial socket write, where Paho leaves it for ~1 s (transport/mqtt.c). Errors: NNM_ERANGE (len above max_message: chunk it), NNM_EINVAL (topic empty,
  * with a wildcard, or qos not 0..2), NNM_ECONN (not connected), NNM_ETIMEOUT (queue full). */
 nnm_err nnm_mqtt_publish(nnm_mqtt *m, const char *topic, const void *payload, size_t len,
                          int qos, int retain, unsigned timeout_ms, nnm_diag *diag);
