@@ -224,6 +224,15 @@ int nnm_cli_infer(int argc, char **argv)
                    e->node, e->node_begin, e->node_end, (double)e->compute_us / 1e3,
                    (double)e->transfer_us / 1e3, (double)e->wait_us / 1e3);
         }
+        /* Every wait counts from the request's start, so the smallest is what the
+         * coordinator spent before its first part: planning (a rebuild of the candidate plans
+         * can take hundreds of ms on a slow board) and slicing. */
+        uint64_t first = UINT64_MAX;
+        for (size_t k = 0; k < r->u.result.ntrace; k++)
+            if (r->u.result.trace[k].wait_us < first) first = r->u.result.trace[k].wait_us;
+        if (r->u.result.ntrace > 0)
+            printf("  planning and slicing before the first part: %.3f ms (the coordinator's "
+                   "stats give planning alone: coordinator.plan_ms)\n", (double)first / 1e3);
         nnm_link_msg_cleanup(&m);
         status = 0;
         break;

@@ -888,11 +888,13 @@ static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char 
              ",\"sessions\":%" PRIu64 "},\"slice_ms\":{\"p50\":%.3f,\"p99\":%.3f},"
              "\"coordinator\":{\"tasks_sent\":%" PRIu64 ",\"tasks_local\":%" PRIu64
              ",\"tasks_retried\":%" PRIu64 ",\"models_sent\":%" PRIu64 ",\"results_late\":%"
-             PRIu64 "},\"shell_dropped\":%" PRIu64 ",",
+             PRIu64 ",\"plans\":%" PRIu64 ",\"plan_ms\":{\"last\":%.3f,\"max\":%.3f,"
+             "\"total\":%.3f}},\"shell_dropped\":%" PRIu64 ",",
              s->requests, s->slices_run, ms.received_bytes, ms.published_bytes, ls.rx_frames,
              ls.rx_bytes, ls.tx_frames, ls.tx_bytes, ls.sessions, percentile(n, 0.5),
              percentile(n, 0.99), n->cst.tasks_sent, n->cst.tasks_local, n->cst.tasks_retried,
-             n->cst.models_sent, n->cst.results_late, n->shell_dropped);
+             n->cst.models_sent, n->cst.results_late, n->cst.plans, n->cst.plan_ms_last,
+             n->cst.plan_ms_max, n->cst.plan_ms_total, n->shell_dropped);
     json_str(buf, len, &k, "\"spot_checks\":{\"run\":%" PRIu64 ",\"mismatch\":%" PRIu64
              ",\"reruns\":%" PRIu64 ",\"max_ok\":%.3g},\"excluded\":[", n->cst.spot_checks,
              n->cst.spot_mismatches, n->cst.reruns, n->cst.spot_max_ok);

@@ -657,6 +657,24 @@ static int caught(const nnm_coord_env *env, nnm_coord_stats *stats, job *jobs, i
     return redo;
 }
 
+/* Counts the time planning took; a long one (candidate plans built on a slow board) is
+ * logged, since it delays the request like waiting for a peer would. */
+#define PLAN_LOG_MS 20.0
+static void plan_timed(const nnm_coord_env *env, nnm_coord_stats *stats, double ms)
+{
+    stats->plans++;
+    stats->plan_ms_last = ms;
+    stats->plan_ms_total += ms;
+    if (ms > stats->plan_ms_max) stats->plan_ms_max = ms;
+    if (env->log && ms >= PLAN_LOG_MS) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "planning %s took %.1f ms (candidate plans built or refreshed: "
+                 "a new model, mesh or refined cost model); it is part of the first part's wait",
+                 env->request ? env->request : "a request", ms);
+        env->log(env->ctx, 0, msg);
+    }
+}
+
 /* One run of the request (see nnm_coord_run); *redo is set (with an error) when a spot check
  * caught a peer whose other results this run already used. */
 static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
@@ -675,8 +693,11 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
     job *jobs = NULL;
     nnm_trace_entry *tr = NULL;
     size_t ntr = 0;
+    double tp = now_ms();
     nnm_err rc = nnm_sched_plan(env->sched, g, hash, plan_opts, &plan, diag);
     if (rc != NNM_OK) return rc;
+    double plan_ms = now_ms() - tp;
+    plan_timed(env, stats, plan_ms);
     rc = NNM_ENOMEM;
     size_t total_parts = 0;
     for (int s = 0; s < plan->n_stages; s++) total_parts += (size_t)plan->stages[s].n_parts;
@@ -838,7 +859,9 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
         outputs[i] = *w;               /* move out of the store */
         memset(w, 0, sizeof *w);
     }
-    nnm_sched_observe_latency(env->sched, plan, now_ms() - t0 > 0.001 ? now_ms() - t0 : 0.001, NULL);
+    /* The bandit judges the plan: the time spent planning it is not the plan's. */
+    double lat = now_ms() - t0 - plan_ms;
+    nnm_sched_observe_latency(env->sched, plan, lat > 0.001 ? lat : 0.001, NULL);
     nnm_plan_free(plan);
     store_free(&st);
     if (trace) { *trace = tr; tr = NULL; }

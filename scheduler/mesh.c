@@ -31,6 +31,7 @@ void nnm_sched_config_init(nnm_sched_config *cfg)
     cfg->max_arms = 10;
     cfg->ucb_c = 0.1;
     cfg->discount = 0.95;
+    cfg->plan_share = 0.1;
     cfg->seed = 1;
 }
 
@@ -59,7 +60,7 @@ nnm_err nnm_sched_new(nnm_sched **out, const char *self_id, const nnm_sched_conf
         !(cfg->lz4_ratio > 0 && cfg->lz4_ratio <= 1.5) || !(cfg->codec_mbps > 0) ||
         !(cfg->fetch_amortize >= 1) || cfg->max_parts < 1 || cfg->max_parts > SCHED_MAXN ||
         cfg->max_arms < 1 || cfg->max_arms > 32 || !(cfg->ucb_c >= 0) ||
-        !(cfg->discount > 0 && cfg->discount <= 1))
+        !(cfg->discount > 0 && cfg->discount <= 1) || !(cfg->plan_share >= 0))
         return nnm_diag_set(diag, NNM_EINVAL, "scheduler: a configuration value is out of range "
                                               "(see nnm_sched_config_init for the defaults)");
     nnm_sched *s = calloc(1, sizeof *s);
@@ -354,11 +355,11 @@ nnm_err nnm_sched_transfer_ms(const nnm_sched *s, const char *from, const char *
 
 /* --- observations ------------------------------------------------------------------------ */
 
-/* A drift of more than 25% re-plans (the adaptive candidates are rebuilt on the refined
- * model), but at most once per this many observations unless some factor moved by more than
- * 2x: building the candidates is up to ten DP runs, ~0.1 s each on a 25%-quota board, and a
- * request gives several observations while the refinement wobbles (bench/dist.sh: 0.5-0.9 s
- * of planning on many requests). A node that lies about its capacity drifts by far more. */
+/* A drift of more than 25% re-plans (plan.c: the adaptive candidates are predicted again on
+ * the refined model and the DP runs once), but at most once per this many observations
+ * unless some factor moved by more than 2x: a DP is ~60 ms for MobileNetV2 on a 25%-quota
+ * board, and a request gives several observations while the refinement wobbles. A node
+ * that lies about its capacity drifts by far more. */
 #define DRIFT_MIN_OBS 4
 #define DRIFT_BIG 0.6931471805599453   /* log(2) */
 

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sched_int.h"
 
@@ -533,6 +534,33 @@ static int plans_equal(const nnm_plan *x, const nnm_plan *y)
     return 1;
 }
 
+/* Same stages and, per stage, the same nodes running the same kinds of parts in the same
+ * order; the part ranges may differ (shares re-balanced after a speed estimate moved). Such
+ * a plan moves the same tensors between the same nodes, so its measured latency carries. */
+static int plans_alike(const nnm_plan *x, const nnm_plan *y)
+{
+    if (x->n_stages != y->n_stages) return 0;
+    for (int i = 0; i < x->n_stages; i++) {
+        const nnm_plan_stage *a = &x->stages[i], *b = &y->stages[i];
+        if (a->node_begin != b->node_begin || a->node_end != b->node_end ||
+            a->n_parts != b->n_parts) return 0;
+        for (int q = 0; q < a->n_parts; q++) {
+            const nnm_plan_part *u = &a->parts[q], *v = &b->parts[q];
+            if (strcmp(u->node, v->node) || u->node_begin != v->node_begin ||
+                u->node_end != v->node_end || u->part.kind != v->part.kind) return 0;
+        }
+    }
+    return 1;
+}
+
+static int plan_is_local(const nnm_plan *p)
+{
+    for (int i = 0; i < p->n_stages; i++)
+        for (int q = 0; q < p->stages[i].n_parts; q++)
+            if (strcmp(p->stages[i].parts[q].node, p->coordinator)) return 0;
+    return 1;
+}
+
 /* DP + build, retrying while the slicer rejects a split the analytic rules allowed. */
 static nnm_err plan_ctx(sched_ctx *c, nnm_plan **out, nnm_diag *diag)
 {
@@ -579,11 +607,13 @@ void sched__entry_free(sched_entry *e)
     free(e);
 }
 
-/* Builds the candidate arms of the adaptive policy (arm 0 is the DP plan). */
-static nnm_err candidates(sched_ctx *base, sched_entry *e, nnm_diag *diag)
+/* Builds candidate arms of the adaptive policy around the DP plan e->arms[e->dp_arm]:
+ * variants first..last of (0) the DP without a node used in a parallel stage, (1) with that
+ * node's shares halved, (2) local-only. */
+static nnm_err candidates(sched_ctx *base, sched_entry *e, int first, int last, nnm_diag *diag)
 {
     const nnm_sched *s = base->s;
-    const nnm_plan *p0 = e->arms[0];
+    const nnm_plan *p0 = e->arms[e->dp_arm];
     int used[SCHED_MAXN] = { 0 };
     for (int i = 0; i < p0->n_stages; i++) {
         if (p0->stages[i].n_parts < 2) continue;
@@ -594,8 +624,8 @@ static nnm_err candidates(sched_ctx *base, sched_entry *e, nnm_diag *diag)
     }
     sched_ctx *c = malloc(sizeof *c);
     if (c == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory planning");
-    for (int variant = 0; variant < 3; variant++) {
-        for (int j = 0; j < SCHED_MAXN && e->n_arms < s->cfg.max_arms; j++) {
+    for (int variant = first; variant <= last; variant++) {
+        for (int j = 0; j < SCHED_MAXN && e->n_arms < s->cfg.max_arms && e->n_arms < 32; j++) {
             if (variant < 2 && !used[j]) continue;
             if (variant == 2 && j > 0) break;
             *c = *base;
@@ -625,23 +655,63 @@ static nnm_err candidates(sched_ctx *base, sched_entry *e, nnm_diag *diag)
     return NNM_OK;
 }
 
-static int pick_arm(const nnm_sched *s, const sched_entry *e)
+/* Bounded exploration (docs/SCHEDULER.md, "Adaptive"). An arm counts as measured while its
+ * discounted count is at least MEASURED_MIN: one measurement stays for about 45 requests at
+ * discount 0.95, and then the arm may be tried again (the mesh may have changed).
+ * - Calibration: the predictions of arms that use peers are multiplied by the geometric
+ *   mean of measured / predicted over the measurements of such arms (discounted like the
+ *   counts, and kept across rebuilds of the set: it describes the cost model, not a plan),
+ *   so a cost model that is optimistic about links and peers does not make every untried
+ *   split look best. The local-only arm keeps its prediction: it involves no link and no
+ *   peer, what the model gets wrong, and it is measured anyway (Baseline).
+ * - Bound: an arm is eligible only when its measured mean (unmeasured: its calibrated
+ *   prior) is at most EXPLORE_RATIO times the best measured mean.
+ * - Baseline: the local-only arm is measured whenever it is not (and some arm is), twice
+ *   at first, so the bound always knows what running locally costs.
+ * Among the eligible arms: discounted UCB1, the calibrated prior counting as one
+ * observation, exploration bonus c * best mean * sqrt(2 ln N / n_i). */
+#define MEASURED_MIN 0.1
+#define EXPLORE_RATIO 1.5
+
+static double cal_ratio(const sched_entry *e)
 {
+    return e->cal_cnt >= MEASURED_MIN ? exp(e->cal_sum / e->cal_cnt) : 1;
+}
+
+int sched__pick_arm(const nnm_sched *s, const sched_entry *e)
+{
+    double best_meas = INFINITY;
+    for (int i = 0; i < e->n_arms; i++)
+        if (e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] < best_meas)
+            best_meas = e->sum[i] / e->cnt[i];
+    /* The local-only plan is the baseline a mesh must beat, and its prediction rests on the
+     * coordinator's advertised speed alone: once any arm is measured, so is it (twice: the
+     * first run is a cold one, see nnm_sched_observe_latency). */
+    for (int i = 0; i < e->n_arms; i++)
+        if (e->local[i] && (e->cnt[i] < MEASURED_MIN || e->runs[i] < 2) && !isinf(best_meas))
+            return i;
+    double r = cal_ratio(e);
     double N = 0, scale = INFINITY;
     double mean[32], cnt[32];
+    int ok[32];
     for (int i = 0; i < e->n_arms; i++) {
+        double q = e->local[i] ? e->prior[i] : e->prior[i] * r;
+        int measured = e->cnt[i] >= MEASURED_MIN;
+        ok[i] = (measured ? e->sum[i] / e->cnt[i] : q) <= EXPLORE_RATIO * best_meas ||
+                isinf(best_meas);
         cnt[i] = e->cnt[i] + 1;                    /* the prior counts as one observation */
-        mean[i] = (e->sum[i] + e->prior[i]) / cnt[i];
+        mean[i] = (e->sum[i] + q) / cnt[i];
         N += cnt[i];
-        if (mean[i] < scale) scale = mean[i];
+        if (ok[i] && mean[i] < scale) scale = mean[i];
     }
-    int best = 0;
+    int best = -1;
     double bs = INFINITY;
     for (int i = 0; i < e->n_arms; i++) {
+        if (!ok[i]) continue;
         double sc = mean[i] - s->cfg.ucb_c * scale * sqrt(2 * log(N) / cnt[i]);
-        if (sc < bs) { bs = sc; best = i; }
+        if (best < 0 || sc < bs) { bs = sc; best = i; }
     }
-    return best;
+    return best < 0 ? 0 : best;
 }
 
 nnm_err nnm_sched_observe_latency(nnm_sched *s, const nnm_plan *plan, double observed_ms,
@@ -658,11 +728,178 @@ nnm_err nnm_sched_observe_latency(nnm_sched *s, const nnm_plan *plan, double obs
             e->cnt[i] *= s->cfg.discount;
             e->sum[i] *= s->cfg.discount;
         }
+        e->cal_cnt *= s->cfg.discount;
+        e->cal_sum *= s->cfg.discount;
+        /* A plan's first run pays one-time costs (slice executors built, weights shipped:
+         * 260 ms more than a warm run of ResNet-18 on a 25% board), so its second
+         * measurement replaces the first. */
+        if (e->runs[plan->arm] == 1) e->cnt[plan->arm] = e->sum[plan->arm] = 0;
+        if (e->runs[plan->arm] < 2) e->runs[plan->arm]++;
         e->cnt[plan->arm] += 1;
         e->sum[plan->arm] += observed_ms;
+        e->served_ms += observed_ms;
+        if (!e->local[plan->arm] && e->prior[plan->arm] > 0) {
+            e->cal_cnt += 1;
+            e->cal_sum += log(observed_ms / e->prior[plan->arm]);
+        }
         return NNM_OK;
     }
-    return NNM_OK;   /* a plan from a candidate set since replaced: nothing to learn */
+    /* A plan of a candidate set replaced while it ran: credit the arm it became. */
+    for (sched_entry *e = s->cache; e; e = e->next) {
+        if (e->prev_generation != plan->generation || plan->arm >= 32 ||
+            e->prev_map[plan->arm] < 0) continue;
+        nnm_plan q = *plan;
+        q.arm = e->prev_map[plan->arm];
+        q.generation = e->generation;
+        return nnm_sched_observe_latency(s, &q, observed_ms, diag);
+    }
+    return NNM_OK;   /* a plan from a candidate set since dropped: nothing to learn */
+}
+
+/* Carries the bandit's evidence of o (the set e replaces) to e's arms [from, n_arms): each old
+ * arm not yet carried goes to an equal plan, else to one alike (same stages, nodes and part
+ * kinds, other ranges), else is forgotten. Measured latencies of the same plan stay valid
+ * evidence across a new mesh version; only the predictions change. */
+static void carry(const sched_entry *o, sched_entry *e, int from)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int j = 0; j < o->n_arms; j++) {
+            if (e->prev_map[j] >= 0) continue;
+            for (int i = from; i < e->n_arms; i++) {
+                int taken = 0;
+                for (int k = 0; k < o->n_arms; k++) taken |= e->prev_map[k] == i;
+                if (taken || !(pass ? plans_alike : plans_equal)(o->arms[j], e->arms[i]))
+                    continue;
+                e->prev_map[j] = (signed char)i;
+                e->cnt[i] = o->cnt[j];
+                e->sum[i] = o->sum[j];
+                e->runs[i] = o->runs[j];
+                break;
+            }
+        }
+}
+
+/* Unlinks and returns the cached set that e (just built for a new mesh version) replaces:
+ * same model, objective, policy, pin, lossy and source; NULL if none. */
+static sched_entry *replaced(nnm_sched *s, const sched_entry *e)
+{
+    sched_entry *o = s->cache, *prev = NULL;
+    for (; o; prev = o, o = o->next)
+        if (!memcmp(o->hash, e->hash, NNM_WIRE_HASH_BYTES) && o->objective == e->objective &&
+            o->policy == e->policy && o->pin == e->pin && o->lossy == e->lossy &&
+            o->src == e->src)
+            break;
+    if (o == NULL) return NULL;
+    if (prev) prev->next = o->next;
+    else s->cache = o->next;
+    s->n_cache--;
+    return o;
+}
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Whether optional planning of about cost_ms may run now: at most cfg.plan_share of the
+ * request time served since the last planning step (a DP of MobileNetV2 takes ~0.1 s on a
+ * board at 25% CPU, as long as a request). */
+static int budget_ok(const nnm_sched *s, const sched_entry *e, double cost_ms)
+{
+    return s->cfg.plan_share <= 0 || e->served_ms * s->cfg.plan_share >= cost_ms;
+}
+
+/* Fills the bandit's view of arms [from, to) just placed in e. */
+static void arms_init(sched_entry *e, int from, int to, int adaptive)
+{
+    for (int i = from; i < to; i++) {
+        e->prior[i] = e->arms[i]->pred_latency_ms;
+        e->local[i] = (unsigned char)plan_is_local(e->arms[i]);
+        e->cnt[i] = e->sum[i] = 0;
+        e->runs[i] = 0;
+        e->arms[i]->generation = e->generation;
+        e->arms[i]->arm = adaptive ? i : -1;
+    }
+}
+
+/* Whether the DP plan is worth exploring around: not measured beyond the exploration bound.
+ * Its variants (a node excluded or halved) are constrained versions of it, so under the
+ * calibration they look no better than it does; while it is out of bounds, building them
+ * (one DP each, ~60 ms for MobileNetV2 on a board at 25% CPU) is wasted planning time. */
+static int dp_in_bounds(const sched_entry *e)
+{
+    double best = INFINITY;
+    for (int i = 0; i < e->n_arms; i++)
+        if (e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] < best) best = e->sum[i] / e->cnt[i];
+    int d = e->dp_arm;
+    return e->cnt[d] < MEASURED_MIN || e->sum[d] / e->cnt[d] <= EXPLORE_RATIO * best;
+}
+
+/* The refined model drifted (a new epoch) in the same mesh. Rebuilding the candidates costs
+ * one DP each (about 0.5 s for MobileNetV2 on a board at 25% CPU) and the epoch can move
+ * every few requests, so instead every arm is predicted again under the refined model and
+ * the DP runs once: its plan takes a free slot, or replaces the arm that looks worst
+ * (measured mean, else calibrated prediction; never the local-only arm). Evidence stays
+ * with its plans; the set gets a new generation so that a late observation of a replaced
+ * arm is not credited to its successor. A failed DP leaves the arms as they are. */
+static void refresh(nnm_sched *s, sched_entry *e, sched_ctx *c)
+{
+    for (int i = 0; i < e->n_arms; i++) {
+        double L, P;
+        if (predict(s, e->arms[i], 1, 1, &L, &P, NULL) != NNM_OK) continue;
+        e->arms[i]->pred_latency_ms = e->prior[i] = L;
+        e->arms[i]->pred_period_ms = P;
+    }
+    e->epoch = s->epoch;
+    e->prev_generation = e->generation;
+    e->generation = ++s->generation;
+    memset(e->prev_map, -1, sizeof e->prev_map);
+    for (int i = 0; i < e->n_arms; i++) e->prev_map[i] = (signed char)i;
+    nnm_plan *p = NULL;
+    nnm_diag d;
+    int slot = -1;
+    double t0 = mono_ms();
+    nnm_err rc = plan_ctx(c, &p, &d);
+    e->dp_ms = mono_ms() - t0;
+    e->served_ms = 0;
+    if (rc == NNM_OK) {
+        for (int i = 0; i < e->n_arms && p; i++)
+            if (plans_equal(e->arms[i], p)) { nnm_plan_free(p); p = NULL; e->dp_arm = i; }
+    }
+    if (p && e->n_arms < s->cfg.max_arms && e->n_arms < 32) {
+        slot = e->n_arms++;
+    } else if (p) {
+        double r = cal_ratio(e), worst = -1;
+        for (int i = 0; i < e->n_arms; i++) {
+            double est = e->cnt[i] >= MEASURED_MIN ? e->sum[i] / e->cnt[i] : e->prior[i] * r;
+            if (!e->local[i] && est > worst) { worst = est; slot = i; }
+        }
+    }
+    if (slot >= 0) {
+        nnm_plan_free(e->arms[slot]);      /* NULL for a new slot */
+        e->arms[slot] = p;
+        e->prev_map[slot] = -1;
+        e->dp_arm = slot;
+        arms_init(e, slot, slot + 1, 1);
+    } else {
+        nnm_plan_free(p);
+    }
+    for (int i = 0; i < e->n_arms; i++) e->arms[i]->generation = e->generation;
+}
+
+static void ctx_for(sched_ctx *c, nnm_sched *s, sched_model *m, const nnm_plan_opts *opts,
+                    int src, int sink)
+{
+    sched__ctx_init(c, s, m, opts->policy == NNM_POLICY_ADAPTIVE);
+    c->policy = opts->policy;
+    c->objective = opts->objective;
+    c->lossy = !!opts->allow_lossy;
+    c->pin = !!opts->pin_first;
+    c->src = src;
+    c->sink = sink;
+    sched__ctx_configs(c);
 }
 
 nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
@@ -693,7 +930,7 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
     sched_entry *e = s->cache, *prev = NULL;
     for (; e; prev = e, e = e->next)
         if (!memcmp(e->hash, hash, NNM_WIRE_HASH_BYTES) && e->version == s->version &&
-            e->epoch == epoch && e->objective == (int)opts->objective &&
+            e->objective == (int)opts->objective &&
             e->policy == (int)opts->policy && e->pin == !!opts->pin_first &&
             e->lossy == !!opts->allow_lossy && e->src == src)
             break;
@@ -705,22 +942,19 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
             free(e);
             return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory planning");
         }
-        sched__ctx_init(c, s, m, adaptive);
-        c->policy = opts->policy;
-        c->objective = opts->objective;
-        c->lossy = !!opts->allow_lossy;
-        c->pin = !!opts->pin_first;
-        c->src = src;
-        c->sink = sink;
-        sched__ctx_configs(c);
+        ctx_for(c, s, m, opts, src, sink);
         nnm_plan *p = NULL;
+        double t0 = mono_ms();
         rc = plan_ctx(c, &p, diag);
+        e->dp_ms = mono_ms() - t0;
         if (rc == NNM_OK) {
             e->arms[e->n_arms++] = p;
-            if (adaptive) rc = candidates(c, e, diag);
+            /* The DP plan and local-only; the DP's variants once it proves worth it. */
+            if (adaptive) rc = candidates(c, e, 2, 2, diag);
+            e->pending = adaptive;
         }
-        free(c);
         if (rc != NNM_OK) {
+            free(c);
             sched__entry_free(e);
             return rc;
         }
@@ -733,11 +967,29 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
         e->lossy = !!opts->allow_lossy;
         e->src = src;
         e->generation = ++s->generation;
-        for (int i = 0; i < e->n_arms; i++) {
-            e->prior[i] = e->arms[i]->pred_latency_ms;
-            e->arms[i]->generation = e->generation;
-            e->arms[i]->arm = adaptive ? i : -1;
+        arms_init(e, 0, e->n_arms, adaptive);
+        memset(e->prev_map, -1, sizeof e->prev_map);
+        sched_entry *o = replaced(s, e);
+        if (o) {
+            carry(o, e, 0);
+            e->prev_generation = o->generation;
+            e->cal_cnt = o->cal_cnt;
+            e->cal_sum = o->cal_sum;
+            e->served_ms = o->served_ms;
+            /* the old set had its variants: so does this one, if the DP plan still earns
+             * them and the planning budget allows (else later, with no evidence) */
+            if (adaptive && !o->pending && e->cnt[e->dp_arm] >= MEASURED_MIN && dp_in_bounds(e) &&
+                budget_ok(s, e, (s->cfg.max_arms - e->n_arms) * e->dp_ms)) {
+                int from = e->n_arms;
+                nnm_diag d;
+                if (candidates(c, e, 0, 1, &d) == NNM_OK) e->pending = 0;
+                arms_init(e, from, e->n_arms, 1);
+                carry(o, e, from);
+                e->served_ms = 0;
+            }
+            sched__entry_free(o);
         }
+        free(c);
         e->next = s->cache;
         s->cache = e;
         if (++s->n_cache > 64) {      /* drop the oldest */
@@ -745,11 +997,33 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
             while (q->next) { qp = q; q = q->next; }
             if (qp) { qp->next = NULL; sched__entry_free(q); s->n_cache--; }
         }
-    } else if (prev) {                /* move to front: most recently used */
-        prev->next = e->next;
-        e->next = s->cache;
-        s->cache = e;
+    } else {
+        /* A new epoch refreshes the set; the DP plan measured within bounds gets its
+         * variants (they inherit nothing: new plans). */
+        int fresh = e->epoch != epoch && budget_ok(s, e, e->dp_ms);
+        int more = !fresh && e->pending && e->cnt[e->dp_arm] >= MEASURED_MIN && dp_in_bounds(e) &&
+                   budget_ok(s, e, (s->cfg.max_arms - e->n_arms) * e->dp_ms);
+        if (fresh || more) {
+            sched_ctx *c = malloc(sizeof *c);
+            if (c == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory planning");
+            ctx_for(c, s, m, opts, src, sink);
+            if (fresh) {
+                refresh(s, e, c);
+            } else {
+                int from = e->n_arms;
+                nnm_diag d;
+                if (candidates(c, e, 0, 1, &d) == NNM_OK) e->pending = 0;
+                arms_init(e, from, e->n_arms, 1);
+                e->served_ms = 0;
+            }
+            free(c);
+        }
+        if (prev) {                   /* move to front: most recently used */
+            prev->next = e->next;
+            e->next = s->cache;
+            s->cache = e;
+        }
     }
-    int arm = adaptive ? pick_arm(s, e) : 0;
+    int arm = adaptive ? sched__pick_arm(s, e) : 0;
     return nnm_plan_copy(out, e->arms[arm], diag);
 }

@@ -61,6 +61,16 @@ typedef struct sched_entry {
     nnm_plan *arms[32];
     double cnt[32], sum[32];        /* discounted counts and latency sums */
     double prior[32];               /* predicted latency (the prior mean) */
+    unsigned char local[32];        /* the arm runs every part on the coordinator */
+    unsigned char runs[32];         /* measurements so far, up to 2 */
+    int dp_arm;                     /* the arm holding the latest DP plan */
+    int pending;                    /* its variants are not built yet (see plan.c) */
+    double dp_ms;                   /* measured time of one DP run for this set */
+    double served_ms;               /* request time observed since the last planning */
+    double cal_cnt, cal_sum;        /* discounted count and sum of log(measured / predicted)
+                                     * over the arms that use peers (prior calibration) */
+    uint64_t prev_generation;       /* the set this one replaced (late observations) */
+    signed char prev_map[32];       /* its arm i -> arm here, or -1 */
     struct sched_entry *next;
 } sched_entry;
 
@@ -146,5 +156,7 @@ double sched__chain_ms(const sched_ctx *c, const sched_chain *ch);
 /* plan.c */
 nnm_err sched__dp(const sched_ctx *c, sched_chain *out, nnm_diag *diag);
 void sched__entry_free(sched_entry *e);   /* NULL-safe */
+/* The adaptive policy's choice among e's arms (exposed for tests). */
+int sched__pick_arm(const nnm_sched *s, const sched_entry *e);
 
 #endif

@@ -101,6 +101,11 @@ typedef struct nnm_coord_stats {
      * coordinator (a late result proves it is back), so that one unreachable peer costs
      * one deadline, not one per request. */
     uint64_t timeouts;             /* tasks whose deadline passed */
+    /* Planning (nnm_sched_plan) per request: a cache hit takes microseconds; a new candidate
+     * set, a refresh after the refined model drifted, or the DP plan's variants take one DP
+     * run each (docs/SCHEDULER.md). It is part of the first trace entry's wait. */
+    uint64_t plans;
+    double plan_ms_last, plan_ms_max, plan_ms_total;
     size_t n_suspects;
     struct { char id[NNM_ID_MAX + 1]; double until_ms; } suspects[NNM_SCHED_MAX_NODES];
 } nnm_coord_stats;

@@ -93,6 +93,11 @@ typedef struct nnm_sched_config {
     int max_arms;               /* bandit candidates (default 10) */
     double ucb_c;               /* UCB exploration weight (default 0.1) */
     double discount;            /* bandit discount per observation (default 0.95) */
+    double plan_share;          /* adaptive: optional planning (a refresh after the refined
+                                 * model drifted, building the DP plan's variants) waits
+                                 * until it costs at most this share of the request time
+                                 * observed since the last such step (default 0.1; 0: no
+                                 * wait) */
     unsigned seed;              /* deterministic tie-breaking */
 } nnm_sched_config;
 
@@ -229,7 +234,8 @@ double nnm_sched_node_factor(const nnm_sched *s, const char *node, nnm_opclass c
  * the graph as loaded, and must outlive the scheduler's use of it: the analysis is cached
  * by hash). opts may be NULL (latency, adaptive, source = coordinator). *out gets a new
  * plan owned by the caller. Plans are cached per (hash, mesh version, objective, policy,
- * source, pin, lossy); the adaptive policy picks one of its candidates per call.
+ * source, pin, lossy); the adaptive policy picks one of its candidates per call, and its
+ * measurements carry over when a new version rebuilds the set (docs/SCHEDULER.md).
  * Errors: NNM_EINVAL (opts), NNM_ENOTFOUND (coordinator or source not in the mesh),
  * NNM_ESTATE (no node can run some stage, e.g. memory), NNM_ENOMEM, and the slicer's
  * errors if the graph cannot be sliced at all. */

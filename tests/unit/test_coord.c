@@ -170,6 +170,15 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
     }
     assert_true(remote > 0);
     assert_true(st.tasks_sent > 0);
+    /* Planning is counted, and it is inside the first part's wait (what `nnmesh infer`
+     * prints as planning and slicing before the first part). */
+    uint64_t first_wait = UINT64_MAX;
+    for (size_t i = 0; i < ntr; i++) if (tr[i].wait_us < first_wait) first_wait = tr[i].wait_us;
+    print_message("planning %.3f ms, first part sent after %.3f ms\n", st.plan_ms_last,
+                  (double)first_wait / 1e3);
+    assert_int_equal(st.plans, 1);
+    assert_true(st.plan_ms_last > 0 && st.plan_ms_total == st.plan_ms_last);
+    assert_true(st.plan_ms_last <= (double)first_wait / 1e3 + 0.001);
     free(tr);
     nnm_tensor_cleanup(&got);
 

@@ -7,13 +7,25 @@
  * compute time, as result traces will. Required: the adaptive policy's share of work on b
  * falls within 20 requests of the change, and its p50 latency after the change is at least
  * 1.3x better than the best static policy's. A second run feeds end-to-end latency only
- * (no per-part times): the bandit alone must still move work off b. */
+ * (no per-part times): the bandit alone must still move work off b.
+ *
+ * Bounded exploration (all deterministic): the bandit's evidence survives a new mesh
+ * version (the candidate set is rebuilt, the old one dropped, each arm's counts carried to
+ * the equal plan, late observations of the old set credited); an arm measured 1.5x worse
+ * than the best, or an untried one whose calibrated prior is that bad, is not tried until
+ * its evidence decays; and with a cost model that thinks the links 50x faster than they
+ * are (the emulated boards of bench/dist.sh), requests are not slower than local ones
+ * after the first few, across mesh versions changing every 7 requests. A new refined epoch
+ * refreshes the set in place (one DP); optional planning waits for its time budget; a
+ * plan's cold first run is replaced by its second. The simulations plan for free
+ * (plan_share 0), so no wall-clock time decides anything. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
 #include "test_sched_util.h"
+#include "sched_int.h"
 
 static const uint8_t HASH[NNM_WIRE_HASH_BYTES] = { 9, 9, 9 };
 static const char *const IDS[] = { "a", "b", "c", "d" };
@@ -27,13 +39,22 @@ static double noise(void)
     return exp(0.05 * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
 }
 
-static nnm_sched *make(const char *self, double b_speed)
+static nnm_sched *make_cfg(const char *self, double b_speed, double plan_share)
 {
     nnm_sched *s = NULL;
-    assert_int_equal(nnm_sched_new(&s, self, NULL, NULL), NNM_OK);
+    nnm_sched_config cfg;
+    nnm_sched_config_init(&cfg);
+    cfg.plan_share = plan_share;
+    assert_int_equal(nnm_sched_new(&s, self, &cfg, NULL), NNM_OK);
     for (int i = 0; i < 4; i++) tu_node_set(s, IDS[i], i == 1 ? b_speed : 1.0, 0);
     tu_links(s, IDS, 4, 1.0, 100.0);
     return s;
+}
+
+/* Planning is free in the simulations (plan_share 0): no wall-clock time decides anything. */
+static nnm_sched *make(const char *self, double b_speed)
+{
+    return make_cfg(self, b_speed, 0);
 }
 
 static int cmp(const void *x, const void *y)
@@ -120,11 +141,321 @@ static void test_sched_adaptive_bandit_alone_recovers(void **state)
     simulate(0);
 }
 
+/* Sets node id with load (permille): a load change of more than 300 is a new version. */
+static void node_load(nnm_sched *s, const char *id, uint32_t load)
+{
+    nnm_mesh_node n;
+    memset(&n, 0, sizeof n);
+    snprintf(n.id, sizeof n.id, "%s", id);
+    for (int c = 0; c < NNM_OPC_OTHER; c++) n.gflops[c] = 1.0;
+    n.gflops[NNM_OPC_OTHER] = 2.0;
+    n.load_permille = load;
+    assert_int_equal(nnm_sched_node_set(s, &n, NULL), NNM_OK);
+}
+
+static sched_entry *entry_of(nnm_sched *s, int *n_adaptive)
+{
+    sched_entry *found = NULL;
+    *n_adaptive = 0;
+    for (sched_entry *e = s->cache; e; e = e->next)
+        if (e->policy == NNM_POLICY_ADAPTIVE) {
+            ++*n_adaptive;
+            if (!found) found = e;
+        }
+    return found;
+}
+
+static void test_sched_adaptive_version_keeps_learning(void **state)
+{
+    (void)state;
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *s = make("a", 1.0);
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan *keep = NULL;
+    for (int r = 0; r < 12; r++) {
+        nnm_plan *p = NULL;
+        assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+        /* arm 0 is measured 30% slower than predicted (within bounds: its variants are
+         * built), every other arm at its prediction */
+        double ms = p->arm == 0 ? 1.3 * p->pred_latency_ms : p->pred_latency_ms;
+        assert_int_equal(nnm_sched_observe_latency(s, p, ms, NULL), NNM_OK);
+        if (r == 11) keep = p;
+        else nnm_plan_free(p);
+    }
+    int na;
+    sched_entry *old = entry_of(s, &na);
+    assert_int_equal(na, 1);
+    assert_true(old->n_arms >= 3);
+    double cnt[32], sum[32];
+    uint64_t gen = old->generation;
+    int n_arms = old->n_arms, n_cache = s->n_cache;
+    for (int i = 0; i < n_arms; i++) { cnt[i] = old->cnt[i]; sum[i] = old->sum[i]; }
+    assert_true(cnt[0] > 0.5);
+    /* A new mesh version that changes no plan: a node's memory becomes known (plenty). */
+    uint64_t v = nnm_sched_version(s);
+    tu_node_set(s, "d", 1.0, (uint64_t)1 << 34);
+    assert_true(nnm_sched_version(s) > v);
+    nnm_plan *p = NULL;
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    sched_entry *e = entry_of(s, &na);
+    assert_int_equal(na, 1);                         /* the old set was dropped */
+    assert_int_equal(s->n_cache, n_cache);
+    assert_true(e->generation != gen);
+    assert_int_equal(e->n_arms, n_arms);
+    int carried = 0;
+    for (int i = 0; i < n_arms; i++) {
+        assert_int_equal(e->prev_map[i], i);
+        assert_true(fabs(e->cnt[i] - cnt[i]) < 1e-12 && fabs(e->sum[i] - sum[i]) < 1e-9);
+        carried += cnt[i] > 0;
+    }
+    print_message("carried %d measured arms of %d across a version bump; arm 0 mean %.1f ms\n",
+                  carried, n_arms, sum[0] / cnt[0]);
+    assert_true(carried >= 2);
+    /* A request planned from the old set, answered after the rebuild, still counts. */
+    int ka = keep->arm;
+    double before = e->runs[ka] == 1 ? 0 : e->cnt[ka];   /* a second run replaces the first */
+    assert_int_equal(nnm_sched_observe_latency(s, keep, 50.0, NULL), NNM_OK);
+    assert_true(fabs(e->cnt[ka] - (before * 0.95 + 1)) < 1e-9);
+    nnm_plan_free(keep);
+    nnm_plan_free(p);
+    nnm_sched_free(s);
+    ir__graph_free(g);
+}
+
+static void test_sched_adaptive_epoch_refreshes_in_place(void **state)
+{
+    (void)state;
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *s = make("a", 1.0);
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan *p = NULL;
+    for (int r = 0; r < 12; r++) {
+        assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+        assert_int_equal(nnm_sched_observe_latency(s, p, p->pred_latency_ms, NULL), NNM_OK);
+        if (r < 11) nnm_plan_free(p);
+    }
+    int na;
+    sched_entry *e = entry_of(s, &na);
+    double cnt[32], prior[32];
+    int n_arms = e->n_arms;
+    uint64_t gen = e->generation, epoch = s->epoch;
+    for (int i = 0; i < n_arms; i++) { cnt[i] = e->cnt[i]; prior[i] = e->prior[i]; }
+    /* node b computes 3x slower than it advertises: the refined model moves at once */
+    const nnm_plan_part *pb = NULL;
+    for (int i = 0; i < p->n_stages && !pb; i++)
+        for (int q = 0; q < p->stages[i].n_parts && !pb; q++)
+            if (!strcmp(p->stages[i].parts[q].node, "b")) pb = &p->stages[i].parts[q];
+    assert_non_null(pb);
+    for (int k = 0; k < 8 && s->epoch == epoch; k++)
+        assert_int_equal(nnm_sched_observe_slice(s, pb, 3 * pb->pred_ms, NULL), NNM_OK);
+    assert_true(s->epoch > epoch);
+    nnm_plan *q = NULL;
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &q, NULL), NNM_OK);
+    assert_ptr_equal(entry_of(s, &na), e);             /* the same set, refreshed */
+    assert_int_equal(na, 1);
+    assert_true(e->generation != gen && e->prev_generation == gen);
+    int kept = 0, repriced = 0;
+    for (int i = 0; i < n_arms; i++) {
+        if (e->prev_map[i] != i) continue;           /* replaced by the new DP plan */
+        kept++;
+        assert_true(fabs(e->cnt[i] - cnt[i]) < 1e-12);
+        repriced += e->prior[i] > prior[i] * 1.05;
+    }
+    print_message("epoch refresh: %d of %d arms kept with their evidence, %d predicted slower, "
+                  "%d arms now\n", kept, n_arms, repriced, e->n_arms);
+    assert_true(kept >= n_arms - 1);
+    assert_true(repriced > 0);
+    nnm_plan_free(p);
+    nnm_plan_free(q);
+    nnm_sched_free(s);
+    ir__graph_free(g);
+}
+
+/* With a planning budget, a refresh waits until the requests served since the last planning
+ * step paid for it: plan_share 1e-12 needs 1e12 x the DP's time of requests. */
+static void test_sched_adaptive_planning_waits_for_budget(void **state)
+{
+    (void)state;
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *s = make_cfg("a", 1.0, 1e-12);
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan *p = NULL;
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    int na;
+    sched_entry *e = entry_of(s, &na);
+    assert_true(e->dp_ms > 0 && e->dp_ms < 1e3);
+    assert_int_equal(nnm_sched_observe_latency(s, p, p->pred_latency_ms, NULL), NNM_OK);
+    nnm_plan_free(p);
+    /* measured at its prediction, the DP plan is within bounds, but its variants wait */
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    assert_true(e->pending);
+    assert_int_equal(e->n_arms, 2);
+    /* the refined model moves: the refresh waits too */
+    const nnm_plan_part *pb = &e->arms[e->dp_arm]->stages[0].parts[0];
+    uint64_t epoch = s->epoch, gen = e->generation;
+    for (int k = 0; k < 8 && s->epoch == epoch; k++)
+        assert_int_equal(nnm_sched_observe_slice(s, pb, 3 * pb->pred_ms, NULL), NNM_OK);
+    assert_true(s->epoch > epoch);
+    nnm_plan_free(p);
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    assert_true(e->generation == gen && e->epoch != s->epoch);
+    /* a request long enough to pay for it (1e15 ms x 1e-12 = 1 s of planning) */
+    assert_int_equal(nnm_sched_observe_latency(s, p, 1e15, NULL), NNM_OK);
+    nnm_plan_free(p);
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    assert_true(e->generation != gen && e->epoch == s->epoch);
+    assert_true(e->served_ms == 0);
+    print_message("planning budget: one DP %.3f ms; refresh and variants wait for 1e12x that\n",
+                  e->dp_ms);
+    nnm_plan_free(p);
+    nnm_sched_free(s);
+    ir__graph_free(g);
+}
+
+/* A plan's first run is a cold one (executors built, weights shipped): the second
+ * measurement replaces it; later ones are discounted as usual. */
+static void test_sched_adaptive_cold_first_run_replaced(void **state)
+{
+    (void)state;
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *s = make("a", 1.0);
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan *p = NULL;
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    int na, a = p->arm;
+    sched_entry *e = entry_of(s, &na);
+    assert_int_equal(nnm_sched_observe_latency(s, p, 1000, NULL), NNM_OK);
+    assert_true(e->cnt[a] == 1 && e->sum[a] == 1000 && e->runs[a] == 1);
+    assert_int_equal(nnm_sched_observe_latency(s, p, 100, NULL), NNM_OK);
+    assert_true(e->cnt[a] == 1 && e->sum[a] == 100 && e->runs[a] == 2);
+    assert_int_equal(nnm_sched_observe_latency(s, p, 100, NULL), NNM_OK);
+    assert_true(fabs(e->cnt[a] - 1.95) < 1e-12 && fabs(e->sum[a] - 195) < 1e-9);
+    nnm_plan_free(p);
+    nnm_sched_free(s);
+    ir__graph_free(g);
+}
+
+static void test_sched_adaptive_pick_bounds_exploration(void **state)
+{
+    (void)state;
+    nnm_sched *s = make("a", 1.0);
+    sched_entry *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    e->n_arms = 3;
+    /* arm 0: a split predicted 50 ms, measured 600; arm 1: local-only, predicted 88;
+     * arm 2: another split, predicted 40 ms, untried */
+    e->prior[0] = 50; e->cnt[0] = 1; e->sum[0] = 600;
+    e->cal_cnt = 1; e->cal_sum = log(600.0 / 50);
+    e->prior[1] = 88; e->local[1] = 1;
+    e->prior[2] = 40;
+    /* calibrated, arm 2 looks like 40 * 12 = 480 ms: local (88, kept) is tried first */
+    assert_int_equal(sched__pick_arm(s, e), 1);
+    e->cnt[1] = 1; e->sum[1] = 90;
+    assert_int_equal(sched__pick_arm(s, e), 1);      /* its first run was a cold one */
+    e->runs[1] = 2;
+    /* best measured 90: arm 0 (600) and arm 2 (480 calibrated) are out of bounds, however
+     * strong the exploration bonus */
+    for (double n = 1; n < 1e6; n *= 10) {
+        e->cnt[1] = n; e->sum[1] = 90 * n;
+        assert_int_equal(sched__pick_arm(s, e), 1);
+    }
+    /* without calibration arm 2 (40 ms predicted) would look best: it is the local's ratio
+     * alone (1.0) that must not set the scale; a split measured at its prediction lifts it */
+    e->cnt[1] = 1; e->sum[1] = 90;
+    e->cnt[0] = 1; e->sum[0] = 50; e->cal_sum = 0;
+    assert_int_equal(sched__pick_arm(s, e), 2);
+    /* arm 0's bad evidence decays below the measured bound: it may be tried again */
+    e->cnt[0] = e->cal_cnt = 0.95; e->sum[0] = 0.95 * 600; e->cal_sum = 0.95 * log(12.0);
+    assert_int_equal(sched__pick_arm(s, e), 1);
+    e->cnt[0] = e->cal_cnt = 0.05; e->sum[0] = 0.05 * 600; e->cal_sum = 0.05 * log(12.0);
+    assert_int_equal(sched__pick_arm(s, e), 2);
+    e->cnt[2] = 1; e->sum[2] = 500;                  /* tried: bad too (ratio 12.5) */
+    e->cal_cnt += 1; e->cal_sum += log(500.0 / 40);
+    assert_int_equal(sched__pick_arm(s, e), 1);      /* arm 0: calibrated out again */
+    /* local-only predicted far out of bounds (a pessimistic advertised speed) and never
+     * measured: it is measured next all the same, as the baseline */
+    memset(e, 0, sizeof *e);
+    e->n_arms = 3;
+    e->prior[0] = 50; e->cnt[0] = 1; e->sum[0] = 100;
+    e->cal_cnt = 1; e->cal_sum = log(2.0);
+    e->prior[1] = 500; e->local[1] = 1;
+    e->prior[2] = 40;
+    assert_int_equal(sched__pick_arm(s, e), 1);
+    e->cnt[1] = 1; e->sum[1] = 140; e->runs[1] = 2;  /* measured: the bandit chooses again */
+    assert_int_equal(sched__pick_arm(s, e), 2);
+    free(e);
+    nnm_sched_free(s);
+}
+
+static void test_sched_adaptive_slow_links_never_slower_than_local(void **state)
+{
+    (void)state;
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *pol = make("a", 1.0), *truth = make("a", 1.0), *loc = make("a", 1.0);
+    tu_links(truth, IDS, 4, 20.0, 2.0);           /* advertised: 1 ms, 100 MB/s */
+    nnm_plan_opts ol = { NNM_OBJ_LATENCY, NNM_POLICY_LOCAL, NULL, 0, 0 };
+    nnm_plan *lp = NULL;
+    assert_int_equal(nnm_sched_plan(loc, g, HASH, &ol, &lp, NULL), NNM_OK);
+    double local, P;
+    assert_int_equal(nnm_sched_plan_predict(truth, lp, 0, &local, &P, NULL), NNM_OK);
+    nnm_plan_free(lp);
+    enum { N = 120, WARM = 10 };
+    static double lat[N];
+    int slow = 0, worst_arm_ms = 0;
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    for (int r = 0; r < N; r++) {
+        if (r % 7 == 6) node_load(pol, "d", (r / 7) % 2 ? 0 : 400);   /* new mesh version */
+        nnm_plan *p = NULL;
+        assert_int_equal(nnm_sched_plan(pol, g, HASH, &o, &p, NULL), NNM_OK);
+        double L;
+        assert_int_equal(nnm_sched_plan_predict(truth, p, 0, &L, &P, NULL), NNM_OK);
+        lat[r] = L;
+        if (r >= WARM && L > 1.5 * local) slow++;
+        if (L > worst_arm_ms) worst_arm_ms = (int)L;
+        assert_int_equal(nnm_sched_observe_latency(pol, p, L, NULL), NNM_OK);
+        for (int i = 0; i < p->n_stages; i++)       /* compute times are as predicted */
+            for (int q = 0; q < p->stages[i].n_parts; q++) {
+                double ms;
+                const nnm_plan_part *pp = &p->stages[i].parts[q];
+                assert_int_equal(nnm_sched_compute_ms(truth, pp->node, pp->work, 0, &ms, NULL), NNM_OK);
+                assert_int_equal(nnm_sched_observe_slice(pol, pp, ms, NULL), NNM_OK);
+            }
+        nnm_plan_free(p);
+    }
+    int na;
+    sched_entry *e = entry_of(pol, &na);
+    assert_non_null(e);
+    double med = p50(&lat[WARM], N - WARM);
+    print_message("slow links: local %.1f ms; adaptive p50 %.1f ms after %d requests, %d of %d "
+                  "requests over 1.5x local (worst %d ms), %d adaptive sets cached, %d arms "
+                  "(variants of the DP plan %s)\n", local, med, WARM, slow, N - WARM,
+                  worst_arm_ms, na, e->n_arms, e->pending ? "never built" : "built");
+    assert_int_equal(na, 1);
+    assert_true(e->pending);          /* the DP plan never earned its variants' planning */
+    assert_true(med <= local * 1.05);
+    assert_true(slow <= 4);
+    nnm_sched_free(pol);
+    nnm_sched_free(truth);
+    nnm_sched_free(loc);
+    ir__graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sched_adaptive_recovers_from_slow_node),
         cmocka_unit_test(test_sched_adaptive_bandit_alone_recovers),
+        cmocka_unit_test(test_sched_adaptive_version_keeps_learning),
+        cmocka_unit_test(test_sched_adaptive_epoch_refreshes_in_place),
+        cmocka_unit_test(test_sched_adaptive_planning_waits_for_budget),
+        cmocka_unit_test(test_sched_adaptive_cold_first_run_replaced),
+        cmocka_unit_test(test_sched_adaptive_pick_bounds_exploration),
+        cmocka_unit_test(test_sched_adaptive_slow_links_never_slower_than_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
