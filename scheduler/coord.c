@@ -469,6 +469,18 @@ static void ship_forget(const char *peer, const uint8_t *model, const nnm_plan_p
     if (e) e->used = 0;
 }
 
+/* The wire codec of a part's input: the caller's (env->codec) if set, else the one the plan
+ * chose for the edge; the plan's LZ4 travels as AUTO, which keeps LZ4 only where it saves
+ * 10% (the plan assumed a ratio; an image input does not compress). */
+static nnm_codec edge_codec(const nnm_coord_env *env, const nnm_plan_part *pp, const char *name)
+{
+    if (env->codec) return env->codec;
+    for (int i = 0; i < pp->n_in; i++)
+        if (pp->in[i].value != NULL && strcmp(pp->in[i].value, name) == 0)
+            return pp->in[i].codec == NNM_CODEC_LZ4 ? NNM_CODEC_AUTO : pp->in[i].codec;
+    return NNM_CODEC_AUTO;
+}
+
 static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, uint32_t attempt,
                          unsigned timeout_ms, nnm_coord_stats *stats, store *st, nnm_diag *diag)
 {
@@ -480,7 +492,7 @@ static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, 
     if (!in || !names || !wt) goto out;
     if ((rc = job_inputs(j, st, in, names, diag)) != NNM_OK) goto out;
     for (int k = 0; k < ni; k++) {
-        if ((rc = nnm_wire_tensor_encode(&wt[k], &in[k], env->codec ? env->codec : NNM_CODEC_AUTO, diag)) != NNM_OK)
+        if ((rc = nnm_wire_tensor_encode(&wt[k], &in[k], edge_codec(env, j->pp, names[k]), diag)) != NNM_OK)
             goto out;
         wt[k].name = names[k];
     }

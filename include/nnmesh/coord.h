@@ -53,7 +53,8 @@ typedef struct nnm_coord_env {
     /* Whether peer is still a member; NULL: assume yes. */
     int (*peer_alive)(void *ctx, const char *peer);
     unsigned task_timeout_ms;      /* per remote task (default 10000) */
-    nnm_codec codec;               /* wire codec for task inputs/outputs (default AUTO) */
+    nnm_codec codec;               /* wire codec for task inputs/outputs; 0 (NONE): task inputs
+                                    * as the plan chose per edge, outputs AUTO */
     double spot_check;             /* fraction of peer parts re-run here and compared (0..1;
                                     * 0: none) */
     unsigned exclude_ms;           /* how long a peer caught by a spot check stays excluded;

@@ -21,6 +21,7 @@ typedef struct wnode {
     pthread_t th;
     atomic_int stop, mute;
     atomic_int served;
+    atomic_uint codecs;      /* bit per wire codec seen on task inputs */
 } wnode;
 
 static void *serve_loop(void *arg)
@@ -35,6 +36,9 @@ static void *serve_loop(void *arg)
         memset(&m, 0, sizeof m);
         if (nnm_link_recv(n->e.l, &m, 50, NULL) != NNM_OK) continue;
         if (m.frame && (m.frame->hdr.type == NNM_FRAME_TASK || m.frame->hdr.type == NNM_FRAME_TENSOR)) {
+            if (m.frame->hdr.type == NNM_FRAME_TASK)
+                for (size_t k = 0; k < m.frame->u.task.ntensors; k++)
+                    atomic_fetch_or(&n->codecs, 1u << m.frame->u.task.tensors[k].codec);
             nnm_diag d;
             nnm_coord_serve(&n->env, &m, &d);
             atomic_fetch_add(&n->served, 1);
@@ -222,6 +226,30 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
     assert_true(rel_diff(&got, &want) <= 1e-5);
     print_message("after waking: %llu late results discarded\n", (unsigned long long)st.results_late);
     assert_true(st.results_late > 0);
+    free(tr);
+    nnm_tensor_cleanup(&got);
+
+    /* The wire codec is the plan's per edge: exact requests never carry a lossy codec; with
+     * lossy codecs allowed and links of 0.05 MB/s, the planner picks int8 for the f32 edges
+     * and the tasks carry it (the answer within int8's error, not exact). */
+    unsigned exact = atomic_load(&n1.codecs) | atomic_load(&n2.codecs);
+    assert_int_equal(exact & ((1u << NNM_CODEC_F16) | (1u << NNM_CODEC_INT8_AFFINE)), 0);
+    atomic_store(&n1.codecs, 0);
+    atomic_store(&n2.codecs, 0);
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(nnm_sched_link_set(s, "coord", names[i], 1, 0.05, &d), NNM_OK);
+        assert_int_equal(nnm_sched_link_set(s, names[i], "coord", 1, 0.05, &d), NNM_OK);
+    }
+    po.allow_lossy = 1;
+    memset(&st, 0, sizeof st);
+    rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
+    if (rc != NNM_OK) fprintf(stderr, "coord: %s\n", d.msg);
+    assert_int_equal(rc, NNM_OK);
+    unsigned lossy = atomic_load(&n1.codecs) | atomic_load(&n2.codecs);
+    print_message("lossy allowed, slow links: task input codecs 0x%x, rel diff %.3g\n", lossy,
+                  rel_diff(&got, &want));
+    assert_true(lossy & (1u << NNM_CODEC_INT8_AFFINE));
+    assert_true(rel_diff(&got, &want) <= 0.05);
     free(tr);
     nnm_tensor_cleanup(&got);
 
