@@ -517,27 +517,11 @@ static void choose_codecs(const nnm_sched *s, nnm_plan *p, const nnm_graph *g, i
 
 /* --- cache, candidates and the bandit -------------------------------------------------- */
 
-static int plans_equal(const nnm_plan *x, const nnm_plan *y)
-{
-    if (x->n_stages != y->n_stages) return 0;
-    for (int i = 0; i < x->n_stages; i++) {
-        const nnm_plan_stage *a = &x->stages[i], *b = &y->stages[i];
-        if (a->node_begin != b->node_begin || a->node_end != b->node_end ||
-            a->n_parts != b->n_parts) return 0;
-        for (int q = 0; q < a->n_parts; q++) {
-            const nnm_plan_part *u = &a->parts[q], *v = &b->parts[q];
-            if (strcmp(u->node, v->node) || u->node_begin != v->node_begin ||
-                u->node_end != v->node_end || u->part.kind != v->part.kind ||
-                u->part.begin != v->part.begin || u->part.end != v->part.end) return 0;
-        }
-    }
-    return 1;
-}
-
-/* Same stages and, per stage, the same nodes running the same kinds of parts in the same
- * order; the part ranges may differ (shares re-balanced after a speed estimate moved). Such
- * a plan moves the same tensors between the same nodes, so its measured latency carries. */
-static int plans_alike(const nnm_plan *x, const nnm_plan *y)
+/* Whether two plans have the same stages and, per stage, the same nodes running the same
+ * kinds of parts in the same order; with ranges also the same part ranges (equal), else the
+ * ranges may differ (alike: shares re-balanced after a speed estimate moved; such a plan
+ * moves the same tensors between the same nodes, so its measured latency carries). */
+static int plans_match(const nnm_plan *x, const nnm_plan *y, int ranges)
 {
     if (x->n_stages != y->n_stages) return 0;
     for (int i = 0; i < x->n_stages; i++) {
@@ -548,10 +532,15 @@ static int plans_alike(const nnm_plan *x, const nnm_plan *y)
             const nnm_plan_part *u = &a->parts[q], *v = &b->parts[q];
             if (strcmp(u->node, v->node) || u->node_begin != v->node_begin ||
                 u->node_end != v->node_end || u->part.kind != v->part.kind) return 0;
+            if (ranges && (u->part.begin != v->part.begin || u->part.end != v->part.end))
+                return 0;
         }
     }
     return 1;
 }
+
+static int plans_equal(const nnm_plan *x, const nnm_plan *y) { return plans_match(x, y, 1); }
+static int plans_alike(const nnm_plan *x, const nnm_plan *y) { return plans_match(x, y, 0); }
 
 static int plan_is_local(const nnm_plan *p)
 {
