@@ -146,8 +146,7 @@ advert_interval = 2s
 uris = tcp://$host:$port
 keepalive = 10s
 [models]
-mobilenet-v2 = $MODELS/mobilenet_v2.onnx
-resnet18 = $MODELS/resnet18.onnx
+$(for m in $models; do echo "$(echo "$m" | tr _ -) = $MODELS/$m.onnx"; done)
 [control]
 allow_plaintext_control = true
 EOF
