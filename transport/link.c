@@ -139,6 +139,17 @@ static void fl_reset(link_peer *p)
     p->fl_bytes = 0;
 }
 
+/* A new session, or none: a new generation, counters and flow control from zero. */
+static void stream_reset(link_peer *p)
+{
+    p->gen++;
+    p->tx_counter = 0;
+    fl_reset(p);
+    p->rx_hi = p->rx_acked = 0;
+    p->rx_unacked = 0;
+    p->ack_wanted = 0;
+}
+
 static bool fl_push(link_peer *p, uint64_t counter, size_t bytes)
 {
     if (p->fl_len == p->fl_cap) {
@@ -197,12 +208,7 @@ static void install_session(nnm_link *l, link_peer *p, nnm_session *s, const uin
     p->prev = p->cur;
     p->prev_until_ms = link__now_ms() + LINK_PREV_MS;
     p->cur = s;
-    p->gen++;
-    p->tx_counter = 0;
-    fl_reset(p);
-    p->rx_hi = p->rx_acked = 0;
-    p->rx_unacked = 0;
-    p->ack_wanted = 0;
+    stream_reset(p);
     p->hs_err = NNM_OK;
     p->hs_msg[0] = '\0';
     l->st.sessions++;
@@ -855,12 +861,7 @@ static void wipe_sessions(nnm_link *l, link_peer *p)
     nnm_session_free(p->cur);
     nnm_session_free(p->prev);
     p->cur = p->prev = NULL;
-    p->gen++;
-    p->tx_counter = 0;
-    fl_reset(p);
-    p->rx_hi = p->rx_acked = 0;
-    p->rx_unacked = 0;
-    p->ack_wanted = 0;
+    stream_reset(p);
     pthread_cond_broadcast(&l->cv);
 }
 
