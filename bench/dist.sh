@@ -24,12 +24,15 @@
 #     flight per node), default policy (adaptive) and, for the stream, also `local`
 #     (each coordinator runs its requests whole: replication) and objective throughput.
 #  2. policies: 4 boards at 50/25/25/12.5%, each policy, batch-1 latency to n1 (the 50% board).
-#  3. slowdown: same mesh, each policy, COUNT requests, then n2's quota drops to 6.25%, COUNT
-#     more: p50 before and after.
+#  3. slowdown: same mesh, each policy, COUNT requests, then one board's quota drops to 6.25%,
+#     COUNT more: p50 before and after. DIST_SLOW (default "n2 n1") names the boards slowed, one
+#     run each: n2 is a worker, n1 the coordinator itself.
 # ROUNDS repeats 1-3 and reports medians of the round p50s. Raw client output (one line per
 # request with its trace sums) goes to DIST_OUT (default ./dist-results). Progress on stderr.
 # DIST_MODELS (default "mobilenet_v2 resnet18"), DIST_EXPERIMENTS (default "scaling policies
-# slowdown") narrow the run.
+# slowdown") narrow the run. DIST_DEPTH (default 2): the stream's requests in flight per node;
+# with 2 a node receives its next input while it computes (the node queues it), as a camera
+# stream would; 1 measures each node's request round trips back to back.
 set -eu
 top_srcdir=$(cd "$(dirname "$0")/.." && pwd)
 top_builddir=$(pwd)
@@ -41,6 +44,8 @@ period=${DIST_PERIOD_US:-auto}
 rate=${DIST_RATE:-100mbit}
 net=${DIST_NET:-htb}
 out=${DIST_OUT:-$top_builddir/dist-results}
+depth=${DIST_DEPTH:-2}
+slow_nodes=${DIST_SLOW:-n2 n1}
 SYS_PYTHON=${SYS_PYTHON:-/usr/bin/python3}
 NNMESH=$top_builddir/apps/nnmesh
 NNMESHD=$top_builddir/apps/nnmeshd
@@ -193,11 +198,13 @@ start_mesh() {
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 field() { sed -n "s/^summary.* $1 \([0-9.]*\).*/\1/p"; }
-# client TAG MODEL NODES INFLIGHT [COUNT]: raw lines to $out/TAG.txt, the summary on stdout.
+# client TAG MODEL NODES INFLIGHT [COUNT [PER_NODE]]: raw lines to $out/TAG.txt, the summary on
+# stdout.
 client() {
   local w=$((3 * $4))   # 3 warm-up requests per coordinator: sessions, slice executors, bandit
   "$CLIENT" --config "$shell_conf" --model "$MODELS/$2.onnx" -i "$MODELS/$2.input.npy" \
     --check "$MODELS/$2.torch.npy" --nodes "$3" --inflight "$4" --count "${5:-$count}" --warmup $w \
+    --per-node "${6:-1}" \
     --timeout 120 >"$out/$1.txt" 2>&1 || log "$1: client failed: $(tail -2 "$out/$1.txt")"
   grep '^summary' "$out/$1.txt" || echo "summary n 0 errors 1 p50 nan p90 nan mean nan wall nan throughput nan"
 }
@@ -224,10 +231,11 @@ echo
 if echo "$experiments" | grep -q scaling; then
   echo "## 1. Scaling: 1, 2, 4 boards at 25% CPU, policy adaptive"
   echo
-  echo "Latency: one request at a time to n1 (coordinator, itself a board). Stream: requests round"
-  echo "robin to every node, one in flight per node (a node coordinates one request at a time and"
-  echo "queues a second), so N requests overlap; \`local\` = each coordinator runs its requests whole"
-  echo "(replication); \`tput\` = adaptive with objective throughput."
+  echo "Latency: one request at a time to n1 (coordinator, itself a board). Stream: $count x $depth requests"
+  echo "per node, round robin, $depth in flight per node (a node coordinates one request at a time"
+  echo "and queues the next, whose input arrives meanwhile); \`local\` = each coordinator runs its"
+  echo "requests whole (replication); \`tput\` = adaptive with objective throughput. Stream speedups"
+  echo "are against the best of one board's three stream runs (on one board all three run locally)."
   echo
   echo "| model | boards | latency p50 ms | latency speedup | stream req/s adaptive | speedup | stream req/s local | speedup | stream req/s tput | speedup |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -239,16 +247,18 @@ if echo "$experiments" | grep -q scaling; then
         log "scaling $m $n boards round $r"
         start_mesh $shares
         client "scale-$m-$n-lat-r$r" $m n1 1 | field p50 >>"$W/lat"
-        client "scale-$m-$n-stream-r$r" $m "$(nodes_list $n)" $n | field throughput >>"$W/sa"
+        sc=$((count * depth * n)); si=$((n * depth))   # every node coordinates COUNT x DEPTH
+        client "scale-$m-$n-stream-r$r" $m "$(nodes_list $n)" $si $sc $depth | field throughput >>"$W/sa"
         for j in $(seq $n); do ctl n$j policy local; done; sleep 0.5
-        client "scale-$m-$n-local-r$r" $m "$(nodes_list $n)" $n | field throughput >>"$W/sl"
+        client "scale-$m-$n-local-r$r" $m "$(nodes_list $n)" $si $sc $depth | field throughput >>"$W/sl"
         for j in $(seq $n); do ctl n$j policy adaptive; ctl n$j objective throughput; done; sleep 0.5
-        client "scale-$m-$n-tput-r$r" $m "$(nodes_list $n)" $n | field throughput >>"$W/st"
+        client "scale-$m-$n-tput-r$r" $m "$(nodes_list $n)" $si $sc $depth | field throughput >>"$W/st"
       done
       lat=$(median <"$W/lat"); sa=$(median <"$W/sa"); sl=$(median <"$W/sl"); st=$(median <"$W/st")
-      if [ $n = 1 ]; then lat1=$lat; sa1=$sa; fi
+      # one board's stream: the best of its three runs (they do the same thing, local only)
+      if [ $n = 1 ]; then lat1=$lat; s1=$(printf '%s\n' $sa $sl $st | grep -v nan | sort -g | tail -1); fi
       sp() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2fx", $1 / $2; else print "-" }'; }
-      echo "| $m | $n | $lat | $(sp $lat1 $lat) | $sa | $(sp $sa $sa1) | $sl | $(sp $sl $sa1) | $st | $(sp $st $sa1) |"
+      echo "| $m | $n | $lat | $(sp $lat1 $lat) | $sa | $(sp $sa $s1) | $sl | $(sp $sl $s1) | $st | $(sp $st $s1) |"
     done
   done
   echo
@@ -297,39 +307,42 @@ if echo "$experiments" | grep -q policies; then
 fi
 
 if echo "$experiments" | grep -q slowdown; then
-  echo "## 3. One board slowed mid-run: heterogeneous mesh, n2 25% -> 6.25% after $count requests"
+  echo "## 3. One board slowed mid-run: heterogeneous mesh, a board's quota cut to 6.25% after $count requests"
   echo
-  echo "Batch-1 latency to n1: $count requests, then n2's quota is cut, then $count more on the same"
-  echo "mesh (the adaptive state carries over; the node's advert still shows the old capacity until"
-  echo "it re-measures). p50 ms before / after, median over rounds."
+  echo "Batch-1 latency to n1: $count requests, then the board's quota is cut, then $count more on the"
+  echo "same mesh (the adaptive state carries over; the node's advert still shows the old capacity"
+  echo "until it re-measures). Slowed: $slow_nodes (n2: a 25% worker; n1: the 50% coordinator"
+  echo "itself, which still takes every request). p50 ms before / after, median over rounds."
   echo
-  echo "| model | $(echo $policies | sed 's/ / before | /g') before | $(echo $policies | sed 's/ / after | /g') after | adaptive vs best static after |"
-  echo "|$(for _ in $(seq 12); do printf -- '---|'; done)"
-  for m in $models; do
-    before="" after="" best=
-    for p in $policies; do
-      : >"$W/b"; : >"$W/a"
-      for r in $(seq $rounds); do
-        log "slowdown $m $p round $r"
-        start_mesh 50 25 25 12.5
-        ctl n1 policy $p; sleep 0.5
-        client "slow-$m-$p-before-r$r" $m n1 1 | field p50 >>"$W/b"
-        set_quota n2 6.25
-        client "slow-$m-$p-after-r$r" $m n1 1 | field p50 >>"$W/a"
+  echo "| model | slowed | $(echo $policies | sed 's/ / before | /g') before | $(echo $policies | sed 's/ / after | /g') after | adaptive vs best static after |"
+  echo "|$(for _ in $(seq 13); do printf -- '---|'; done)"
+  for sn in $slow_nodes; do
+    for m in $models; do
+      before="" after="" best=
+      for p in $policies; do
+        : >"$W/b"; : >"$W/a"
+        for r in $(seq $rounds); do
+          log "slowdown $sn $m $p round $r"
+          start_mesh 50 25 25 12.5
+          ctl n1 policy $p; sleep 0.5
+          client "slow-$sn-$m-$p-before-r$r" $m n1 1 | field p50 >>"$W/b"
+          set_quota $sn 6.25
+          client "slow-$sn-$m-$p-after-r$r" $m n1 1 | field p50 >>"$W/a"
+        done
+        b=$(median <"$W/b"); a=$(median <"$W/a")
+        before="$before $b |"; after="$after $a |"
+        if [ $p = adaptive ]; then ad=$a
+        elif [ -z "$best" ] || awk "BEGIN{exit !($a < $best)}"; then best=$a; bestp=$p; fi
       done
-      b=$(median <"$W/b"); a=$(median <"$W/a")
-      before="$before $b |"; after="$after $a |"
-      if [ $p = adaptive ]; then ad=$a
-      elif [ -z "$best" ] || awk "BEGIN{exit !($a < $best)}"; then best=$a; bestp=$p; fi
+      echo "| $m | $sn |$before$after $(echo "$best $ad" | awk '{printf "%.2fx", $1/$2}') (best static: '$bestp') |"
     done
-    echo "| $m |$before$after $(echo "$best $ad" | awk '{printf "%.2fx", $1/$2}') (best static: '$bestp') |"
   done
   echo
   echo "| run (last round, after) | compute ms | transfer ms | wait ms | nodes | maxdiff |"
   echo "|---|---|---|---|---|---|"
-  for m in $models; do for p in $policies; do
-    echo "| $m $p | $(trace_means "$out/slow-$m-$p-after-r$rounds.txt") |"
-  done; done
+  for sn in $slow_nodes; do for m in $models; do for p in $policies; do
+    echo "| $sn slowed: $m $p | $(trace_means "$out/slow-$sn-$m-$p-after-r$rounds.txt") |"
+  done; done; done
   echo
 fi
 stop_nodes

@@ -3,12 +3,14 @@
  * trip of each measured from the send to the RESULT. Not a test; bench/dist.sh runs it.
  *
  *   dist_client --config shell.conf --model M.onnx -i FILE.npy --nodes n1[,n2...]
- *               [--count N] [--inflight K] [--warmup W] [--check REF.npy] [--timeout S]
+ *               [--count N] [--inflight K] [--per-node D] [--warmup W] [--check REF.npy]
+ *               [--timeout S]
  *
  * Requests go to the listed nodes round robin; at most K are in flight in total and at most
- * one per node (a node coordinates one request at a time; a second one would wait in its
- * queue, which would measure queueing, not the mesh). K = 1 with one node measures batch-1
- * latency; K = the number of nodes keeps every
+ * D (default 1) per node. A node coordinates one request at a time and queues the next ones
+ * (up to its [limits] max_inflight): D = 1 measures the mesh without queueing; D = 2 lets a
+ * node receive its next input while it computes, as a camera stream would (K = D x nodes).
+ * K = 1 with one node measures batch-1 latency; K = the number of nodes keeps every
  * node coordinating a request of its own (a stream). One line per request:
  *   req I node NODE ms RTT compute SUM_MS transfer SUM_MS wait MAX_MS parts P nodes K maxdiff D
  * (compute, transfer: summed over the trace's parts; wait: the latest part's start; nodes: how
@@ -54,16 +56,19 @@ static double pct(double *v, int n, double q)
     return i + 1 < n ? v[i] + (pos - i) * (v[i + 1] - v[i]) : v[i];
 }
 
+#define MAX_PER_NODE 4
+
 typedef struct slot {
     uint64_t request;    /* 0: free */
     double t0;
     int index;
+    int node;
 } slot;
 
 int main(int argc, char **argv)
 {
     const char *cfg_path = NULL, *model = NULL, *input = NULL, *nodes_arg = NULL, *check = NULL;
-    int count = 20, inflight = 1, warmup = 2, timeout_s = 60;
+    int count = 20, inflight = 1, per_node = 1, warmup = 2, timeout_s = 60;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { fprintf(stderr, "dist_client: %s needs a value\n", a); return 2; }
@@ -74,14 +79,17 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--check")) check = v;
         else if (!strcmp(a, "--count")) count = atoi(v);
         else if (!strcmp(a, "--inflight")) inflight = atoi(v);
+        else if (!strcmp(a, "--per-node")) per_node = atoi(v);
         else if (!strcmp(a, "--warmup")) warmup = atoi(v);
         else if (!strcmp(a, "--timeout")) timeout_s = atoi(v);
         else { fprintf(stderr, "dist_client: unknown option %s\n", a); return 2; }
         i++;
     }
-    if (!cfg_path || !model || !input || !nodes_arg || count < 1 || inflight < 1 || warmup < 0) {
+    if (!cfg_path || !model || !input || !nodes_arg || count < 1 || inflight < 1 || warmup < 0 ||
+        per_node < 1 || per_node > MAX_PER_NODE) {
         fprintf(stderr, "usage: dist_client --config FILE --model M.onnx -i FILE.npy --nodes A[,B..] "
-                        "[--count N] [--inflight K] [--warmup W] [--check REF.npy] [--timeout S]\n");
+                        "[--count N] [--inflight K] [--per-node D (1-%d)] [--warmup W] [--check REF.npy] "
+                        "[--timeout S]\n", MAX_PER_NODE);
         return 2;
     }
     char nodes[MAX_NODES][NNM_ID_MAX + 1];
@@ -92,7 +100,7 @@ int main(int argc, char **argv)
         for (char *s = strtok(buf, ","); s && nn < MAX_NODES; s = strtok(NULL, ","))
             snprintf(nodes[nn++], sizeof nodes[0], "%s", s);
     }
-    if (inflight > nn) inflight = nn;
+    if (inflight > nn * per_node) inflight = nn * per_node;
     if (sodium_init() < 0) return 1;
     nnm_diag d;
     nnm_diag_clear(&d);
@@ -141,22 +149,25 @@ int main(int argc, char **argv)
         return 1;
     }
     int total = warmup + count, sent = 0, done = 0, errors = 0, next_node = 0;
-    slot sl[MAX_NODES];
+    slot sl[MAX_NODES * MAX_PER_NODE];
     memset(sl, 0, sizeof sl);
+    int nslots = nn * per_node, load[MAX_NODES] = { 0 };
     double *rtt = calloc((size_t)count + 1, sizeof *rtt);
     int nrtt = 0;
     double wall0 = 0, wall1 = 0;
     int in_flight = 0;
     while (done < total) {
-        /* Fill: a free node (no request of ours in flight there), round robin. */
+        /* Fill: the next node round robin with fewer than D of our requests in flight. */
         while (sent < total && in_flight < inflight) {
-            int k = -1;
-            for (int t = 0; t < nn && k < 0; t++) {
-                int c = (next_node + t) % nn;
-                if (!sl[c].request) k = c;
-            }
+            int c = -1, k = -1;
+            for (int t = 0; t < nn && c < 0; t++)
+                if (load[(next_node + t) % nn] < per_node) c = (next_node + t) % nn;
+            if (c < 0) break;
+            for (int q = 0; q < nslots && k < 0; q++)
+                if (!sl[q].request) k = q;
             if (k < 0) break;
-            next_node = (k + 1) % nn;
+            next_node = (c + 1) % nn;
+            sl[k].node = c;
             if (sent == warmup && wall0 == 0) wall0 = now_ms();
             nnm_frame f;
             memset(&f, 0, sizeof f);
@@ -172,40 +183,44 @@ int main(int argc, char **argv)
             sl[k].request = f.hdr.request;
             sl[k].t0 = now_ms();
             sl[k].index = sent;
-            if (nnm_link_send(l, nodes[k], &f, &d) != NNM_OK) {
-                fprintf(stderr, "dist_client: %s: %s\n", nodes[k], d.msg);
+            if (nnm_link_send(l, nodes[c], &f, &d) != NNM_OK) {
+                fprintf(stderr, "dist_client: %s: %s\n", nodes[c], d.msg);
                 return 1;
             }
+            load[c]++;
             sent++;
             in_flight++;
         }
         nnm_link_msg m;
         memset(&m, 0, sizeof m);
         if (nnm_link_recv(l, &m, 200, &d) != NNM_OK) {
-            for (int k = 0; k < nn; k++)
+            for (int k = 0; k < nslots; k++)
                 if (sl[k].request && now_ms() - sl[k].t0 > timeout_s * 1e3) {
-                    fprintf(stderr, "dist_client: %s did not answer within %d s\n", nodes[k], timeout_s);
+                    fprintf(stderr, "dist_client: %s did not answer within %d s\n", nodes[sl[k].node],
+                            timeout_s);
                     return 1;
                 }
             continue;
         }
         const nnm_frame *r = m.frame;
         int k = -1;
-        for (int c = 0; r && c < nn && k < 0; c++)
-            if (sl[c].request && sl[c].request == r->hdr.request && !strcmp(r->hdr.sender, nodes[c])) k = c;
+        for (int c = 0; r && c < nslots && k < 0; c++)
+            if (sl[c].request && sl[c].request == r->hdr.request && !strcmp(r->hdr.sender, nodes[sl[c].node]))
+                k = c;
         if (k < 0 || (r->hdr.type != NNM_FRAME_RESULT && r->hdr.type != NNM_FRAME_ERROR)) {
             nnm_link_msg_cleanup(&m);
             continue;
         }
         double ms = now_ms() - sl[k].t0;
-        int idx = sl[k].index;
+        int idx = sl[k].index, kn = sl[k].node;
         sl[k].request = 0;
+        load[kn]--;
         in_flight--;
         done++;
         if (done == total) wall1 = now_ms();
         if (r->hdr.type == NNM_FRAME_ERROR || r->u.result.status != 0) {
             errors++;
-            printf("req %d node %s error %s\n", idx, nodes[k],
+            printf("req %d node %s error %s\n", idx, nodes[kn],
                    r->hdr.type == NNM_FRAME_ERROR && r->u.error.message ? r->u.error.message : "status");
             nnm_link_msg_cleanup(&m);
             continue;
@@ -229,7 +244,7 @@ int main(int argc, char **argv)
                 if (fabsf(a[q] - b[q]) > maxdiff) maxdiff = fabsf(a[q] - b[q]);
         }
         printf("req %d node %s ms %.3f compute %.3f transfer %.3f wait %.3f parts %zu nodes %d maxdiff %g%s\n",
-               idx, nodes[k], ms, comp, xfer, wait, r->u.result.ntrace, nseen, maxdiff,
+               idx, nodes[kn], ms, comp, xfer, wait, r->u.result.ntrace, nseen, maxdiff,
                idx < warmup ? " warmup" : "");
         if (idx == total - 1)   /* the last request's parts, for "where the time goes" */
             for (size_t t = 0; t < r->u.result.ntrace; t++) {

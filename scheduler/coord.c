@@ -90,6 +90,9 @@ typedef struct job {
     int checked;               /* a spot check confirmed the peer's outputs */
     double compute_ms;
     uint64_t transfer_us, wait_us;
+    double send_ms;            /* the coordinator's work sending the task; < 0: it shipped
+                                * weights too (a one-time cost, not a sample) */
+    double posted_ms;          /* when nnm_link_send returned */
 } job;
 
 static uint64_t next_task_id(void)
@@ -484,6 +487,8 @@ static nnm_codec edge_codec(const nnm_coord_env *env, const nnm_plan_part *pp, c
 static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, uint32_t attempt,
                          unsigned timeout_ms, nnm_coord_stats *stats, store *st, nnm_diag *diag)
 {
+    double t_start = now_ms();     /* the send work is serial here: the scheduler learns it */
+    int shipped_now = 0;
     int ni = nnm_graph_input_count(j->slice);
     nnm_tensor *in = calloc((size_t)ni + 1, sizeof *in);
     const char **names = calloc((size_t)ni + 1, sizeof *names);
@@ -522,6 +527,7 @@ static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, 
             memcpy(s->model_hash, e->slice, NNM_WIRE_HASH_BYTES);
         } else {
             if ((rc = send_model(env, j, j->task_id, s->model_hash, diag)) != NNM_OK) goto out;
+            shipped_now = 1;
             if (stats) stats->models_sent++;
             e = &ship_table[ship_next++ % SHIPPED_MAX];
             memset(e, 0, sizeof *e);
@@ -546,6 +552,8 @@ static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, 
     j->sent_ms = now_ms();
     j->deadline_ms = j->sent_ms + timeout_ms;
     rc = nnm_link_send(env->link, j->node, &f, diag);
+    j->posted_ms = now_ms();
+    j->send_ms = shipped_now ? -1 : j->posted_ms - t_start;
     if (rc == NNM_OK && stats) stats->tasks_sent++;
 out:
     for (int k = 0; wt && k < ni; k++) nnm_wire_tensor_cleanup(&wt[k]);
@@ -764,9 +772,17 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
             if (strcmp(j->node, env->self) != 0) continue;
             if ((rc = run_local(env, g, hash, j, &st, diag)) != NNM_OK) goto fail;
             if (stats) stats->tasks_local++;
+            /* The coordinator's own parts refine its speed too, so a coordinator that gets
+             * loaded learns it (and plans around itself) like any peer. A part moved here
+             * from a peer is not the peer's time. */
+            if (!strcmp(j->pp->node, env->self))
+                nnm_sched_observe_slice(env->sched, j->pp, j->compute_ms > 0 ? j->compute_ms : 0.01, NULL);
         }
         /* Wait for the remote parts; a timeout, a departure or an error reruns the part
-         * here. Frames that are not our results go to dispatch. */
+         * here. Frames that are not our results go to dispatch. idle: the queue was found
+         * empty since the coordinator last did other work, so an answer taken now arrived
+         * while it waited and its round trip is exact (else an upper bound). */
+        int idle = 0;
         for (;;) {
             int pending = 0;
             double now = now_ms();
@@ -784,6 +800,7 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
                     j->task_id = 0;     /* a late answer is now unknown: discarded */
                     if (stats) stats->tasks_retried++;
                     if ((rc = run_local(env, g, hash, j, &st, diag)) != NNM_OK) goto fail;
+                    idle = 0;
                     continue;
                 }
                 pending++;
@@ -797,8 +814,14 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
             memset(&m, 0, sizeof m);
             nnm_diag d2;
             nnm_err r2 = nnm_link_recv(env->link, &m, 20, &d2);
-            if (r2 == NNM_ETIMEOUT) continue;
+            if (r2 == NNM_ETIMEOUT) {
+                idle = 1;
+                continue;
+            }
             if (r2 != NNM_OK) continue;
+            double got = now_ms();           /* received and decoded */
+            int exact = idle;
+            idle = 0;
             const nnm_frame *f = m.frame;
             job *mine = NULL;
             if (f && (f->hdr.type == NNM_FRAME_RESULT || f->hdr.type == NNM_FRAME_ERROR)) {
@@ -839,8 +862,15 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
                     continue;
                 }
                 check_cleanup(&chk);
-                if (!mine->local)
+                if (!mine->local) {
                     nnm_sched_observe_slice(env->sched, mine->pp, mine->compute_ms > 0 ? mine->compute_ms : 0.01, NULL);
+                    /* What the part cost beyond compute and bytes: learned per peer, and
+                     * the send work per remote part, so plans stop paying for parts that
+                     * cost more than they save (docs/SCHEDULER.md, "Cost model"). */
+                    if (mine->send_ms >= 0)
+                        nnm_sched_observe_part(env->sched, mine->pp, got - mine->posted_ms,
+                                               mine->compute_ms, mine->send_ms, !exact, NULL);
+                }
                 continue;
             }
             if (env->dispatch) env->dispatch(env->ctx, &m);

@@ -396,9 +396,11 @@ void sched__ctx_init(sched_ctx *c, const nnm_sched *s, sched_model *m, int refin
     c->m = m;
     c->refined = refined;
     c->src = c->sink = sched__node_find(s, s->self);
+    c->send = sched__send_ms(s, refined);
     for (int i = 0; i < SCHED_MAXN; i++) {
         c->perturb[i] = 1;
         if (!s->nodes[i].present) continue;
+        c->ovh[i] = sched__part_ovh(s, i, -1, refined);   /* as a remote part (see ovh_of) */
         for (int k = 0; k < NNM_OPC__COUNT; k++) c->rate[i][k] = sched__rate(s, i, k, refined);
     }
 }
@@ -551,6 +553,13 @@ static int mem_ok(const sched_ctx *c, int j, double bytes)
     return fm == 0 || bytes <= (double)fm;
 }
 
+/* Per-part cost beyond compute and bytes: the coordinator's own parts keep
+ * slice_overhead_ms; a remote part pays its node's (learned, when refined) overhead. */
+static double ovh_of(const sched_ctx *c, int j)
+{
+    return j == c->sink ? c->s->cfg.slice_overhead_ms : c->ovh[j];
+}
+
 static double work_ms(const sched_ctx *c, int j, const double *w)
 {
     double t = 0;
@@ -587,7 +596,7 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
                        int *assign)
 {
     const sched_model *m = c->m;
-    double B = m->live[a], ov = c->s->cfg.slice_overhead_ms;
+    double B = m->live[a];
     double W[NNM_OPC__COUNT];
     for (int k = 0; k < NNM_OPC__COUNT; k++) W[k] = m->pre[k][b] - m->pre[k][a];
     double param = m->pre_param[b] - m->pre_param[a];
@@ -606,8 +615,8 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
         }
         if (!mem_ok(c, j, param)) return INFINITY;
         if (shares) shares[0] = 1;
-        return xfer_in(c, h, j, B) + work_ms(c, j, W) + ov + fetch_ms(c, j, param) +
-               xfer_out(c, j, m->live[b]);
+        return xfer_in(c, h, j, B) + work_ms(c, j, W) + ovh_of(c, j) + fetch_ms(c, j, param) +
+               xfer_out(c, j, m->live[b]) + (j == c->sink ? 0 : c->send);
     }
     if (cfg->type == NNM_STAGE_SPLIT) {
         const sched_stage *st = &m->st[cfg->axis][(size_t)a * (size_t)(m->n + 1) + (size_t)b];
@@ -617,7 +626,7 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
         for (int i = 0; i < cfg->k; i++) {
             int j = cfg->nodes[i];
             on[i] = !(c->exclude >> j & 1);
-            A[i] = ov + work_ms(c, j, st->fixed) + fetch_ms(c, j, param / cfg->k);
+            A[i] = ovh_of(c, j) + work_ms(c, j, st->fixed) + fetch_ms(c, j, param / cfg->k);
             Bv[i] = work_ms(c, j, st->split);
             if (cfg->axis == 0) {
                 double r = rtt_in(c, h, j);
@@ -629,9 +638,22 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
             Bv[i] += xfer_out(c, j, m->live[b]);   /* its share of the outputs, back */
             if (Bv[i] <= 1e-12) Bv[i] = 1e-12;
         }
+        /* The coordinator sends the remote parts one after another (each costs it c->send)
+         * before it runs its own part: the i-th remote part starts i sends late, its own
+         * part all of them late. A0 holds A without these delays. */
+        double A0[SCHED_MAXN];
+        memcpy(A0, A, sizeof A);
         int fixed = c->weight[cfg->nodes[0]] > 0, act = 0;
         for (;;) {
             act = 0;
+            if (c->send > 0) {
+                int r = 0, rank = 0;
+                for (int i = 0; i < cfg->k; i++) r += on[i] && cfg->nodes[i] != c->sink;
+                for (int i = 0; i < cfg->k; i++) {
+                    if (!on[i]) continue;
+                    A[i] = A0[i] + c->send * (cfg->nodes[i] == c->sink ? r : ++rank);
+                }
+            }
             if (fixed) {
                 double ws = 0;
                 for (int i = 0; i < cfg->k; i++) if (on[i]) ws += c->weight[cfg->nodes[i]];
@@ -674,7 +696,8 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
             int j = cfg->nodes[i];
             if (s[i] <= 0 || j == c->sink) continue;
             double in = xfer_in(c, h, j, B);
-            serial += (cfg->axis == 0 ? in * s[i] : in) + xfer_out(c, j, m->live[b]) * s[i];
+            serial += (cfg->axis == 0 ? in * s[i] : in) + xfer_out(c, j, m->live[b]) * s[i] +
+                      c->send;
         }
         if (serial > T) T = serial;
         if (shares) for (int i = 0; i < cfg->k; i++) shares[i] = s[i];
@@ -697,7 +720,10 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
         for (int j = i; j > 0 && segw[idx[j]] > segw[idx[j - 1]]; j--) {
             int x = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = x;
         }
+    /* Each sub-range is a part: a remote one waits for its send (the coordinator sends them
+     * one after another, c->send each); the coordinator's own run after all sends. */
     double T = 0;
+    int nsent = 0, own = -1, own_sent = 0;
     for (int qi = 0; qi < ns; qi++) {
         int q = idx[qi];
         double w[NNM_OPC__COUNT];
@@ -708,16 +734,28 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
         for (int i = 0; i < cfg->k; i++) {
             int j = cfg->nodes[i];
             if (c->exclude >> j & 1 || !mem_ok(c, j, pq)) continue;
-            double start = used[i] ? fin[i] : xfer_in(c, h, j, B);
-            double t = start + work_ms(c, j, w) + ov + fetch_ms(c, j, pq) +
+            double start;
+            if (j == c->sink) {
+                start = used[i] ? fin[i] : nsent * c->send;
+            } else {
+                start = xfer_in(c, h, j, B) + (nsent + 1) * c->send;
+                if (used[i] && fin[i] > start) start = fin[i];
+            }
+            double t = start + work_ms(c, j, w) + ovh_of(c, j) + fetch_ms(c, j, pq) +
                        xfer_out(c, j, m->live[b] / ns);
             if (t < bt) { bt = t; best = i; }
         }
         if (best < 0) return INFINITY;
+        if (cfg->nodes[best] != c->sink) nsent++;
+        else if (own < 0) { own = best; own_sent = nsent; }
         fin[best] = bt;
         used[best] = 1;
         if (assign) assign[q] = best;
         if (bt > T) T = bt;
+    }
+    if (own >= 0 && nsent > own_sent) {        /* sends placed after its first part */
+        fin[own] += (nsent - own_sent) * c->send;
+        if (fin[own] > T) T = fin[own];
     }
     if (nseg) *nseg = ns;
     if (segcut) memcpy(segcut, cut, (size_t)(ns + 1) * sizeof *cut);

@@ -6,8 +6,11 @@
  * of ratios: a node 4x slower than it claims converges to a factor 4 whatever its history.
  * A node observed more than 2x slower than it advertises is distrusted a further 25%: its
  * capacity claims are no longer believed (an inflated advert loses work, it cannot gain
- * any). When any factor drifts by more than 25% since the last epoch, the epoch is bumped
- * and refined plans are recomputed. */
+ * any). It also learns, from remote results, each peer's per-part overhead (what a part
+ * costs beyond compute and bytes) and the coordinator's send work per remote part, in log
+ * space of ms + SCHED_OVH_E (nnm_sched_observe_part). When any factor or overhead drifts by
+ * more than 25% since the last epoch, the epoch is bumped and refined plans are
+ * recomputed. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +312,61 @@ double sched__link_ms(const nnm_sched *s, int from, int to, double bytes, int re
     return best;
 }
 
+double sched__edge_ms(const nnm_sched *s, int from, int to, double bytes, nnm_codec codec,
+                      int refined)
+{
+    if (from == to || bytes <= 0) return 0;
+    const sched_link *l = &s->links[from][to];
+    double rtt = l->set ? l->rtt_ms : s->cfg.default_rtt_ms;
+    double bw = (l->set ? l->mbps : s->cfg.default_mbps) * 1e3;
+    double ratio = codec == NNM_CODEC_F16 ? 0.5 : codec == NNM_CODEC_INT8_AFFINE ? 0.25
+                   : codec == NNM_CODEC_LZ4 ? s->cfg.lz4_ratio : 1.0;
+    double t = (rtt / 2 + bytes * ratio / bw) * (refined ? exp(l->logm) : 1.0);
+    if (codec != NNM_CODEC_NONE) t += bytes / (s->cfg.codec_mbps * 1e3);
+    return t;
+}
+
+/* Inputs go out with their edge's codec; workers answer with AUTO, timed as NONE. */
+double sched__part_xfer_ms(const nnm_sched *s, int sink, int j, const nnm_plan_part *pp,
+                           int refined)
+{
+    double t = 0;
+    for (int k = 0; k < pp->n_in; k++)
+        t += sched__edge_ms(s, sink, j, (double)pp->in[k].bytes, pp->in[k].codec, refined);
+    for (int k = 0; k < pp->n_out; k++)
+        t += sched__edge_ms(s, j, sink, (double)pp->out[k].bytes, NNM_CODEC_NONE, refined);
+    return t;
+}
+
+/* The learned figures are kept as logs of (ms + SCHED_OVH_E): see nnm_sched_observe_part.
+ * Until a node is observed its log is exactly 0 and the prior is returned as such. */
+double sched__part_ovh(const nnm_sched *s, int j, int sink, int refined)
+{
+    double p = s->cfg.slice_overhead_ms, L = s->nodes[j].ovh_logm;
+    if (!refined || j == sink || L == 0) return p;
+    double v = (p + SCHED_OVH_E) * exp(L) - SCHED_OVH_E;
+    return v > 0 ? v : 0;
+}
+
+double sched__send_ms(const nnm_sched *s, int refined)
+{
+    if (!refined || s->send_logm == 0) return 0;
+    double v = SCHED_OVH_E * exp(s->send_logm) - SCHED_OVH_E;
+    return v > 0 ? v : 0;
+}
+
+double nnm_sched_node_overhead(const nnm_sched *s, const char *node)
+{
+    int i = sched__node_find(s, node);
+    if (i < 0) return -1;
+    return sched__part_ovh(s, i, sched__node_find(s, s->self), 1);
+}
+
+double nnm_sched_send_overhead(const nnm_sched *s)
+{
+    return sched__send_ms(s, 1);
+}
+
 /* --- public cost queries ---------------------------------------------------------------- */
 
 nnm_err nnm_sched_compute_ms(const nnm_sched *s, const char *node,
@@ -379,12 +437,22 @@ static void check_drift(nnm_sched *s)
             drift |= d > DRIFT;
             big |= d > DRIFT_BIG;
         }
+        /* per-part overheads: the same thresholds on log(ms + SCHED_OVH_E), so a change
+         * counts when it is 25% of the overhead and about half a millisecond or more */
+        double d = fabs(s->nodes[i].ovh_logm - s->nodes[i].ovh_logm_epoch);
+        drift |= d > DRIFT;
+        big |= d > DRIFT_BIG;
     }
+    double ds = fabs(s->send_logm - s->send_logm_epoch);
+    drift |= ds > DRIFT;
+    big |= ds > DRIFT_BIG;
     if (!big && s->obs_since_epoch < DRIFT_MIN_OBS) return;
     if (!drift) return;
     s->epoch++;
     s->obs_since_epoch = 0;
+    s->send_logm_epoch = s->send_logm;
     for (int i = 0; i < SCHED_MAXN; i++) {
+        s->nodes[i].ovh_logm_epoch = s->nodes[i].ovh_logm;
         for (int c = 0; c < NNM_OPC__COUNT; c++) s->nodes[i].logm_epoch[c] = s->nodes[i].logm[c];
         for (int j = 0; j < SCHED_MAXN; j++) s->links[i][j].logm_epoch = s->links[i][j].logm;
     }
@@ -439,6 +507,43 @@ nnm_err nnm_sched_observe_transfer(nnm_sched *s, const char *from, const char *t
     if (pred <= 0) return NNM_OK;
     double lq = clampq(log(observed_ms / pred));
     l->logm += s->cfg.ema_alpha * (lq - l->logm);
+    check_drift(s);
+    return NNM_OK;
+}
+
+/* The per-part overhead is what a remote part costs beyond its compute and its bytes on the
+ * link: the broker hop, the worker's queue and decode, the answer opened and decoded here
+ * (docs/BENCH_DIST.md: ~45 ms per part on boards at 25% of a core, against the 0.3 ms
+ * prior). It is learned in log space like the rest, so one stalled answer moves it by at
+ * most ema_alpha * log 64, but of ms + SCHED_OVH_E: a sample may be 0, and a millisecond
+ * more or less per part does not change a plan of parts that compute for tens of ms. */
+nnm_err nnm_sched_observe_part(nnm_sched *s, const nnm_plan_part *part, double roundtrip_ms,
+                               double compute_ms, double send_ms, int bound, nnm_diag *diag)
+{
+    const char *id = part ? part->node : "";
+    int j = sched__node_find(s, part ? part->node : NULL);
+    int sink = sched__node_find(s, s->self);
+    if (j < 0)
+        return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: observed part on node '%s': the node is unknown", id);
+    if (j == sink)
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: observed part on '%s': the coordinator's own "
+                                              "parts have no round trip (use nnm_sched_observe_slice)", id);
+    if (!isfinite(roundtrip_ms) || roundtrip_ms < 0 || !isfinite(compute_ms) || compute_ms < 0 ||
+        !isfinite(send_ms) || send_ms < 0)
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: observed part on '%s': round trip %g ms, "
+                                              "compute %g ms and send %g ms must be finite and >= 0",
+                            id, roundtrip_ms, compute_ms, send_ms);
+    sched_node *n = &s->nodes[j];
+    double x = roundtrip_ms - compute_ms - sched__part_xfer_ms(s, sink, j, part, 1);
+    if (x < 0) x = 0;
+    double cur = sched__part_ovh(s, j, sink, 1);
+    /* An answer that may have waited while the coordinator was busy gives an upper bound:
+     * it can only show that the estimate is too high. */
+    if (!bound || x < cur)
+        n->ovh_logm += s->cfg.ema_alpha * clampq(log((x + SCHED_OVH_E) / (cur + SCHED_OVH_E)));
+    double cs = sched__send_ms(s, 1);
+    s->send_logm += s->cfg.ema_alpha * clampq(log((send_ms + SCHED_OVH_E) / (cs + SCHED_OVH_E)));
+    n->ovh_nobs++;
     check_drift(s);
     return NNM_OK;
 }

@@ -378,20 +378,6 @@ static double overlap_bytes(const nnm_plan_input *in, const nnm_plan_part *q, in
     return 0;
 }
 
-static double edge_ms(const nnm_sched *s, int from, int to, double bytes, nnm_codec codec,
-                      int refined)
-{
-    if (from == to || bytes <= 0) return 0;
-    const sched_link *l = &s->links[from][to];
-    double rtt = l->set ? l->rtt_ms : s->cfg.default_rtt_ms;
-    double bw = (l->set ? l->mbps : s->cfg.default_mbps) * 1e3;
-    double ratio = codec == NNM_CODEC_F16 ? 0.5 : codec == NNM_CODEC_INT8_AFFINE ? 0.25
-                   : codec == NNM_CODEC_LZ4 ? s->cfg.lz4_ratio : 1.0;
-    double t = (rtt / 2 + bytes * ratio / bw) * (refined ? exp(l->logm) : 1.0);
-    if (codec != NNM_CODEC_NONE) t += bytes / (s->cfg.codec_mbps * 1e3);
-    return t;
-}
-
 static double part_ms(const nnm_sched *s, int j, const nnm_plan_part *pp, int refined)
 {
     double t = s->cfg.slice_overhead_ms;
@@ -419,15 +405,20 @@ static nnm_err predict(const nnm_sched *s, nnm_plan *p, int refined, int fill, d
      * stage starts (ready), sends every remote part its inputs one after another over its
      * own link (up), runs its own parts, and the stage is done when every part's outputs are
      * back with it. The request's inputs are with the coordinator at time 0 (a pinned
-     * source runs the first stage, but the coordinator still holds the request). */
+     * source runs the first stage, but the coordinator still holds the request).
+     * Refined, the coordinator's send work per remote part (snd) is serial on it and comes
+     * before its own parts; a remote part pays its node's learned overhead (ovh - the
+     * slice_overhead_ms in part_ms) between its compute and its answer. */
     (void)src;
-    double ready = 0;
+    double ready = 0, snd = sched__send_ms(s, refined);
     for (int i = 0; i < p->n_stages; i++) {
         const nnm_plan_stage *st = &p->stages[i];
         nidx[i] = malloc(((size_t)st->n_parts + 1) * sizeof **nidx);
         fin[i] = malloc(((size_t)st->n_parts + 1) * sizeof **fin);
         if (!nidx[i] || !fin[i]) goto done;
-        double end = 0, up = ready, done_at = ready;
+        double end = 0, up = ready, done_at = ready, cpu = ready;
+        int remote = 0;
+        for (int q = 0; q < st->n_parts; q++) remote += strcmp(st->parts[q].node, p->coordinator) != 0;
         for (int q = 0; q < st->n_parts; q++) {
             const nnm_plan_part *pp = &st->parts[q];
             int j = sched__node_find(s, pp->node);
@@ -437,21 +428,24 @@ static nnm_err predict(const nnm_sched *s, nnm_plan *p, int refined, int fill, d
                 goto done;
             }
             nidx[i][q] = j;
-            double start = ready;
+            double start = ready + remote * snd, ext = 0;
             if (j != sink) {
+                cpu += snd;
+                if (cpu > up) up = cpu;
                 for (int k = 0; k < pp->n_in; k++)
-                    up += edge_ms(s, sink, j, (double)pp->in[k].bytes, pp->in[k].codec, refined);
+                    up += sched__edge_ms(s, sink, j, (double)pp->in[k].bytes, pp->in[k].codec, refined);
                 start = up;
+                ext = sched__part_ovh(s, j, sink, refined) - s->cfg.slice_overhead_ms;
             }
             if (freeat[j] > start) start = freeat[j];
             double t = part_ms(s, j, pp, refined);
-            fin[i][q] = start + t;
+            fin[i][q] = start + t + ext;
             freeat[j] = fin[i][q];
-            busy[j] += t;
+            busy[j] += t + ext;
             double back = fin[i][q];
             if (j != sink)
                 for (int k = 0; k < pp->n_out; k++)
-                    back += edge_ms(s, j, sink, (double)pp->out[k].bytes, NNM_CODEC_NONE, refined);
+                    back += sched__edge_ms(s, j, sink, (double)pp->out[k].bytes, NNM_CODEC_NONE, refined);
             if (back > done_at) done_at = back;
             if (fill) st->parts[q].pred_ms = t;
             if (fin[i][q] > end) end = fin[i][q];
@@ -840,6 +834,21 @@ static void refresh(nnm_sched *s, sched_entry *e, sched_ctx *c)
         if (predict(s, e->arms[i], 1, 1, &L, &P, NULL) != NNM_OK) continue;
         e->arms[i]->pred_latency_ms = e->prior[i] = L;
         e->arms[i]->pred_period_ms = P;
+    }
+    /* The calibration described the old model's error; the refined model has just absorbed
+     * the observations behind it (a split measured 10x its prediction teaches the per-part
+     * overhead). Re-based on the measured arms that use peers, against their new
+     * predictions: else one bad split would keep every plan using peers out of bounds for
+     * good, since the local-only baseline is what then runs. No such arm: kept. */
+    double cs = 0, cc = 0;
+    for (int i = 0; i < e->n_arms; i++)
+        if (!e->local[i] && e->cnt[i] >= MEASURED_MIN && e->prior[i] > 0) {
+            cs += e->cnt[i] * log(e->sum[i] / e->cnt[i] / e->prior[i]);
+            cc += e->cnt[i];
+        }
+    if (cc > 0) {
+        e->cal_sum = cs;
+        e->cal_cnt = cc;
     }
     e->epoch = s->epoch;
     e->prev_generation = e->generation;

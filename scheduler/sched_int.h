@@ -12,6 +12,7 @@
 #define SCHED_MAXN NNM_SCHED_MAX_NODES
 #define SCHED_MAX_CFG (SCHED_MAXN * 4 + 8)
 #define SCHED_MAX_SEG 16
+#define SCHED_OVH_E 2.0      /* ms added to per-part overheads before taking logs (mesh.c) */
 
 typedef struct sched_node {
     int present;
@@ -20,6 +21,11 @@ typedef struct sched_node {
     double logm[NNM_OPC__COUNT];           /* EMA of log(observed / predicted-advertised) */
     double logm_epoch[NNM_OPC__COUNT];     /* values when the candidate set was last built */
     int nobs;
+    double ovh_logm;                       /* per-part overhead of a remote part here: EMA of
+                                            * log((ms + SCHED_OVH_E) / (slice_overhead_ms +
+                                            * SCHED_OVH_E)), see nnm_sched_observe_part */
+    double ovh_logm_epoch;
+    int ovh_nobs;
 } sched_node;
 
 typedef struct sched_link {
@@ -82,6 +88,9 @@ struct nnm_sched {
     uint64_t version;
     uint64_t epoch;                  /* bumped when the refined model drifted */
     unsigned obs_since_epoch;        /* observations since the last bump */
+    double send_logm;                /* the coordinator's send work per remote part: EMA of
+                                      * log((ms + SCHED_OVH_E) / SCHED_OVH_E) (prior 0 ms) */
+    double send_logm_epoch;
     uint64_t generation;
     sched_model *models;
     sched_entry *cache;
@@ -113,6 +122,8 @@ typedef struct sched_ctx {
     int policy, objective, lossy;
     int src, sink, pin;
     double rate[SCHED_MAXN][NNM_OPC__COUNT];   /* work units per ms */
+    double ovh[SCHED_MAXN];        /* per-part overhead of a remote part on each node (ms) */
+    double send;                   /* coordinator's send work per remote part (ms) */
     double weight[SCHED_MAXN];     /* fixed share weights (EQUAL/MEMORY), 0 = equalize */
     double perturb[SCHED_MAXN];    /* share multipliers (bandit candidates), 1 = none */
     uint32_t exclude;              /* mesh indices not to use for parts */
@@ -136,6 +147,18 @@ double sched__link_ms(const nnm_sched *s, int from, int to, double bytes, int re
                       int lossy, int is_f32, nnm_codec *codec);
 double sched__link_rtt(const nnm_sched *s, int from, int to, int refined);
 int sched__has_model(const nnm_sched *s, int node, const uint8_t *hash);
+/* Per-part overhead (ms) of a part on node j for the coordinator sink: slice_overhead_ms
+ * for the sink's own parts and on the advertised model, the learned one otherwise. */
+double sched__part_ovh(const nnm_sched *s, int j, int sink, int refined);
+/* The coordinator's serial send work per remote part (ms): 0 on the advertised model. */
+double sched__send_ms(const nnm_sched *s, int refined);
+/* Milliseconds to move bytes from -> to with a given codec (0 when from == to). */
+double sched__edge_ms(const nnm_sched *s, int from, int to, double bytes, nnm_codec codec,
+                      int refined);
+/* Predicted transfer of a part on node j run by the coordinator sink: its inputs there with
+ * their planned codecs and its outputs back (as nnm_sched_plan_predict times them). */
+double sched__part_xfer_ms(const nnm_sched *s, int sink, int j, const nnm_plan_part *pp,
+                           int refined);
 
 /* cost.c */
 nnm_err sched__model_get(nnm_sched *s, const nnm_graph *g, const uint8_t *hash,

@@ -6,7 +6,8 @@
  *     load, models held) and links per ordered pair (RTT, throughput);
  *   - a cost model: compute time of graph nodes [a, b) (or a part) on a node, transfer time
  *     of a boundary tensor over a link with a given codec, both refined online from observed
- *     slice and transfer times (an exponential moving average of observed/predicted);
+ *     slice and transfer times (an exponential moving average of observed/predicted), and
+ *     a learned per-part overhead of every peer and send cost of the coordinator;
  *   - a planner: dynamic programming over cut points of the topological order, choosing for
  *     each stage one node, k parallel parts (output rows or channels, sized to each node's
  *     predicted speed) or k disjoint branches, for batch-1 latency or stream throughput;
@@ -81,7 +82,9 @@ typedef struct nnm_mesh_node {
 } nnm_mesh_node;
 
 typedef struct nnm_sched_config {
-    double slice_overhead_ms;   /* fixed cost per part run (default 0.3) */
+    double slice_overhead_ms;   /* cost per part run (default 0.3): the coordinator's own
+                                 * parts, every part on the advertised model, and the prior
+                                 * of the refined model's learned per-part overhead */
     double ema_alpha;           /* weight of a new observation (default 0.3) */
     double default_rtt_ms;      /* links never set (default 2) */
     double default_mbps;        /* MB/s of links never set (default 10) */
@@ -133,7 +136,8 @@ typedef struct nnm_plan_part {
     nnm_plan_input *in;        /* owned */
     nnm_plan_output *out;      /* owned */
     double work[NNM_OPC__COUNT];   /* flops per class (OTHER: bytes) of this part's slice */
-    double pred_ms;            /* predicted compute time (overhead included) */
+    double pred_ms;            /* predicted compute time (slice_overhead_ms included; a
+                                * remote part's learned overhead is not) */
 } nnm_plan_part;
 
 typedef struct nnm_plan_stage {
@@ -224,9 +228,29 @@ nnm_err nnm_sched_observe_transfer(nnm_sched *s, const char *from, const char *t
  * bandit's reward; other policies: ignored). NNM_EINVAL (ms <= 0). */
 nnm_err nnm_sched_observe_latency(nnm_sched *s, const nnm_plan *plan, double observed_ms,
                                   nnm_diag *diag);
+/* Feeds what one remote part cost when its result arrived, for the refined model's
+ * per-part overhead of part->node and the coordinator's send work per remote part:
+ * roundtrip_ms from the end of the task's send to the result taken (decoded) here,
+ * compute_ms as the worker reported it, send_ms the coordinator's own work sending the task
+ * (cropping, encoding, sealing, publishing). The overhead sample is roundtrip_ms -
+ * compute_ms - the refined model's transfer of the part's inputs (their planned codecs)
+ * and outputs, floored at 0. bound: the answer may have waited while the coordinator was
+ * busy, so the sample is an upper bound (it can lower the estimate, never raise it). Both
+ * figures are exponential moving averages that count towards the refined model's drift
+ * (docs/SCHEDULER.md, "Cost model"). Errors, with nothing changed: NNM_ENOTFOUND (unknown
+ * node), NNM_EINVAL (the coordinator's own part; a time that is negative or not finite). */
+nnm_err nnm_sched_observe_part(nnm_sched *s, const nnm_plan_part *part, double roundtrip_ms,
+                               double compute_ms, double send_ms, int bound, nnm_diag *diag);
 /* Multiplier observed/advertised of node's time for class c (1: as advertised), or 0 if
  * the node is unknown. */
 double nnm_sched_node_factor(const nnm_sched *s, const char *node, nnm_opclass c);
+/* Per-part overhead (ms) the refined model charges a part on node: learned by
+ * nnm_sched_observe_part for a peer (slice_overhead_ms until observed), always
+ * slice_overhead_ms for the coordinator's own parts; -1 if the node is unknown. */
+double nnm_sched_node_overhead(const nnm_sched *s, const char *node);
+/* The coordinator's send work per remote part (ms) the refined model charges: learned by
+ * nnm_sched_observe_part, 0 until observed. */
+double nnm_sched_send_overhead(const nnm_sched *s);
 
 /* --- planning --------------------------------------------------------------------------- */
 

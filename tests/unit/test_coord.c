@@ -253,6 +253,32 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
     free(tr);
     nnm_tensor_cleanup(&got);
 
+    /* The remote parts above taught the refined model what a part costs beyond compute and
+     * bytes, per peer, and what sending one costs the coordinator. */
+    double ov1 = nnm_sched_node_overhead(s, names[1]), ov2 = nnm_sched_node_overhead(s, names[2]);
+    double snd = nnm_sched_send_overhead(s);
+    print_message("learned: per-part overhead %s %.3f ms, %s %.3f ms; send %.3f ms per part\n",
+                  names[1], ov1, names[2], ov2, snd);
+    assert_true(ov1 >= 0 && ov2 >= 0 && snd > 0);
+    assert_true(ov1 != 0.3 || ov2 != 0.3);   /* moved off the prior (slice_overhead_ms) */
+
+    /* The coordinator's own parts refine its speed too: it advertises 0.001 GFLOP/s and runs
+     * far faster, so after a local request its refined factor drops below 1. */
+    double before = 0, after = 0;
+    for (int k = 0; k < NNM_OPC__COUNT; k++) before += nnm_sched_node_factor(s, "coord", (nnm_opclass)k);
+    po.policy = NNM_POLICY_LOCAL;
+    po.allow_lossy = 0;
+    memset(&st, 0, sizeof st);
+    rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
+    assert_int_equal(rc, NNM_OK);
+    assert_true(rel_diff(&got, &want) <= 1e-5);
+    for (int k = 0; k < NNM_OPC__COUNT; k++) after += nnm_sched_node_factor(s, "coord", (nnm_opclass)k);
+    print_message("coordinator's own part observed: factors summed %.3f -> %.3f\n", before, after);
+    assert_int_equal(st.tasks_local, 1);
+    assert_true(after < before);
+    free(tr);
+    nnm_tensor_cleanup(&got);
+
     for (int i = 0; i < 2; i++) {
         atomic_store(&ws[i]->stop, 1);
         pthread_join(ws[i]->th, NULL);

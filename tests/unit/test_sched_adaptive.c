@@ -17,7 +17,10 @@
  * are (the emulated boards of bench/dist.sh), requests are not slower than local ones
  * after the first few, across mesh versions changing every 7 requests. A new refined epoch
  * refreshes the set in place (one DP); optional planning waits for its time budget; a
- * plan's cold first run is replaced by its second. The simulations plan for free
+ * plan's cold first run is replaced by its second. The learned per-part overhead: with
+ * 45 ms per remote part (the boards of docs/BENCH_DIST.md) the DP plan drops from many
+ * remote parts to at most 3 within a few requests, predicted within 2x of its run; with ~0
+ * it still splits; bad observations change nothing. The simulations plan for free
  * (plan_share 0), so no wall-clock time decides anything. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -445,6 +448,261 @@ static void test_sched_adaptive_slow_links_never_slower_than_local(void **state)
     ir__graph_free(g);
 }
 
+/* --- the learned per-part overhead ----------------------------------------------------- */
+
+/* Four equal nodes on 1 Gbit/s links (1 ms RTT): splitting looks cheap to the prior. */
+static nnm_sched *make_fast(void)
+{
+    nnm_sched *s = make("a", 1.0);
+    tu_links(s, IDS, 4, 1.0, 125.0);
+    return s;
+}
+
+static int node_ix(const char *id)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(IDS[i], id)) return i;
+    fail_msg("node '%s' is not in the test mesh", id);
+    return -1;
+}
+
+static int remote_parts(const nnm_plan *p)
+{
+    int r = 0;
+    for (int i = 0; i < p->n_stages; i++)
+        for (int q = 0; q < p->stages[i].n_parts; q++)
+            r += strcmp(p->stages[i].parts[q].node, p->coordinator) != 0;
+    return r;
+}
+
+/* Runs plan p as the coordinator does (scheduler/coord.c), with per-part costs the cost
+ * model does not know: each remote part costs ovh ms beyond its compute and its bytes, and
+ * the coordinator `send` ms of its own work per remote part, before it runs its own parts.
+ * Compute and links are as advertised (s's unrefined model). An answer that arrives while
+ * the coordinator is still busy is taken when it is free, and reported as a bound. With
+ * feed, every remote part is reported to s as coord.c does. Returns the latency. */
+static double star_run(nnm_sched *s, const nnm_plan *p, double ovh, double send, int feed)
+{
+    double ready = 0;
+    for (int i = 0; i < p->n_stages; i++) {
+        const nnm_plan_stage *st = &p->stages[i];
+        int r = remote_parts(&(nnm_plan){ .n_stages = 1, .stages = (nnm_plan_stage *)st,
+                                          .coordinator = "a" });
+        double cpu = ready, link = ready, own = ready + r * send, freeat[4] = { 0 };
+        double arrive[SCHED_MAXN * 2], posted[SCHED_MAXN * 2], comp[SCHED_MAXN * 2];
+        assert_true(st->n_parts <= SCHED_MAXN * 2);
+        for (int q = 0; q < st->n_parts; q++) {
+            const nnm_plan_part *pp = &st->parts[q];
+            int k = node_ix(pp->node);
+            assert_int_equal(nnm_sched_compute_ms(s, pp->node, pp->work, 0, &comp[q], NULL), NNM_OK);
+            if (!strcmp(pp->node, p->coordinator)) {
+                own = (own > freeat[k] ? own : freeat[k]) + comp[q];
+                freeat[k] = own;
+                arrive[q] = -1;
+                continue;
+            }
+            cpu += send;
+            posted[q] = cpu;
+            if (link < cpu) link = cpu;
+            double x;
+            for (int j = 0; j < pp->n_in; j++) {
+                assert_int_equal(nnm_sched_transfer_ms(s, p->coordinator, pp->node, pp->in[j].bytes,
+                                                       pp->in[j].codec, 0, &x, NULL), NNM_OK);
+                link += x;
+            }
+            double fin = (link > freeat[k] ? link : freeat[k]) + comp[q] + ovh;
+            freeat[k] = fin;
+            for (int j = 0; j < pp->n_out; j++) {
+                assert_int_equal(nnm_sched_transfer_ms(s, pp->node, p->coordinator, pp->out[j].bytes,
+                                                       NNM_CODEC_NONE, 0, &x, NULL), NNM_OK);
+                fin += x;
+            }
+            arrive[q] = fin;
+        }
+        double done = own;           /* the coordinator is busy until its own parts end */
+        for (int q = 0; q < st->n_parts; q++) {
+            if (arrive[q] < 0) continue;
+            double taken = arrive[q] > own ? arrive[q] : own;
+            if (feed) {
+                assert_int_equal(nnm_sched_observe_slice(s, &st->parts[q], comp[q], NULL), NNM_OK);
+                assert_int_equal(nnm_sched_observe_part(s, &st->parts[q], taken - posted[q], comp[q],
+                                                        send, arrive[q] < own, NULL), NNM_OK);
+            }
+            if (taken > done) done = taken;
+        }
+        ready = done;
+    }
+    return ready;
+}
+
+/* The DP plan of the adaptive set after one planning call (which refreshes it when the
+ * refined model drifted). */
+static const nnm_plan *dp_plan(nnm_sched *s, const nnm_graph *g)
+{
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan *p = NULL;
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    nnm_plan_free(p);
+    int na;
+    sched_entry *e = entry_of(s, &na);
+    assert_non_null(e);
+    return e->arms[e->dp_arm];
+}
+
+/* Learns the overhead from the DP plan's own runs (as a bandit exploiting it would run it):
+ * rounds requests, each reporting every remote part. */
+static void overhead_learning(double ovh, double send, int rounds, int *n0, int *n1,
+                              double *pred1, double *truth0, double *truth1, double *pred0)
+{
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *s = make_fast();
+    const nnm_plan *dp = dp_plan(s, g);
+    *n0 = remote_parts(dp);
+    *pred0 = dp->pred_latency_ms;
+    *truth0 = star_run(s, dp, ovh, send, 0);
+    nnm_plan_opts ol = { NNM_OBJ_LATENCY, NNM_POLICY_LOCAL, NULL, 0, 0 };
+    nnm_plan *lp = NULL;
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &ol, &lp, NULL), NNM_OK);
+    double local = star_run(s, lp, ovh, send, 0);
+    nnm_plan_free(lp);
+    for (int r = 0; r < rounds; r++) star_run(s, dp_plan(s, g), ovh, send, 1);
+    dp = dp_plan(s, g);
+    *n1 = remote_parts(dp);
+    *pred1 = dp->pred_latency_ms;
+    *truth1 = star_run(s, dp, ovh, send, 0);
+    print_message("overhead %.0f ms + send %.1f ms per remote part (local plan runs in %.1f ms): "
+                  "DP plan %d remote parts (predicted %.1f ms, runs in %.1f) -> after %d requests "
+                  "%d remote parts (predicted %.1f ms, runs in %.1f); learned overhead b %.1f c "
+                  "%.1f d %.1f ms, send %.2f ms, epoch %llu\n", ovh, send, local, *n0, *pred0,
+                  *truth0, rounds, *n1,
+                  *pred1, *truth1, nnm_sched_node_overhead(s, "b"), nnm_sched_node_overhead(s, "c"),
+                  nnm_sched_node_overhead(s, "d"), nnm_sched_send_overhead(s),
+                  (unsigned long long)s->epoch);
+    nnm_sched_free(s);
+    ir__graph_free(g);
+}
+
+static void test_sched_adaptive_overhead_learned_fewer_parts(void **state)
+{
+    (void)state;
+    int n0, n1;
+    double pred0, pred1, truth0, truth1;
+    overhead_learning(45.0, 1.0, 4, &n0, &n1, &pred1, &truth0, &truth1, &pred0);
+    assert_true(n0 >= 6);                      /* the prior's DP splits a lot */
+    assert_true(n1 <= 3);                      /* one split stage at most, or local only */
+    assert_true(truth1 < truth0);
+    assert_true(pred1 <= 2 * truth1 && truth1 <= 2 * pred1);
+}
+
+static void test_sched_adaptive_overhead_zero_still_splits(void **state)
+{
+    (void)state;
+    int n0, n1;
+    double pred0, pred1, truth0, truth1;
+    overhead_learning(0.0, 0.0, 4, &n0, &n1, &pred1, &truth0, &truth1, &pred0);
+    /* The DP still splits, and its plan runs no slower. The learned overhead is not quite 0:
+     * a part's round trip includes waiting on the coordinator's link behind the stage's
+     * earlier parts (~1 ms each here), which the prior did not charge per part. */
+    assert_true(n0 >= 6);
+    assert_true(n1 >= 6);
+    assert_true(truth1 <= truth0 * 1.02);
+    assert_true(pred1 <= 2 * truth1 && truth1 <= 2 * pred1);
+}
+
+/* The whole adaptive loop on the star of star_run, 45 ms per remote part unknown to the
+ * prior: the first DP split runs ~3x its prediction. Its calibration must not keep every
+ * plan that uses peers out of bounds for good: the refined model learns the overhead, the
+ * calibration is re-based on the new predictions, and a plan with few remote parts that
+ * beats local is found and kept. */
+static void test_sched_adaptive_bad_split_does_not_lock_out_peers(void **state)
+{
+    (void)state;
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *s = make_fast();
+    nnm_plan_opts ol = { NNM_OBJ_LATENCY, NNM_POLICY_LOCAL, NULL, 0, 0 };
+    nnm_plan *lp = NULL;
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &ol, &lp, NULL), NNM_OK);
+    double local = star_run(s, lp, 45.0, 1.0, 0);
+    nnm_plan_free(lp);
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    double lat[40], first = 0;
+    int remote_last = 0;
+    for (int r = 0; r < 40; r++) {
+        nnm_plan *p = NULL;
+        assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+        lat[r] = star_run(s, p, 45.0, 1.0, 1);
+        if (r == 0) first = lat[r];
+        remote_last = remote_parts(p);
+        assert_int_equal(nnm_sched_observe_latency(s, p, lat[r], NULL), NNM_OK);
+        nnm_plan_free(p);
+    }
+    double tail = p50(lat + 30, 10);
+    print_message("local %.1f ms; first (DP) request %.1f ms; p50 of requests 31-40 %.1f ms, "
+                  "last plan %d remote parts\n", local, first, tail, remote_last);
+    assert_true(first > 1.5 * local);          /* the prior's split was a bad bet */
+    assert_true(tail < 0.95 * local);          /* peers are used again, and it pays */
+    assert_true(remote_last >= 1);
+    nnm_sched_free(s);
+    ir__graph_free(g);
+}
+
+static void test_sched_adaptive_overhead_bad_observation_rejected(void **state)
+{
+    (void)state;
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *s = make_fast();
+    const nnm_plan *dp = dp_plan(s, g);
+    const nnm_plan_part *rp = NULL, *lp = NULL;
+    for (int i = 0; i < dp->n_stages; i++)
+        for (int q = 0; q < dp->stages[i].n_parts; q++) {
+            const nnm_plan_part *pp = &dp->stages[i].parts[q];
+            if (strcmp(pp->node, "a") && !rp) rp = pp;
+            if (!strcmp(pp->node, "a") && !lp) lp = pp;
+        }
+    assert_non_null(rp);
+    assert_non_null(lp);
+    nnm_plan_part ghost = *rp;
+    snprintf(ghost.node, sizeof ghost.node, "zz");
+    sched_node before[SCHED_MAXN];
+    memcpy(before, s->nodes, sizeof before);
+    double send0 = s->send_logm;
+    uint64_t epoch = s->epoch;
+    unsigned obs = s->obs_since_epoch;
+    struct { const nnm_plan_part *pp; double rt, comp, send; nnm_err want; const char *says; } bad[] = {
+        { rp, NAN, 5, 1, NNM_EINVAL, "must be finite" },
+        { rp, 50, NAN, 1, NNM_EINVAL, "must be finite" },
+        { rp, 50, 5, NAN, NNM_EINVAL, "must be finite" },
+        { rp, -1, 5, 1, NNM_EINVAL, "must be finite" },
+        { rp, 50, -5, 1, NNM_EINVAL, "must be finite" },
+        { rp, 50, 5, -1, NNM_EINVAL, "must be finite" },
+        { rp, INFINITY, 5, 1, NNM_EINVAL, "must be finite" },
+        { &ghost, 50, 5, 1, NNM_ENOTFOUND, "unknown" },
+        { lp, 50, 5, 1, NNM_EINVAL, "own parts" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        nnm_diag d;
+        nnm_diag_clear(&d);
+        assert_int_equal(nnm_sched_observe_part(s, bad[i].pp, bad[i].rt, bad[i].comp, bad[i].send,
+                                                0, &d), bad[i].want);
+        if (!strstr(d.msg, bad[i].says)) fail_msg("case %zu: diag '%s'", i, d.msg);
+        if (i == 0 || i == sizeof bad / sizeof bad[0] - 1) print_message("rejected: %s\n", d.msg);
+    }
+    assert_memory_equal(before, s->nodes, sizeof before);
+    assert_true(s->send_logm == send0 && s->epoch == epoch && s->obs_since_epoch == obs);
+    assert_true(nnm_sched_node_overhead(s, "b") == 0.3 && nnm_sched_send_overhead(s) == 0);
+    assert_true(nnm_sched_node_overhead(s, "zz") < 0);
+    /* a bound above the estimate says nothing; one below it lowers it */
+    assert_int_equal(nnm_sched_observe_part(s, rp, 500, 1, 0, 1, NULL), NNM_OK);
+    assert_true(nnm_sched_node_overhead(s, rp->node) == 0.3);
+    assert_int_equal(nnm_sched_observe_part(s, rp, 0, 0, 0, 1, NULL), NNM_OK);
+    assert_true(nnm_sched_node_overhead(s, rp->node) < 0.3);
+    nnm_sched_free(s);
+    ir__graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +714,10 @@ int main(void)
         cmocka_unit_test(test_sched_adaptive_cold_first_run_replaced),
         cmocka_unit_test(test_sched_adaptive_pick_bounds_exploration),
         cmocka_unit_test(test_sched_adaptive_slow_links_never_slower_than_local),
+        cmocka_unit_test(test_sched_adaptive_overhead_learned_fewer_parts),
+        cmocka_unit_test(test_sched_adaptive_overhead_zero_still_splits),
+        cmocka_unit_test(test_sched_adaptive_overhead_bad_observation_rejected),
+        cmocka_unit_test(test_sched_adaptive_bad_split_does_not_lock_out_peers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
