@@ -779,10 +779,7 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
                 nnm_sched_observe_slice(env->sched, j->pp, j->compute_ms > 0 ? j->compute_ms : 0.01, NULL);
         }
         /* Wait for the remote parts; a timeout, a departure or an error reruns the part
-         * here. Frames that are not our results go to dispatch. idle: the queue was found
-         * empty since the coordinator last did other work, so an answer taken now arrived
-         * while it waited and its round trip is exact (else an upper bound). */
-        int idle = 0;
+         * here. Frames that are not our results go to dispatch. */
         for (;;) {
             int pending = 0;
             double now = now_ms();
@@ -800,7 +797,6 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
                     j->task_id = 0;     /* a late answer is now unknown: discarded */
                     if (stats) stats->tasks_retried++;
                     if ((rc = run_local(env, g, hash, j, &st, diag)) != NNM_OK) goto fail;
-                    idle = 0;
                     continue;
                 }
                 pending++;
@@ -813,15 +809,15 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
             nnm_link_msg m;
             memset(&m, 0, sizeof m);
             nnm_diag d2;
+            double asked = now_ms();
             nnm_err r2 = nnm_link_recv(env->link, &m, 20, &d2);
-            if (r2 == NNM_ETIMEOUT) {
-                idle = 1;
-                continue;
-            }
+            if (r2 == NNM_ETIMEOUT) continue;
             if (r2 != NNM_OK) continue;
-            double got = now_ms();           /* received and decoded */
-            int exact = idle;
-            idle = 0;
+            /* An answer's round trip ends at its arrival (complete and opened, stamped by the
+             * link) plus its decode here: the time it sat in the queue while the coordinator
+             * was busy with other parts is not the peer's. */
+            double got = now_ms(), arrived = m.arrived_ms > 0 ? m.arrived_ms : asked;
+            double ready = arrived + (got - (arrived > asked ? arrived : asked));
             const nnm_frame *f = m.frame;
             job *mine = NULL;
             if (f && (f->hdr.type == NNM_FRAME_RESULT || f->hdr.type == NNM_FRAME_ERROR)) {
@@ -868,8 +864,9 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
                      * the send work per remote part, so plans stop paying for parts that
                      * cost more than they save (docs/SCHEDULER.md, "Cost model"). */
                     if (mine->send_ms >= 0)
-                        nnm_sched_observe_part(env->sched, mine->pp, got - mine->posted_ms,
-                                               mine->compute_ms, mine->send_ms, !exact, NULL);
+                        nnm_sched_observe_part(env->sched, mine->pp,
+                                               ready > mine->posted_ms ? ready - mine->posted_ms : 0,
+                                               mine->compute_ms, mine->send_ms, 0, NULL);
                 }
                 continue;
             }

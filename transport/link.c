@@ -527,6 +527,9 @@ static void enqueue(nnm_link *l, link_peer *p, nnm_frame *f, uint8_t *buf, size_
     it->bytes = bytes;
     it->frame = f;
     it->buf = buf;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    it->at_ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
     if (l->qtail) l->qtail->next = it;
     else l->qhead = it;
     l->qtail = it;
@@ -1280,6 +1283,7 @@ nnm_err nnm_link_recv(nnm_link *l, nnm_link_msg *msg, unsigned timeout_ms, nnm_d
     wire_tensors(it->frame, &wt, &n);
     msg->frame = it->frame;
     msg->buf_ = it->buf;
+    msg->arrived_ms = it->at_ms;
     free(it);
     if (n > 0) {
         if ((msg->tensors = calloc(n, sizeof *msg->tensors)) == NULL) {

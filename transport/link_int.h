@@ -93,6 +93,7 @@ typedef struct rxitem {
     size_t bytes;
     nnm_frame *frame;
     uint8_t *buf;                   /* storage the frame borrows from */
+    double at_ms;                   /* CLOCK_MONOTONIC ms when it was queued */
 } rxitem;
 
 /* A message to publish once the link's lock is released. */

@@ -213,6 +213,8 @@ typedef struct nnm_link_msg {
     nnm_frame *frame;
     size_t ntensors;
     nnm_tensor *tensors;
+    double arrived_ms;   /* CLOCK_MONOTONIC, ms: when the frame was complete, opened and
+                          * queued for nnm_link_recv (time in the queue is not the sender's) */
     void *buf_;
 } nnm_link_msg;
 

@@ -136,6 +136,10 @@ static inline void expect_tensor(ep *at, const char *from, const nnm_tensor *t, 
     nnm_err rc = nnm_link_recv(at->l, &m, 30000, &d);
     if (rc != NNM_OK) fprintf(stderr, "recv at %s: %s\n", at->name, d.msg);
     assert_int_equal(rc, NNM_OK);
+    /* stamped on arrival (CLOCK_MONOTONIC), never after it was handed over */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    assert_true(m.arrived_ms > 0 && m.arrived_ms <= (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6);
     assert_int_equal(m.frame->hdr.type, NNM_FRAME_TENSOR);
     assert_string_equal(m.frame->hdr.sender, from);
     assert_int_equal(m.frame->hdr.request, request);
