@@ -866,7 +866,7 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
                     if (mine->send_ms >= 0)
                         nnm_sched_observe_part(env->sched, mine->pp,
                                                ready > mine->posted_ms ? ready - mine->posted_ms : 0,
-                                               mine->compute_ms, mine->send_ms, 0, NULL);
+                                               mine->compute_ms, mine->send_ms, NULL);
                 }
                 continue;
             }

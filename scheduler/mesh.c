@@ -518,7 +518,7 @@ nnm_err nnm_sched_observe_transfer(nnm_sched *s, const char *from, const char *t
  * most ema_alpha * log 64, but of ms + SCHED_OVH_E: a sample may be 0, and a millisecond
  * more or less per part does not change a plan of parts that compute for tens of ms. */
 nnm_err nnm_sched_observe_part(nnm_sched *s, const nnm_plan_part *part, double roundtrip_ms,
-                               double compute_ms, double send_ms, int bound, nnm_diag *diag)
+                               double compute_ms, double send_ms, nnm_diag *diag)
 {
     const char *id = part ? part->node : "";
     int j = sched__node_find(s, part ? part->node : NULL);
@@ -537,10 +537,7 @@ nnm_err nnm_sched_observe_part(nnm_sched *s, const nnm_plan_part *part, double r
     double x = roundtrip_ms - compute_ms - sched__part_xfer_ms(s, sink, j, part, 1);
     if (x < 0) x = 0;
     double cur = sched__part_ovh(s, j, sink, 1);
-    /* An answer that may have waited while the coordinator was busy gives an upper bound:
-     * it can only show that the estimate is too high. */
-    if (!bound || x < cur)
-        n->ovh_logm += s->cfg.ema_alpha * clampq(log((x + SCHED_OVH_E) / (cur + SCHED_OVH_E)));
+    n->ovh_logm += s->cfg.ema_alpha * clampq(log((x + SCHED_OVH_E) / (cur + SCHED_OVH_E)));
     double cs = sched__send_ms(s, 1);
     s->send_logm += s->cfg.ema_alpha * clampq(log((send_ms + SCHED_OVH_E) / (cs + SCHED_OVH_E)));
     n->ovh_nobs++;

@@ -234,13 +234,13 @@ nnm_err nnm_sched_observe_latency(nnm_sched *s, const nnm_plan *plan, double obs
  * compute_ms as the worker reported it, send_ms the coordinator's own work sending the task
  * (cropping, encoding, sealing, publishing). The overhead sample is roundtrip_ms -
  * compute_ms - the refined model's transfer of the part's inputs (their planned codecs)
- * and outputs, floored at 0. bound: the answer may have waited while the coordinator was
- * busy, so the sample is an upper bound (it can lower the estimate, never raise it). Both
+ * and outputs, floored at 0 (roundtrip_ms must end when the answer arrived, not when a busy
+ * coordinator got to it: nnm_link_msg.arrived_ms). Both
  * figures are exponential moving averages that count towards the refined model's drift
  * (docs/SCHEDULER.md, "Cost model"). Errors, with nothing changed: NNM_ENOTFOUND (unknown
  * node), NNM_EINVAL (the coordinator's own part; a time that is negative or not finite). */
 nnm_err nnm_sched_observe_part(nnm_sched *s, const nnm_plan_part *part, double roundtrip_ms,
-                               double compute_ms, double send_ms, int bound, nnm_diag *diag);
+                               double compute_ms, double send_ms, nnm_diag *diag);
 /* Multiplier observed/advertised of node's time for class c (1: as advertised), or 0 if
  * the node is unknown. */
 double nnm_sched_node_factor(const nnm_sched *s, const char *node, nnm_opclass c);
