@@ -89,6 +89,7 @@ typedef struct job {
     int done, local;
     int checked;               /* a spot check confirmed the peer's outputs */
     double compute_ms;
+    double held_ms;            /* a peer's: compute plus the wait its trace reports */
     uint64_t transfer_us, wait_us;
     double send_ms;            /* the coordinator's work sending the task; < 0: it shipped
                                 * weights too (a one-time cost, not a sample) */
@@ -581,7 +582,11 @@ static nnm_err take_result(const nnm_coord_env *env, const uint8_t *hash, job *j
                             nnm_strerror((nnm_err)f->u.result.status));
     double rt = now_ms() - j->sent_ms;
     j->compute_ms = 0;
-    if (f->u.result.ntrace > 0) j->compute_ms = (double)f->u.result.trace[0].compute_us / 1e3;
+    j->held_ms = 0;
+    if (f->u.result.ntrace > 0) {
+        j->compute_ms = (double)f->u.result.trace[0].compute_us / 1e3;
+        j->held_ms = j->compute_ms + (double)f->u.result.trace[0].wait_us / 1e3;
+    }
     j->transfer_us = (uint64_t)((rt - j->compute_ms) * 1e3 > 0 ? (rt - j->compute_ms) * 1e3 : 0);
     /* Outputs are matched by value name: a peer that runs the part from a received ONNX
      * slice re-derives the slice's outputs, possibly in another order (a residual block's
@@ -863,10 +868,16 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
                     /* What the part cost beyond compute and bytes: learned per peer, and
                      * the send work per remote part, so plans stop paying for parts that
                      * cost more than they save (docs/SCHEDULER.md, "Cost model"). */
-                    if (mine->send_ms >= 0)
-                        nnm_sched_observe_part(env->sched, mine->pp,
-                                               ready > mine->posted_ms ? ready - mine->posted_ms : 0,
-                                               mine->compute_ms, mine->send_ms, NULL);
+                    double rt = ready > mine->posted_ms ? ready - mine->posted_ms : 0;
+                    if (mine->send_ms >= 0) {
+                        /* The network both ways: the round trip less what the peer says it
+                         * held the task; it refines the two links (an answer that claims
+                         * to have been held longer than its round trip teaches nothing). */
+                        if (rt > mine->held_ms)
+                            nnm_sched_observe_exchange(env->sched, mine->pp, rt - mine->held_ms, NULL);
+                        nnm_sched_observe_part(env->sched, mine->pp, rt, mine->compute_ms,
+                                               mine->send_ms, NULL);
+                    }
                 }
                 continue;
             }
@@ -1039,6 +1050,12 @@ nnm_err nnm_coord_serve(const nnm_coord_env *env, const nnm_link_msg *msg, nnm_d
     for (size_t i = 0; rc2 == NNM_OK && i < n_out; i++) {
         rc2 = nnm_wire_tensor_encode(&wt[i], &outs[i].t, env->codec ? env->codec : NNM_CODEC_AUTO, diag);
         wt[i].name = outs[i].name;
+    }
+    /* How long the task sat here beyond its compute (queue, decode, encode), so the
+     * coordinator can tell the network's share of its round trip (docs/PROTOCOL.md). */
+    if (msg->arrived_ms > 0) {
+        double kept = now_ms() - msg->arrived_ms - ms;
+        te.wait_us = kept > 0 ? (uint64_t)(kept * 1e3) : 0;
     }
     if (rc2 == NNM_OK) rc2 = send_status(env, f, NNM_OK, wt, n_out, &te, diag);
     else send_status(env, f, rc2, NULL, 0, &te, NULL);

@@ -511,6 +511,41 @@ nnm_err nnm_sched_observe_transfer(nnm_sched *s, const char *from, const char *t
     return NNM_OK;
 }
 
+/* Both legs of a remote part's exchange, timed together: the coordinator knows when its task
+ * left and its result arrived, the worker says how long it held the task (compute and wait,
+ * by its own clock), and what is left is the network both ways. No clock is shared, so the
+ * legs cannot be told apart: both links take the same ratio of observed to predicted time,
+ * as an exponential moving average of its log like nnm_sched_observe_transfer. */
+nnm_err nnm_sched_observe_exchange(nnm_sched *s, const nnm_plan_part *part, double net_ms,
+                                   nnm_diag *diag)
+{
+    const char *id = part ? part->node : "";
+    int j = sched__node_find(s, part ? part->node : NULL);
+    int sink = sched__node_find(s, s->self);
+    if (j < 0)
+        return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: observed exchange with '%s': the node is unknown", id);
+    if (j == sink || sink < 0)
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: observed exchange with '%s': the coordinator's "
+                                              "own parts cross no link", id);
+    if (!(net_ms > 0) || isinf(net_ms))
+        return nnm_diag_set(diag, NNM_EINVAL, "scheduler: observed exchange with '%s': %g ms is not "
+                                              "a positive time", id, net_ms);
+    double pred = sched__part_xfer_ms(s, sink, j, part, 0);
+    if (!(pred > 0)) return NNM_OK;     /* nothing crossed (no inputs, no outputs) */
+    double lq = clampq(log(net_ms / pred));
+    s->links[sink][j].logm += s->cfg.ema_alpha * (lq - s->links[sink][j].logm);
+    s->links[j][sink].logm += s->cfg.ema_alpha * (lq - s->links[j][sink].logm);
+    check_drift(s);
+    return NNM_OK;
+}
+
+double nnm_sched_link_factor(const nnm_sched *s, const char *from, const char *to)
+{
+    int a = sched__node_find(s, from), b = sched__node_find(s, to);
+    if (a < 0 || b < 0) return 0;
+    return a == b ? 1.0 : exp(s->links[a][b].logm);
+}
+
 /* The per-part overhead is what a remote part costs beyond its compute and its bytes on the
  * link: the broker hop, the worker's queue and decode, the answer opened and decoded here
  * (docs/BENCH_DIST.md: ~45 ms per part on boards at 25% of a core, against the 0.3 ms

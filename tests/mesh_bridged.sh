@@ -3,7 +3,8 @@
 # 5 nodes, odd ones on broker a, even ones on broker b, keepalive 2 s. All appear in
 # `nnmesh peers` within 5 s, and nodes on each side list the nodes of the other in their
 # stats; kill -9 of a node on b: gone within 1.5 x keepalive as seen through a; SIGTERM of a
-# node on a: gone at once; restarted, it is back with a higher epoch on both sides.
+# node on a: a clean leave (advert cleared, no expiry) seen on both brokers; restarted, it is
+# back with a higher epoch on both sides.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/mesh_lib.sh"
 ka=2
@@ -39,8 +40,12 @@ t=$(now)
 kill -TERM "$(cat "$work/n3.pid")"       # on broker a
 wait_until 10 absent n3 || fail "n3 still listed 10 s after SIGTERM"
 el=$(since "$t")
-le "$el" 2 || fail "n3 gone only after $el s after SIGTERM"
-wait_until 5 grep -q "peer n3 left (advert cleared" "$work/n2.log" || fail "n2 (broker b) did not see n3 leave"
+# A clean leave, not an expiry: both sides log the cleared advert (how fast the operator's
+# table shows it depends on the machine's load, so the elapsed time is printed, not judged).
+for n in n1 n2; do
+  wait_until 5 grep -q "peer n3 left (advert cleared" "$work/$n.log" || fail "$n did not see n3 leave cleanly"
+  ! grep -q "peer n3 expired" "$work/$n.log" || fail "$n saw n3 expire instead of leaving"
+done
 echo "PASS SIGTERM n3 (broker a): gone after $el s, seen on broker b"
 
 "$NNMESHD" --config "$work/n3.conf" 2>>"$work/n3.log" &

@@ -241,6 +241,18 @@ nnm_err nnm_sched_observe_latency(nnm_sched *s, const nnm_plan *plan, double obs
  * node), NNM_EINVAL (the coordinator's own part; a time that is negative or not finite). */
 nnm_err nnm_sched_observe_part(nnm_sched *s, const nnm_plan_part *part, double roundtrip_ms,
                                double compute_ms, double send_ms, nnm_diag *diag);
+/* Feeds the network time of one remote part's exchange: net_ms is the round trip (end of
+ * the task's send to the result's arrival) minus the time the worker held the task (its
+ * compute and its wait, from the result's trace). Both links between the coordinator and
+ * part->node are refined by the ratio of net_ms to the probed prediction for the part's
+ * input and output bytes (their planned codecs). Errors, with nothing changed:
+ * NNM_ENOTFOUND (unknown node), NNM_EINVAL (the coordinator's own part; net_ms not a
+ * positive finite time). */
+nnm_err nnm_sched_observe_exchange(nnm_sched *s, const nnm_plan_part *part, double net_ms,
+                                   nnm_diag *diag);
+/* Multiplier observed/probed of the link from -> to (1: as probed), or 0 if a node is
+ * unknown. */
+double nnm_sched_link_factor(const nnm_sched *s, const char *from, const char *to);
 /* Multiplier observed/advertised of node's time for class c (1: as advertised), or 0 if
  * the node is unknown. */
 double nnm_sched_node_factor(const nnm_sched *s, const char *node, nnm_opclass c);

@@ -261,6 +261,29 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
                   names[1], ov1, names[2], ov2, snd);
     assert_true(ov1 >= 0 && ov2 >= 0 && snd > 0);
     assert_true(ov1 != 0.3 || ov2 != 0.3);   /* moved off the prior (slice_overhead_ms) */
+    /* Each exchange's network time (round trip less the time the worker says it held the
+     * task) refines the links. Probes that said 0.005 MB/s were wrong, loopback is far
+     * faster: one exact request whose parts need no shipping moves w1's links well below 1
+     * (the equal policy puts a part on every node, whatever the links). */
+    double l0 = nnm_sched_link_factor(s, "coord", names[1]);
+    assert_int_equal(nnm_sched_link_set(s, "coord", names[1], 1, 0.005, &d), NNM_OK);
+    assert_int_equal(nnm_sched_link_set(s, names[1], "coord", 1, 0.005, &d), NNM_OK);
+    atomic_store(&w1_has_model, 1);
+    po.allow_lossy = 0;
+    po.policy = NNM_POLICY_EQUAL;
+    memset(&st, 0, sizeof st);
+    rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
+    assert_int_equal(rc, NNM_OK);
+    int on_w1 = 0;
+    for (size_t i = 0; i < ntr; i++) on_w1 += !strcmp(tr[i].node, names[1]);
+    assert_true(on_w1 > 0);
+    assert_true(rel_diff(&got, &want) <= 1e-5);
+    free(tr);
+    nnm_tensor_cleanup(&got);
+    double l1 = nnm_sched_link_factor(s, "coord", names[1]), l2 = nnm_sched_link_factor(s, names[1], "coord");
+    print_message("observed transfers: link factor coord->%s %.3g -> %.3g, %s->coord %.3g (1: as "
+                  "probed)\n", names[1], l0, l1, names[1], l2);
+    assert_true(l1 > 0 && l1 < 0.7 * l0 && l2 > 0 && l2 < 0.7 * l0);
 
     /* The coordinator's own parts refine its speed too: it advertises 0.001 GFLOP/s and runs
      * far faster, so after a local request its refined factor drops below 1. */

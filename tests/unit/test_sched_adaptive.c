@@ -705,6 +705,88 @@ static void test_sched_adaptive_overhead_bad_observation_rejected(void **state)
     ir__graph_free(g);
 }
 
+/* Parts on node n in p. */
+static int parts_on(const nnm_plan *p, const char *n)
+{
+    int r = 0;
+    for (int i = 0; i < p->n_stages; i++)
+        for (int q = 0; q < p->stages[i].n_parts; q++)
+            r += strcmp(p->stages[i].parts[q].node, n) == 0;
+    return r;
+}
+
+/* Observed transfers: b's links are 20x slower than probed (a busy radio, a shaped port).
+ * Each request reports every remote part's network time (round trip less the worker's
+ * time); the links to and from b learn the factor, c's and d's stay as probed, and the DP
+ * sends b fewer parts. Bad observations change nothing. */
+static void test_sched_adaptive_exchange_refines_links(void **state)
+{
+    (void)state;
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *s = make_fast();
+    const nnm_plan *dp = dp_plan(s, g);
+    int on_b0 = parts_on(dp, "b");
+    assert_true(on_b0 >= 1);
+    const nnm_plan_part *rp = NULL, *lp = NULL;
+    for (int i = 0; i < dp->n_stages; i++)
+        for (int q = 0; q < dp->stages[i].n_parts; q++) {
+            const nnm_plan_part *pp = &dp->stages[i].parts[q];
+            if (!strcmp(pp->node, "b") && !rp) rp = pp;
+            if (!strcmp(pp->node, "a") && !lp) lp = pp;
+        }
+    assert_non_null(rp);
+    assert_non_null(lp);
+    nnm_plan_part ghost = *rp;
+    snprintf(ghost.node, sizeof ghost.node, "zz");
+    sched_link before[SCHED_MAXN][SCHED_MAXN];
+    memcpy(before, s->links, sizeof before);
+    uint64_t epoch = s->epoch;
+    unsigned obs = s->obs_since_epoch;
+    struct { const nnm_plan_part *pp; double net; nnm_err want; const char *says; } bad[] = {
+        { rp, NAN, NNM_EINVAL, "not a positive time" },
+        { rp, 0, NNM_EINVAL, "not a positive time" },
+        { rp, -3, NNM_EINVAL, "not a positive time" },
+        { rp, INFINITY, NNM_EINVAL, "not a positive time" },
+        { &ghost, 5, NNM_ENOTFOUND, "unknown" },
+        { lp, 5, NNM_EINVAL, "own parts" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        nnm_diag d;
+        nnm_diag_clear(&d);
+        assert_int_equal(nnm_sched_observe_exchange(s, bad[i].pp, bad[i].net, &d), bad[i].want);
+        if (!strstr(d.msg, bad[i].says)) fail_msg("case %zu: diag '%s'", i, d.msg);
+        if (i == 0 || i == sizeof bad / sizeof bad[0] - 1) print_message("rejected: %s\n", d.msg);
+    }
+    assert_memory_equal(before, s->links, sizeof before);
+    assert_true(s->epoch == epoch && s->obs_since_epoch == obs);
+    assert_true(nnm_sched_link_factor(s, "a", "b") == 1.0 && nnm_sched_link_factor(s, "zz", "b") == 0);
+    /* requests: each remote part's network time is its probed prediction, 20x on b */
+    int sink = sched__node_find(s, "a");
+    int reqs = 0, on_b = on_b0;
+    for (; reqs < 10; reqs++) {
+        for (int i = 0; i < dp->n_stages; i++)
+            for (int q = 0; q < dp->stages[i].n_parts; q++) {
+                const nnm_plan_part *pp = &dp->stages[i].parts[q];
+                int j = sched__node_find(s, pp->node);
+                if (j == sink) continue;
+                double net = sched__part_xfer_ms(s, sink, j, pp, 0) * (strcmp(pp->node, "b") ? 1.0 : 20.0);
+                assert_int_equal(nnm_sched_observe_exchange(s, pp, net, NULL), NNM_OK);
+            }
+        dp = dp_plan(s, g);
+        on_b = parts_on(dp, "b");
+    }
+    double fab = nnm_sched_link_factor(s, "a", "b"), fba = nnm_sched_link_factor(s, "b", "a");
+    double fac = nnm_sched_link_factor(s, "a", "c");
+    print_message("b's links 20x slower than probed: DP parts on b %d -> %d after %d requests; "
+                  "link factors a->b %.2f, b->a %.2f, a->c %.2f\n", on_b0, on_b, reqs, fab, fba, fac);
+    assert_true(on_b < on_b0);
+    assert_true(fab > 10 && fba > 10);
+    assert_true(fabs(fac - 1.0) < 0.05);
+    nnm_sched_free(s);
+    ir__graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -720,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_sched_adaptive_overhead_zero_still_splits),
         cmocka_unit_test(test_sched_adaptive_overhead_bad_observation_rejected),
         cmocka_unit_test(test_sched_adaptive_bad_split_does_not_lock_out_peers),
+        cmocka_unit_test(test_sched_adaptive_exchange_refines_links),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
