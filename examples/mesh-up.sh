@@ -19,7 +19,9 @@
 # --task-timeout sets [limits] task_timeout (seconds; default the node's 10 s).
 #
 # Programs: $NNMESH, $NNMESHD, $MOSQUITTO (default: nnmesh, nnmeshd from PATH, and
-# /usr/sbin/mosquitto); mosquitto_passwd, mosquitto_pub, mosquitto_sub, python3.
+# /usr/sbin/mosquitto); mosquitto_passwd, mosquitto_pub, mosquitto_sub, python3. The
+# brokers keep big message buffers on their heap (GLIBC_TUNABLES, unless
+# NNMESH_BROKER_MALLOC=default): see start_broker.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 nodes=3 bridged=0 mesh=lab keepalive=10 interval=5 dir= models= nomodel= task_timeout=
@@ -109,7 +111,17 @@ start_broker() {
       sed -e "s|@NAME@|bridge-b-to-a|g" -e "s|@PORT@|$member_a|g" \
           -e "s|@PASSWORD@|$(cat "$dir/bridge.password")|g" "$here/bridge.conf.in" >>"$dir/$_n.conf"
     fi
-    "$MOSQUITTO" -c "$dir/$_n.conf" >>"$dir/$_n.log" 2>&1 &
+    # Tensors cross the broker as messages of up to 1 MiB: with glibc's defaults mosquitto
+    # maps, faults in and unmaps a fresh buffer for each one (a third of the link's CPU
+    # per MiB, docs/BENCH_WIRE.md "The broker's malloc"). Big buffers stay on its heap
+    # instead; up to 256 MiB of freed heap may be kept. NNMESH_BROKER_MALLOC=default
+    # leaves glibc's defaults.
+    if [ "${NNMESH_BROKER_MALLOC:-}" = default ]; then
+      "$MOSQUITTO" -c "$dir/$_n.conf" >>"$dir/$_n.log" 2>&1 &
+    else
+      GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456} \
+        "$MOSQUITTO" -c "$dir/$_n.conf" >>"$dir/$_n.log" 2>&1 &
+    fi
     echo $! >"$dir/$_n.pid"
     if wait_port "$port"; then return 0; fi
     kill "$(cat "$dir/$_n.pid")" 2>/dev/null || true
