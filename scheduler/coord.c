@@ -548,6 +548,11 @@ static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, 
     }
     s->attempt = attempt;
     s->deadline_ms = 0;
+    /* The codec to answer with, shipped slices too: the caller's if set, else the plan's for
+     * the part's result edges (AUTO, lossless, when it chose different ones for its outputs,
+     * say F16 for an f32 one and NONE for an int64 one: the spec has room for one). The
+     * worker sends a requested LZ4 as AUTO, as edge_codec does (nnm_coord_serve). */
+    s->result_codec = (uint8_t)(env->codec ? env->codec : nnm_plan_part_result_codec(j->pp));
     f.u.task.ntensors = (size_t)ni;
     f.u.task.tensors = wt;
     j->sent_ms = now_ms();
@@ -619,6 +624,8 @@ static nnm_err take_result(const nnm_coord_env *env, const uint8_t *hash, job *j
         } else {
             ord[k] = m->tensors[found];
             codecs[k] = f->u.result.tensors[found].codec;
+            if (stats && (unsigned)codecs[k] < NNM_CODEC__COUNT)
+                stats->result_codecs[codecs[k]]++;
         }
     }
     if (rc == NNM_OK && draw_check(env->spot_check)) {
@@ -1001,6 +1008,21 @@ static void corrupt(nnm_tensor *t)
     }
 }
 
+/* The codec a worker answers with for output t: its own env->codec if set (a test or bench
+ * forcing one), else the one the TASK asks for. A requested LZ4 is sent as AUTO (LZ4 only
+ * where it saves 10%: the plan assumed a ratio), and a lossy codec applies to f32 outputs
+ * only (the others go as AUTO). A TASK of an older coordinator asks for AUTO. */
+static nnm_codec answer_codec(const nnm_coord_env *env, const nnm_slice_spec *s,
+                              const nnm_tensor *t)
+{
+    if (env->codec) return env->codec;
+    nnm_codec c = (nnm_codec)s->result_codec;
+    if (c == NNM_CODEC_LZ4) return NNM_CODEC_AUTO;
+    if ((c == NNM_CODEC_F16 || c == NNM_CODEC_INT8_AFFINE) && t->dtype != NNM_DT_F32)
+        return NNM_CODEC_AUTO;
+    return c;
+}
+
 nnm_err nnm_coord_serve(const nnm_coord_env *env, const nnm_link_msg *msg, nnm_diag *diag)
 {
     const nnm_frame *f = msg->frame;
@@ -1048,7 +1070,7 @@ nnm_err nnm_coord_serve(const nnm_coord_env *env, const nnm_link_msg *msg, nnm_d
     nnm_wire_tensor *wt = calloc(n_out + 1, sizeof *wt);
     nnm_err rc2 = wt ? NNM_OK : NNM_ENOMEM;
     for (size_t i = 0; rc2 == NNM_OK && i < n_out; i++) {
-        rc2 = nnm_wire_tensor_encode(&wt[i], &outs[i].t, env->codec ? env->codec : NNM_CODEC_AUTO, diag);
+        rc2 = nnm_wire_tensor_encode(&wt[i], &outs[i].t, answer_codec(env, s, &outs[i].t), diag);
         wt[i].name = outs[i].name;
     }
     /* How long the task sat here beyond its compute (queue, decode, encode), so the

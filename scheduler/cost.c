@@ -522,7 +522,9 @@ static double xfer_in(const sched_ctx *c, const sched_hold *h, int j, double byt
 /* The coordinator runs plans as a star (scheduler/coord.c): it holds every stage's inputs
  * and outputs, sends each remote part its inputs and gets its outputs back. So a stage on a
  * remote node also pays the way back, and the data of a stage's remote parts all passes
- * through the coordinator's own link, one transfer after another. */
+ * through the coordinator's own link, one transfer after another. The way back uses the
+ * best allowed codec, as choose_codecs (plan.c) picks for the result edge and the TASK asks
+ * the worker to answer with. */
 static double xfer_out(const sched_ctx *c, int j, double bytes)
 {
     if (j == c->sink || bytes <= 0) return 0;

@@ -326,7 +326,8 @@ double sched__edge_ms(const nnm_sched *s, int from, int to, double bytes, nnm_co
     return t;
 }
 
-/* Inputs go out with their edge's codec; workers answer with AUTO, timed as NONE. */
+/* Inputs go out with their edge's codec, and the worker answers with its result edge's (the
+ * TASK's result_codec). */
 double sched__part_xfer_ms(const nnm_sched *s, int sink, int j, const nnm_plan_part *pp,
                            int refined)
 {
@@ -334,7 +335,7 @@ double sched__part_xfer_ms(const nnm_sched *s, int sink, int j, const nnm_plan_p
     for (int k = 0; k < pp->n_in; k++)
         t += sched__edge_ms(s, sink, j, (double)pp->in[k].bytes, pp->in[k].codec, refined);
     for (int k = 0; k < pp->n_out; k++)
-        t += sched__edge_ms(s, j, sink, (double)pp->out[k].bytes, NNM_CODEC_NONE, refined);
+        t += sched__edge_ms(s, j, sink, (double)pp->out[k].bytes, pp->out[k].codec, refined);
     return t;
 }
 

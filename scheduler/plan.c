@@ -206,6 +206,7 @@ static nnm_err part_fill(nnm_plan_part *pp, const nnm_graph *g, const sched_chai
         pp->n_out++;
         nnm_graph_output_region(sg, i, &o->region);
         o->bytes = (size_t)vbytes(sg, sg->outputs[i]);
+        o->codec = NNM_CODEC_NONE;
     }
     for (int c = 0; c < NNM_OPC__COUNT; c++) pp->work[c] = 0;
     for (int k = 0; k < sg->n_nodes; k++) {
@@ -404,8 +405,9 @@ static nnm_err predict(const nnm_sched *s, nnm_plan *p, int refined, int fill, d
     /* Star execution (scheduler/coord.c): the coordinator holds each stage's inputs when the
      * stage starts (ready), sends every remote part its inputs one after another over its
      * own link (up), runs its own parts, and the stage is done when every part's outputs are
-     * back with it. The request's inputs are with the coordinator at time 0 (a pinned
-     * source runs the first stage, but the coordinator still holds the request).
+     * back with it (inputs and outputs each timed with their edge's codec). The request's
+     * inputs are with the coordinator at time 0 (a pinned source runs the first stage, but
+     * the coordinator still holds the request).
      * Refined, the coordinator's send work per remote part (snd) is serial on it and comes
      * before its own parts; a remote part pays its node's learned overhead (ovh - the
      * slice_overhead_ms in part_ms) between its compute and its answer. */
@@ -445,7 +447,8 @@ static nnm_err predict(const nnm_sched *s, nnm_plan *p, int refined, int fill, d
             double back = fin[i][q];
             if (j != sink)
                 for (int k = 0; k < pp->n_out; k++)
-                    back += sched__edge_ms(s, j, sink, (double)pp->out[k].bytes, NNM_CODEC_NONE, refined);
+                    back += sched__edge_ms(s, j, sink, (double)pp->out[k].bytes, pp->out[k].codec,
+                                           refined);
             if (back > done_at) done_at = back;
             if (fill) st->parts[q].pred_ms = t;
             if (fin[i][q] > end) end = fin[i][q];
@@ -476,7 +479,15 @@ nnm_err nnm_sched_plan_predict(const nnm_sched *s, const nnm_plan *plan, int ref
     return predict(s, (nnm_plan *)plan, refined, 0, latency_ms, period_ms, diag);
 }
 
-/* Codec of every edge: the one that moves the largest share of the edge fastest. */
+static int value_is_f32(const nnm_graph *g, const char *name)
+{
+    int v = ir__value_find(g, name);
+    return v >= 0 && g->values[v].dtype == NNM_DT_F32;
+}
+
+/* Codec of every edge: the one that moves the largest share of the edge fastest. Inputs come
+ * from the node holding most of them; a part's outputs (its result) go back to the
+ * coordinator, which runs the plan as a star (scheduler/coord.c), by the same rule. */
 static void choose_codecs(const nnm_sched *s, nnm_plan *p, const nnm_graph *g, int lossy,
                           int refined)
 {
@@ -489,8 +500,7 @@ static void choose_codecs(const nnm_sched *s, nnm_plan *p, const nnm_graph *g, i
             int nin = last ? p->n_out : p->stages[i].parts[q].n_in;
             for (int k = 0; k < nin; k++) {
                 nnm_plan_input *in = last ? &p->outputs[k] : &p->stages[i].parts[q].in[k];
-                int v = ir__value_find(g, in->value);
-                int f32 = v >= 0 && g->values[v].dtype == NNM_DT_F32;
+                int f32 = value_is_f32(g, in->value);
                 int from = src;
                 double by = (double)in->bytes;
                 if (in->src_stage >= 0) {
@@ -505,6 +515,11 @@ static void choose_codecs(const nnm_sched *s, nnm_plan *p, const nnm_graph *g, i
                 }
                 sched__link_ms(s, from, j, by, refined, lossy, f32, &in->codec);
             }
+            if (last) continue;
+            nnm_plan_part *pp = &p->stages[i].parts[q];
+            for (int k = 0; k < pp->n_out; k++)
+                sched__link_ms(s, j, sink, (double)pp->out[k].bytes, refined, lossy,
+                               value_is_f32(g, pp->out[k].value), &pp->out[k].codec);
         }
     }
 }

@@ -110,6 +110,14 @@ double nnm_plan_node_share(const nnm_plan *p, const char *node)
     return tot > 0 ? mine / tot : 0;
 }
 
+nnm_codec nnm_plan_part_result_codec(const nnm_plan_part *part)
+{
+    if (part->n_out == 0) return NNM_CODEC_AUTO;
+    for (int k = 1; k < part->n_out; k++)
+        if (part->out[k].codec != part->out[0].codec) return NNM_CODEC_AUTO;
+    return part->out[0].codec;
+}
+
 nnm_err nnm_plan_to_specs(nnm_slice_spec **out, size_t *n, const nnm_plan *p, nnm_diag *diag)
 {
     *out = NULL;
@@ -135,6 +143,7 @@ nnm_err nnm_plan_to_specs(nnm_slice_spec **out, size_t *n, const nnm_plan *p, nn
             s->part_kind = (uint8_t)pp->part.kind;
             s->part_begin = (uint32_t)pp->part.begin;
             s->part_end = (uint32_t)pp->part.end;
+            s->result_codec = (uint8_t)nnm_plan_part_result_codec(pp);
         }
     *out = sp;
     *n = cnt;
@@ -223,7 +232,8 @@ nnm_err nnm_plan_format(char **out, const nnm_plan *p, const nnm_graph *g, nnm_d
             for (int k = 0; k < pp->n_out; k++) {
                 put(&b, "    out '%s' ", pp->out[k].value);
                 region_put(&b, &pp->out[k].region);
-                put(&b, ", %zu bytes\n", pp->out[k].bytes);
+                put(&b, ", %zu bytes, codec %s\n", pp->out[k].bytes,
+                    (unsigned)pp->out[k].codec < 4 ? codec_names[pp->out[k].codec] : "?");
             }
         }
     }

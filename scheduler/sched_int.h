@@ -155,8 +155,8 @@ double sched__send_ms(const nnm_sched *s, int refined);
 /* Milliseconds to move bytes from -> to with a given codec (0 when from == to). */
 double sched__edge_ms(const nnm_sched *s, int from, int to, double bytes, nnm_codec codec,
                       int refined);
-/* Predicted transfer of a part on node j run by the coordinator sink: its inputs there with
- * their planned codecs and its outputs back (as nnm_sched_plan_predict times them). */
+/* Predicted transfer of a part on node j run by the coordinator sink: its inputs there and
+ * its outputs back, each with its planned codec (as nnm_sched_plan_predict times them). */
 double sched__part_xfer_ms(const nnm_sched *s, int sink, int j, const nnm_plan_part *pp,
                            int refined);
 

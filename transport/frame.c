@@ -628,7 +628,10 @@ static nnm_err rd_spec(wire_rd *r, nnm_slice_spec *s)
     nnm_err rc;
     size_t n;
     uint64_t v;
-    TRY(transport__rd_array(r, &n, 8, 1, "slice spec"));
+    TRY(transport__rd_array(r, &n, 0, 1, "slice spec"));
+    if (n != 8 && n != 9)
+        return rd_fail(r, NNM_EFORMAT, "slice spec", "has %zu items, expected 9 (or 8 without "
+                       "the result codec)", n);
     TRY(rd_hash(r, s->model_hash, "slice model hash"));
     TRY(rd_u32(r, &s->node_begin, "slice node begin"));
     TRY(rd_u32(r, &s->node_end, "slice node end"));
@@ -648,6 +651,17 @@ static nnm_err rd_spec(wire_rd *r, nnm_slice_spec *s)
                        s->part_begin, s->part_end, s->part_kind);
     TRY(rd_u32(r, &s->attempt, "slice attempt"));
     TRY(rd_u64(r, &s->deadline_ms, "slice deadline"));
+    /* The 8-field spec of older senders has no result codec: they expect AUTO, as before.
+     * So an 8-field spec re-encodes as 9 fields: the one accepted form that is not the
+     * encoder's own. */
+    s->result_codec = NNM_CODEC_AUTO;
+    if (n == 9) {
+        TRY(transport__rd_uint(r, &v, UINT8_MAX, "slice result codec"));
+        if (v >= NNM_CODEC__COUNT && v != NNM_CODEC_AUTO)
+            return rd_fail(r, NNM_EFORMAT, "slice result codec", "unknown codec %llu",
+                           (unsigned long long)v);
+        s->result_codec = (uint8_t)v;
+    }
     transport__rd_leave(r);
     return NNM_OK;
 }
@@ -899,7 +913,7 @@ static void put_body(wire_buf *b, const nnm_frame *f, const nnm_advert_cap **sor
         put_advert(b, &f->u.advert, sorted);
         break;
     case NNM_FRAME_TASK:
-        msgpack_pack_array(&b->pk, 8);
+        msgpack_pack_array(&b->pk, 9);
         transport__put_bin(b, s->model_hash, NNM_WIRE_HASH_BYTES);
         msgpack_pack_uint32(&b->pk, s->node_begin);
         msgpack_pack_uint32(&b->pk, s->node_end);
@@ -908,6 +922,7 @@ static void put_body(wire_buf *b, const nnm_frame *f, const nnm_advert_cap **sor
         msgpack_pack_uint32(&b->pk, s->part_end);
         msgpack_pack_uint32(&b->pk, s->attempt);
         msgpack_pack_uint64(&b->pk, s->deadline_ms);
+        msgpack_pack_uint8(&b->pk, s->result_codec);
         put_tensors(b, f->u.task.ntensors, f->u.task.tensors);
         break;
     case NNM_FRAME_TENSOR:

@@ -53,8 +53,11 @@ typedef struct nnm_coord_env {
     /* Whether peer is still a member; NULL: assume yes. */
     int (*peer_alive)(void *ctx, const char *peer);
     unsigned task_timeout_ms;      /* per remote task (default 10000) */
-    nnm_codec codec;               /* wire codec for task inputs/outputs; 0 (NONE): task inputs
-                                    * as the plan chose per edge, outputs AUTO */
+    nnm_codec codec;               /* wire codec forced on task inputs and outputs; 0 (NONE):
+                                    * as the plan chose per edge. A coordinator sends inputs
+                                    * with it and asks for results in it (the TASK's
+                                    * result_codec); a worker answers with it whatever the
+                                    * TASK asks */
     double spot_check;             /* fraction of peer parts re-run here and compared (0..1;
                                     * 0: none) */
     unsigned exclude_ms;           /* how long a peer caught by a spot check stays excluded;
@@ -92,6 +95,8 @@ typedef struct nnm_coord_stats {
     uint64_t reruns;               /* requests run again without a peer caught lying */
     double spot_max_ok;            /* largest relative difference a passed check saw: the
                                     * honest noise, against NNM_COORD_SPOT_TOLERANCE */
+    uint64_t result_codecs[NNM_CODEC__COUNT];   /* output tensors received from peers, by
+                                                 * the wire codec they came with */
     /* Peers excluded after a mismatch: no part is sent to them while excluded. This is
      * state, not only counts: pass the same stats to every request of a node (the node's
      * scheduler should also see them as draining, so that plans leave them out). */

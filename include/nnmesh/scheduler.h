@@ -17,8 +17,9 @@
  *
  * A plan (nnm_plan) is a plain value: stages of parts, each part a node id plus the fields
  * of an nnm_slice_spec (node range, part kind and range) and the regions of its inputs and
- * outputs; every part input carries the wire codec of its edge. Plans returned to callers
- * are owned by them (nnm_plan_free). Not thread-safe: one scheduler per thread, or a lock. */
+ * outputs; every part input and output carries the wire codec of its edge. Plans returned
+ * to callers are owned by them (nnm_plan_free). Not thread-safe: one scheduler per thread,
+ * or a lock. */
 #ifndef NNMESH_SCHEDULER_H
 #define NNMESH_SCHEDULER_H
 
@@ -126,6 +127,8 @@ typedef struct nnm_plan_output {
     char *value;               /* owned */
     nnm_region region;
     size_t bytes;
+    nnm_codec codec;           /* wire codec of the result edge back to the coordinator
+                                * (NONE when local) */
 } nnm_plan_output;
 
 typedef struct nnm_plan_part {
@@ -233,9 +236,9 @@ nnm_err nnm_sched_observe_latency(nnm_sched *s, const nnm_plan *plan, double obs
  * roundtrip_ms from the end of the task's send to the result taken (decoded) here,
  * compute_ms as the worker reported it, send_ms the coordinator's own work sending the task
  * (cropping, encoding, sealing, publishing). The overhead sample is roundtrip_ms -
- * compute_ms - the refined model's transfer of the part's inputs (their planned codecs)
- * and outputs, floored at 0 (roundtrip_ms must end when the answer arrived, not when a busy
- * coordinator got to it: nnm_link_msg.arrived_ms). Both
+ * compute_ms - the refined model's transfer of the part's inputs and outputs (their
+ * planned codecs), floored at 0 (roundtrip_ms must end when the answer arrived, not when a
+ * busy coordinator got to it: nnm_link_msg.arrived_ms). Both
  * figures are exponential moving averages that count towards the refined model's drift
  * (docs/SCHEDULER.md, "Cost model"). Errors, with nothing changed: NNM_ENOTFOUND (unknown
  * node), NNM_EINVAL (the coordinator's own part; a time that is negative or not finite). */
@@ -285,10 +288,15 @@ nnm_err nnm_sched_plan_predict(const nnm_sched *s, const nnm_plan *plan, int ref
                                double *latency_ms, double *period_ms, nnm_diag *diag);
 /* Fraction of the plan's predicted compute that runs on node (0..1). */
 double nnm_plan_node_share(const nnm_plan *plan, const char *node);
+/* The codec a TASK for part asks its worker to answer with (nnm_slice_spec.result_codec):
+ * its outputs' codec, or NNM_CODEC_AUTO (lossless) when they differ or there are none; a
+ * slice spec has room for one. */
+nnm_codec nnm_plan_part_result_codec(const nnm_plan_part *part);
 
 /* One nnm_slice_spec per part, stage by stage, parts in order (spec k belongs to the k-th
- * part; its node is plan->stages[..].parts[..].node). attempt and deadline are 0: the
- * caller sets them. *out is malloc'd (caller frees). Errors: NNM_ENOMEM, NNM_ERANGE. */
+ * part; its node is plan->stages[..].parts[..].node), result_codec as
+ * nnm_plan_part_result_codec. attempt and deadline are 0: the caller sets them. *out is
+ * malloc'd (caller frees). Errors: NNM_ENOMEM, NNM_ERANGE. */
 nnm_err nnm_plan_to_specs(nnm_slice_spec **out, size_t *n, const nnm_plan *plan,
                           nnm_diag *diag);
 /* Human-readable plan (for `nnmesh infer --explain`); g (may be NULL) adds node names.

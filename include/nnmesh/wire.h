@@ -54,7 +54,8 @@ typedef enum nnm_codec {
     NNM_CODEC_INT8_AFFINE = 2, /* f32 sent as int8 with per-channel scale/zero point (lossy) */
     NNM_CODEC_LZ4 = 3,         /* raw bytes compressed with LZ4 block format (lossless) */
     NNM_CODEC__COUNT,
-    /* Not on the wire: asks nnm_wire_tensor_encode for LZ4 when it saves >= 10%, else NONE. */
+    /* Asks nnm_wire_tensor_encode for LZ4 when it saves >= 10%, else NONE. Never a tensor's
+     * codec on the wire; a slice spec's result_codec may ask for it. */
     NNM_CODEC_AUTO = 255
 } nnm_codec;
 
@@ -124,6 +125,8 @@ typedef struct nnm_wire_tensor {
     void *owned_;              /* encode buffer owned by this struct (nnm_wire_tensor_cleanup) */
 } nnm_wire_tensor;
 
+/* What a TASK asks for. Encoded as an array of 9; the decoder also takes the array of 8 of
+ * older senders (without result_codec), which it reads as result_codec AUTO. */
 typedef struct nnm_slice_spec {
     uint8_t model_hash[NNM_WIRE_HASH_BYTES];
     uint32_t node_begin, node_end;     /* graph nodes [begin, end), begin < end */
@@ -131,6 +134,8 @@ typedef struct nnm_slice_spec {
     uint32_t part_begin, part_end;     /* [begin, end); [0, 0) for WHOLE */
     uint32_t attempt;                  /* 0 first try, +1 per re-plan */
     uint64_t deadline_ms;              /* absolute, sender's mesh clock */
+    uint8_t result_codec;              /* nnm_codec the worker should answer with: a wire
+                                        * codec or NNM_CODEC_AUTO */
 } nnm_slice_spec;
 
 typedef struct nnm_trace_entry {
@@ -338,7 +343,8 @@ _Static_assert(NNM_FRAME_HELLO == 1 && NNM_FRAME_ADVERT == 2 && NNM_FRAME_TASK =
                "frame type numbers are wire values: append only");
 _Static_assert(NNM_FRAME__COUNT == 12, "new frame type: bump NNM_WIRE_VERSION, pin it here");
 _Static_assert(NNM_CODEC_NONE == 0 && NNM_CODEC_F16 == 1 && NNM_CODEC_INT8_AFFINE == 2 &&
-               NNM_CODEC_LZ4 == 3 && NNM_CODEC__COUNT == 4, "codec numbers are wire values");
+               NNM_CODEC_LZ4 == 3 && NNM_CODEC__COUNT == 4 && NNM_CODEC_AUTO == 255,
+               "codec numbers are wire values (AUTO in a slice spec's result codec)");
 _Static_assert(NNM_LAYOUT_ROWMAJOR == 0 && NNM_LAYOUT_NHWC == 1 && NNM_LAYOUT__COUNT == 2,
                "layout numbers are wire values");
 _Static_assert(NNM_PART_WHOLE == 0 && NNM_PART_CHANNELS == 1 && NNM_PART_ROWS == 2 &&

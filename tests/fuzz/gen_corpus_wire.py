@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """tests/fuzz/gen_corpus_wire.py — writes the seed corpora of the frame and topic fuzz targets.
 
-Frame seeds are the golden frames of tests/vectors/frames (one valid frame of every type)
-plus near misses made from them; topic seeds are valid topics of every kind and near misses.
+Frame seeds are the golden frames of tests/vectors/frames (one valid frame of every type, and
+the TASK of an older sender, task-spec8) plus near misses made from them; topic seeds are valid topics of every kind and near misses.
 Run from anywhere: python3 tests/fuzz/gen_corpus_wire.py"""
 import os
 

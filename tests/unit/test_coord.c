@@ -166,6 +166,9 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
                   rel_diff(&got, &want), ntr, (unsigned long long)st.tasks_sent,
                   (unsigned long long)st.models_sent);
     assert_true(rel_diff(&got, &want) <= 1e-5);
+    /* Lossless plan: the results came back exact (no lossy codec on the way back either). */
+    assert_int_equal(st.result_codecs[NNM_CODEC_F16] + st.result_codecs[NNM_CODEC_INT8_AFFINE], 0);
+    assert_true(st.result_codecs[NNM_CODEC_NONE] + st.result_codecs[NNM_CODEC_LZ4] > 0);
     int remote = 0;
     for (size_t i = 0; i < ntr; i++) {
         print_message("  %s ran nodes [%u, %u) in %llu us\n", tr[i].node, tr[i].node_begin,
@@ -230,8 +233,9 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
     nnm_tensor_cleanup(&got);
 
     /* The wire codec is the plan's per edge: exact requests never carry a lossy codec; with
-     * lossy codecs allowed and links of 0.05 MB/s, the planner picks int8 for the f32 edges
-     * and the tasks carry it (the answer within int8's error, not exact). */
+     * lossy codecs allowed and links of 0.05 MB/s, the planner picks int8 for the f32 edges,
+     * both ways: the tasks carry it on their inputs, and ask for it for their results, which
+     * come back in it (the answer within int8's error, not exact). */
     unsigned exact = atomic_load(&n1.codecs) | atomic_load(&n2.codecs);
     assert_int_equal(exact & ((1u << NNM_CODEC_F16) | (1u << NNM_CODEC_INT8_AFFINE)), 0);
     atomic_store(&n1.codecs, 0);
@@ -241,14 +245,30 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
         assert_int_equal(nnm_sched_link_set(s, names[i], "coord", 1, 0.05, &d), NNM_OK);
     }
     po.allow_lossy = 1;
+    nnm_plan *lp = NULL;            /* the plan the request gets (the same, from the cache) */
+    assert_int_equal(nnm_sched_plan(s, g, h, &po, &lp, &d), NNM_OK);
+    unsigned planned = 0;           /* codecs the plan chose for remote parts' results */
+    for (int i = 0; i < lp->n_stages; i++)
+        for (int q = 0; q < lp->stages[i].n_parts; q++)
+            for (int k = 0; strcmp(lp->stages[i].parts[q].node, "coord") &&
+                            k < lp->stages[i].parts[q].n_out; k++)
+                planned |= 1u << lp->stages[i].parts[q].out[k].codec;
+    nnm_plan_free(lp);
     memset(&st, 0, sizeof st);
     rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
     if (rc != NNM_OK) fprintf(stderr, "coord: %s\n", d.msg);
     assert_int_equal(rc, NNM_OK);
     unsigned lossy = atomic_load(&n1.codecs) | atomic_load(&n2.codecs);
-    print_message("lossy allowed, slow links: task input codecs 0x%x, rel diff %.3g\n", lossy,
-                  rel_diff(&got, &want));
+    print_message("lossy allowed, slow links: task input codecs 0x%x, result codecs planned "
+                  "0x%x, received none %llu f16 %llu int8 %llu lz4 %llu, rel diff %.3g\n", lossy,
+                  planned, (unsigned long long)st.result_codecs[NNM_CODEC_NONE],
+                  (unsigned long long)st.result_codecs[NNM_CODEC_F16],
+                  (unsigned long long)st.result_codecs[NNM_CODEC_INT8_AFFINE],
+                  (unsigned long long)st.result_codecs[NNM_CODEC_LZ4], rel_diff(&got, &want));
     assert_true(lossy & (1u << NNM_CODEC_INT8_AFFINE));
+    assert_true(planned & (1u << NNM_CODEC_INT8_AFFINE));
+    for (int k = NNM_CODEC_F16; k <= NNM_CODEC_INT8_AFFINE; k++)   /* lossy: as planned */
+        assert_int_equal(st.result_codecs[k] > 0, (planned >> k) & 1);
     assert_true(rel_diff(&got, &want) <= 0.05);
     free(tr);
     nnm_tensor_cleanup(&got);

@@ -4,7 +4,9 @@
  *
  * Golden frames live in tests/vectors/frames/<type>.bin. They were written once from the
  * encoder (run with NNM_WRITE_VECTORS=1 to rewrite them after a deliberate wire change, and
- * bump NNM_WIRE_VERSION); the test fails whenever the encoder's output changes. Hostile
+ * bump NNM_WIRE_VERSION); the test fails whenever the encoder's output changes.
+ * task-spec8.bin is the TASK of an older encoder (slice spec of 8 fields, no result codec),
+ * kept to check that it still decodes; it is never rewritten. Hostile
  * inputs are built with msgpack-c's packer, a second, independent msgpack writer. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,6 +113,7 @@ static void sample_init(sample *s, nnm_frame_type type)
         f->u.task.spec.part_end = 56;
         f->u.task.spec.attempt = 1;
         f->u.task.spec.deadline_ms = 1790000000500ull;
+        f->u.task.spec.result_codec = NNM_CODEC_F16;
         tensor_of(&s->wt[0], "input", NNM_DT_F32, 4, s1x2x2x2, f32_8, NNM_CODEC_NONE);
         f->u.task.ntensors = 1;
         f->u.task.tensors = s->wt;
@@ -787,6 +790,131 @@ static void test_frame_encoder_rejects_what_decoder_would(void **state)
     sample_cleanup(&s);
 }
 
+/* ---- the slice spec's result codec ------------------------------------------------------ */
+
+/* A TASK whose slice spec has nfields fields (8: without the result codec) and no tensors,
+ * written by msgpack-c. */
+static void craft_task(craft *c, size_t nfields, uint64_t result_codec)
+{
+    static const uint8_t hash[NNM_WIRE_HASH_BYTES] = { 7 };
+    craft_begin(c, NNM_FRAME_TASK);
+    msgpack_pack_array(&c->pk, 2);
+    msgpack_pack_array(&c->pk, nfields);
+    msgpack_pack_bin(&c->pk, sizeof hash);
+    msgpack_pack_bin_body(&c->pk, hash, sizeof hash);
+    msgpack_pack_uint32(&c->pk, 3);             /* nodes [3, 9) */
+    msgpack_pack_uint32(&c->pk, 9);
+    msgpack_pack_uint8(&c->pk, NNM_PART_WHOLE);
+    msgpack_pack_uint32(&c->pk, 0);
+    msgpack_pack_uint32(&c->pk, 0);
+    msgpack_pack_uint32(&c->pk, 0);             /* attempt */
+    msgpack_pack_uint64(&c->pk, 0);             /* deadline */
+    for (size_t k = 8; k < nfields; k++) msgpack_pack_uint64(&c->pk, result_codec);
+    msgpack_pack_array(&c->pk, 0);
+}
+
+static void test_frame_task_result_codec_round_trips_and_bad_codec_is_rejected(void **state)
+{
+    (void)state;
+    static const uint8_t codecs[] = { NNM_CODEC_NONE, NNM_CODEC_F16, NNM_CODEC_INT8_AFFINE,
+                                      NNM_CODEC_LZ4, NNM_CODEC_AUTO };
+    for (size_t i = 0; i < sizeof codecs; i++) {
+        sample s;
+        sample_init(&s, NNM_FRAME_TASK);
+        s.f.u.task.spec.result_codec = codecs[i];
+        uint8_t *enc = NULL, *enc2 = NULL;
+        size_t len, len2;
+        assert_int_equal(nnm_frame_encode(&enc, &len, &s.f, NULL), NNM_OK);
+        nnm_frame *f = NULL;
+        assert_int_equal(nnm_frame_decode(&f, enc, len, NULL, NULL), NNM_OK);
+        assert_int_equal(f->u.task.spec.result_codec, codecs[i]);
+        assert_int_equal(f->u.task.spec.deadline_ms, 1790000000500ull);
+        assert_int_equal(nnm_frame_encode(&enc2, &len2, f, NULL), NNM_OK);
+        assert_int_equal(len2, len);
+        assert_memory_equal(enc2, enc, len);
+        free(enc2);
+        nnm_frame_free(f);
+        free(enc);
+        sample_cleanup(&s);
+    }
+
+    /* What no codec means: refused by the encoder (the decoder judges it) and the decoder. */
+    sample s;
+    sample_init(&s, NNM_FRAME_TASK);
+    s.f.u.task.spec.result_codec = NNM_CODEC__COUNT;
+    uint8_t *p = NULL;
+    size_t n;
+    nnm_diag d;
+    assert_int_equal(nnm_frame_encode(&p, &n, &s.f, &d), NNM_EINVAL);
+    assert_non_null(strstr(d.msg, "slice result codec"));
+    assert_null(p);
+    sample_cleanup(&s);
+    craft c;
+    craft_task(&c, 9, NNM_CODEC_LZ4);
+    expect(c.sb.data, c.sb.size, NNM_OK, NULL);
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_task(&c, 9, NNM_CODEC__COUNT);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "slice result codec: unknown codec 4");
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_task(&c, 9, 200);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "slice result codec: unknown codec 200");
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_task(&c, 9, 256);
+    expect(c.sb.data, c.sb.size, NNM_ERANGE, "slice result codec");
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_task(&c, 7, 0);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "slice spec: has 7 items");
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_task(&c, 10, NNM_CODEC_NONE);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "slice spec: has 10 items");
+    msgpack_sbuffer_destroy(&c.sb);
+}
+
+/* An older sender's TASK (slice spec of 8 fields) decodes, asking for AUTO results as such
+ * a sender expected; it re-encodes with the 9th field (the result codec AUTO: 2 bytes). */
+static void test_frame_task_spec_of_8_fields_decodes_as_auto(void **state)
+{
+    (void)state;
+    char path[1024];
+    vector_path(path, sizeof path, "task-spec8");
+    size_t len = 0, len2;
+    uint8_t *old = read_file(path, &len), *enc2 = NULL;
+    if (old == NULL) print_error("missing golden frame %s\n", path);
+    assert_non_null(old);
+    nnm_frame *f = NULL;
+    nnm_diag d;
+    nnm_err rc = nnm_frame_decode(&f, old, len, NULL, &d);
+    if (rc != NNM_OK) print_error("%s: %s\n", path, d.msg);
+    assert_int_equal(rc, NNM_OK);
+    const nnm_slice_spec *sp = &f->u.task.spec;
+    print_message("8-field TASK (%zu bytes): nodes [%u, %u), result codec %u\n", len,
+                  sp->node_begin, sp->node_end, sp->result_codec);
+    assert_int_equal(sp->result_codec, NNM_CODEC_AUTO);
+    assert_int_equal(sp->node_begin, 3);
+    assert_int_equal(sp->node_end, 9);
+    assert_int_equal(sp->part_kind, NNM_PART_ROWS);
+    assert_int_equal(sp->part_end, 56);
+    assert_int_equal(sp->deadline_ms, 1790000000500ull);
+    assert_int_equal(f->u.task.ntensors, 1);
+    assert_string_equal(f->u.task.tensors[0].name, "input");
+    assert_int_equal(nnm_frame_encode(&enc2, &len2, f, NULL), NNM_OK);
+    assert_int_equal(len2, len + 2);
+    nnm_frame_free(f);
+    assert_int_equal(nnm_frame_decode(&f, enc2, len2, NULL, NULL), NNM_OK);
+    assert_int_equal(f->u.task.spec.result_codec, NNM_CODEC_AUTO);
+    nnm_frame_free(f);
+    free(enc2);
+    free(old);
+
+    craft c;                        /* the same, from msgpack-c */
+    craft_task(&c, 8, 0);
+    assert_int_equal(nnm_frame_decode(&f, (const uint8_t *)c.sb.data, c.sb.size, NULL, NULL),
+                     NNM_OK);
+    assert_int_equal(f->u.task.spec.result_codec, NNM_CODEC_AUTO);
+    nnm_frame_free(f);
+    msgpack_sbuffer_destroy(&c.sb);
+}
+
 static void test_frame_size_cap_is_a_range_error(void **state)
 {
     (void)state;
@@ -812,6 +940,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_frame_every_type_matches_golden_bytes),
         cmocka_unit_test(test_frame_every_golden_reencodes_identically),
+        cmocka_unit_test(test_frame_task_result_codec_round_trips_and_bad_codec_is_rejected),
+        cmocka_unit_test(test_frame_task_spec_of_8_fields_decodes_as_auto),
         cmocka_unit_test(test_frame_header_encode_is_prefix_of_frame),
         cmocka_unit_test(test_frame_decoded_fields_round_trip),
         cmocka_unit_test(test_frame_huge_array_and_map_counts_are_rejected),

@@ -380,6 +380,74 @@ static void test_sched_branches_on_different_nodes(void **state)
     ir__graph_free(g);
 }
 
+/* The result edge of a remote part (its outputs back to the coordinator) gets a wire codec
+ * by the inputs' rule: lossy (f16/int8) for f32 outputs over a slow link only when allowed;
+ * the prediction times the outputs with it. Two equal nodes at 20 MB/s: the first stage is
+ * split, and b sends its rows of a 64 KiB activation back to a. */
+static void test_sched_result_codec_lossy_only_when_allowed(void **state)
+{
+    (void)state;
+    static const char *const ids[] = { "a", "b" };
+    double gf[] = { 1, 1 };
+    nnm_sched *s = mesh(ids, gf, 2, 1.0, 20.0);
+    nnm_graph *g = tu_chain(3, 16, 32);
+    assert_non_null(g);
+    for (int lossy = 0; lossy < 2; lossy++) {
+        nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_CAPACITY, NULL, 0, lossy };
+        nnm_plan *p = NULL, *none = NULL;
+        assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+        assert_int_equal(nnm_plan_copy(&none, p, NULL), NNM_OK);
+        int remote = 0;
+        for (int i = 0; i < p->n_stages; i++)
+            for (int q = 0; q < p->stages[i].n_parts; q++) {
+                const nnm_plan_part *pp = &p->stages[i].parts[q];
+                int far = strcmp(pp->node, "a") != 0;
+                for (int k = 0; k < pp->n_out; k++) {
+                    nnm_codec c = pp->out[k].codec;
+                    assert_int_equal(none->stages[i].parts[q].out[k].codec, c);   /* copied */
+                    print_message("lossy %d: part on %s, out '%s' %zu bytes, codec %d\n", lossy,
+                                  pp->node, pp->out[k].value, pp->out[k].bytes, (int)c);
+                    if (!far) assert_int_equal(c, NNM_CODEC_NONE);
+                    else if (lossy) assert_true(c == NNM_CODEC_F16 || c == NNM_CODEC_INT8_AFFINE);
+                    else assert_true(c == NNM_CODEC_NONE || c == NNM_CODEC_LZ4);
+                    remote += far && pp->out[k].bytes > 10000;
+                    none->stages[i].parts[q].out[k].codec = NNM_CODEC_NONE;
+                }
+            }
+        assert_true(remote > 0);
+        nnm_slice_spec *sp = NULL;      /* what the TASKs ask the workers to answer with */
+        size_t ns = 0, k = 0;
+        assert_int_equal(nnm_plan_to_specs(&sp, &ns, p, NULL), NNM_OK);
+        for (int i = 0; i < p->n_stages; i++)
+            for (int q = 0; q < p->stages[i].n_parts; q++, k++)
+                if (p->stages[i].parts[q].n_out == 1)
+                    assert_int_equal(sp[k].result_codec, p->stages[i].parts[q].out[0].codec);
+        assert_int_equal(k, ns);
+        free(sp);
+        char *txt = NULL;
+        assert_int_equal(nnm_plan_format(&txt, p, g, NULL), NNM_OK);
+        assert_non_null(strstr(txt, lossy ? "bytes, codec int8\n" : "bytes, codec lz4\n"));
+        free(txt);
+        /* The outputs are timed with their codec: sent raw, the same plan is slower. */
+        double lat, lat_none, per;
+        assert_int_equal(nnm_sched_plan_predict(s, p, 0, &lat, &per, NULL), NNM_OK);
+        assert_int_equal(nnm_sched_plan_predict(s, none, 0, &lat_none, &per, NULL), NNM_OK);
+        print_message("lossy %d: predicted %.3f ms, %.3f ms with raw results\n", lossy, lat,
+                      lat_none);
+        assert_true(lat < lat_none);
+        nnm_plan_free(none);
+        nnm_plan_free(p);
+    }
+    /* A spec carries one result codec: a part whose outputs got different ones asks for AUTO. */
+    nnm_plan_output outs[2] = { { .codec = NNM_CODEC_F16 }, { .codec = NNM_CODEC_NONE } };
+    nnm_plan_part two = { .n_out = 2, .out = outs };
+    assert_int_equal(nnm_plan_part_result_codec(&two), NNM_CODEC_AUTO);
+    outs[1].codec = NNM_CODEC_F16;
+    assert_int_equal(nnm_plan_part_result_codec(&two), NNM_CODEC_F16);
+    nnm_sched_free(s);
+    ir__graph_free(g);
+}
+
 /* Every policy x objective x source on several graphs and meshes: every plan runs. */
 static void test_sched_every_plan_runs_locally(void **state)
 {
@@ -484,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_sched_policies_differ_on_heterogeneous_mesh),
         cmocka_unit_test(test_sched_branches_on_different_nodes),
         cmocka_unit_test(test_sched_memory_limits_respected),
+        cmocka_unit_test(test_sched_result_codec_lossy_only_when_allowed),
         cmocka_unit_test(test_sched_lenet_plan_runs_locally),
         cmocka_unit_test(test_sched_every_plan_runs_locally),
     };
