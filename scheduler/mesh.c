@@ -390,25 +390,12 @@ nnm_err nnm_sched_transfer_ms(const nnm_sched *s, const char *from, const char *
     if (a < 0 || b < 0)
         return nnm_diag_set(diag, NNM_ENOTFOUND, "scheduler: no node '%s'",
                             a < 0 ? (from ? from : "") : (to ? to : ""));
-    double ratio;
     switch (codec) {
-    case NNM_CODEC_NONE: ratio = 1; break;
-    case NNM_CODEC_F16: ratio = 0.5; break;
-    case NNM_CODEC_INT8_AFFINE: ratio = 0.25; break;
-    case NNM_CODEC_LZ4: ratio = s->cfg.lz4_ratio; break;
+    case NNM_CODEC_NONE: case NNM_CODEC_F16: case NNM_CODEC_INT8_AFFINE: case NNM_CODEC_LZ4: break;
     default:
         return nnm_diag_set(diag, NNM_EINVAL, "scheduler: codec %d has no cost model", (int)codec);
     }
-    if (a == b || bytes == 0) {
-        *ms = 0;
-        return NNM_OK;
-    }
-    const sched_link *l = &s->links[a][b];
-    double rtt = l->set ? l->rtt_ms : s->cfg.default_rtt_ms;
-    double bw = (l->set ? l->mbps : s->cfg.default_mbps) * 1e3;
-    double t = (rtt / 2 + (double)bytes * ratio / bw) * (refined ? exp(l->logm) : 1.0);
-    if (codec != NNM_CODEC_NONE) t += (double)bytes / (s->cfg.codec_mbps * 1e3);
-    *ms = t;
+    *ms = sched__edge_ms(s, a, b, (double)bytes, codec, refined);
     return NNM_OK;
 }
 
@@ -464,6 +451,13 @@ static double clampq(double lq)
     return lq > LOGQ_MAX ? LOGQ_MAX : lq < -LOGQ_MAX ? -LOGQ_MAX : lq;
 }
 
+/* One observation of link a -> b at lq = log(observed / probed prediction): the EMA. */
+static void link_learn(nnm_sched *s, int a, int b, double lq)
+{
+    sched_link *l = &s->links[a][b];
+    l->logm += s->cfg.ema_alpha * (clampq(lq) - l->logm);
+}
+
 nnm_err nnm_sched_observe_slice(nnm_sched *s, const nnm_plan_part *part, double observed_ms,
                                 nnm_diag *diag)
 {
@@ -501,13 +495,12 @@ nnm_err nnm_sched_observe_transfer(nnm_sched *s, const char *from, const char *t
         return nnm_diag_set(diag, NNM_EINVAL, "scheduler: observed transfer time %g ms is not positive",
                             observed_ms);
     if (a == b) return NNM_OK;
-    sched_link *l = &s->links[a][b];
+    const sched_link *l = &s->links[a][b];
     double rtt = l->set ? l->rtt_ms : s->cfg.default_rtt_ms;
     double bw = (l->set ? l->mbps : s->cfg.default_mbps) * 1e3;
     double pred = rtt / 2 + (double)bytes / bw;
     if (pred <= 0) return NNM_OK;
-    double lq = clampq(log(observed_ms / pred));
-    l->logm += s->cfg.ema_alpha * (lq - l->logm);
+    link_learn(s, a, b, log(observed_ms / pred));
     check_drift(s);
     return NNM_OK;
 }
@@ -533,9 +526,8 @@ nnm_err nnm_sched_observe_exchange(nnm_sched *s, const nnm_plan_part *part, doub
                                               "a positive time", id, net_ms);
     double pred = sched__part_xfer_ms(s, sink, j, part, 0);
     if (!(pred > 0)) return NNM_OK;     /* nothing crossed (no inputs, no outputs) */
-    double lq = clampq(log(net_ms / pred));
-    s->links[sink][j].logm += s->cfg.ema_alpha * (lq - s->links[sink][j].logm);
-    s->links[j][sink].logm += s->cfg.ema_alpha * (lq - s->links[j][sink].logm);
+    link_learn(s, sink, j, log(net_ms / pred));
+    link_learn(s, j, sink, log(net_ms / pred));
     check_drift(s);
     return NNM_OK;
 }
