@@ -89,7 +89,8 @@ typedef struct job {
     int done, local;
     int checked;               /* a spot check confirmed the peer's outputs */
     double compute_ms;
-    double held_ms;            /* a peer's: compute plus the wait its trace reports */
+    double held_ms;            /* a peer's: compute plus the wait its trace reports; < 0:
+                                * its result had no trace */
     uint64_t transfer_us, wait_us;
     double send_ms;            /* the coordinator's work sending the task; < 0: it shipped
                                 * weights too (a one-time cost, not a sample) */
@@ -587,7 +588,7 @@ static nnm_err take_result(const nnm_coord_env *env, const uint8_t *hash, job *j
                             nnm_strerror((nnm_err)f->u.result.status));
     double rt = now_ms() - j->sent_ms;
     j->compute_ms = 0;
-    j->held_ms = 0;
+    j->held_ms = -1;
     if (f->u.result.ntrace > 0) {
         j->compute_ms = (double)f->u.result.trace[0].compute_us / 1e3;
         j->held_ms = j->compute_ms + (double)f->u.result.trace[0].wait_us / 1e3;
@@ -878,9 +879,10 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
                     double rt = ready > mine->posted_ms ? ready - mine->posted_ms : 0;
                     if (mine->send_ms >= 0) {
                         /* The network both ways: the round trip less what the peer says it
-                         * held the task; it refines the two links (an answer that claims
-                         * to have been held longer than its round trip teaches nothing). */
-                        if (rt > mine->held_ms)
+                         * held the task; it refines the two links (an answer without a
+                         * trace, or that claims to have been held longer than its round
+                         * trip, teaches nothing). */
+                        if (mine->held_ms >= 0 && rt > mine->held_ms)
                             nnm_sched_observe_exchange(env->sched, mine->pp, rt - mine->held_ms, NULL);
                         nnm_sched_observe_part(env->sched, mine->pp, rt, mine->compute_ms,
                                                mine->send_ms, NULL);
