@@ -154,6 +154,7 @@ int nnm_cli_infer(int argc, char **argv)
     f.u.task.spec.node_begin = 0;
     f.u.task.spec.node_end = NNM_TASK_WHOLE_MODEL;
     f.u.task.spec.part_kind = NNM_PART_WHOLE;
+    f.u.task.spec.result_codec = NNM_CODEC_AUTO;   /* ignored: a request's reply is NONE */
     f.u.task.ntensors = (size_t)n_spec;
     f.u.task.tensors = wt;
     if (nnm_link_send(l, node, &f, &d) != NNM_OK) {

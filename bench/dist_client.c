@@ -178,6 +178,7 @@ int main(int argc, char **argv)
             f.u.task.spec.node_begin = 0;
             f.u.task.spec.node_end = NNM_TASK_WHOLE_MODEL;
             f.u.task.spec.part_kind = NNM_PART_WHOLE;
+            f.u.task.spec.result_codec = NNM_CODEC_AUTO;   /* ignored: a request's reply is NONE */
             f.u.task.ntensors = 1;
             f.u.task.tensors = &wt;
             sl[k].request = f.hdr.request;

@@ -115,6 +115,7 @@ static nnm_err send_req(client *c, const char *node, uint64_t id, nnm_diag *d)
     f.u.task.spec.node_begin = 0;
     f.u.task.spec.node_end = NNM_TASK_WHOLE_MODEL;
     f.u.task.spec.part_kind = NNM_PART_WHOLE;
+    f.u.task.spec.result_codec = NNM_CODEC_AUTO;   /* ignored: a request's reply is NONE */
     f.u.task.ntensors = 1;
     f.u.task.tensors = c->wt;
     return nnm_link_send(c->l, node, &f, d);

@@ -24,6 +24,7 @@
 
 #include "nnmesh/config.h"
 #include "nnmesh/crypto.h"
+#include "nnmesh/scheduler.h"
 #include "nnmesh/transport.h"
 
 enum { T_STRING, T_INT, T_SIZE, T_BOOL, T_DURATION, T_LIST, T_ID, T_PATH, T_FRACTION };
@@ -127,6 +128,17 @@ static const keydef keys[] = {
     { "scheduler", "exclude_for", T_DURATION, "0s", "604800s", "0s",
       "How long a peer caught by a spot check stays out of this node's plans; 0s keeps it "
       "out until this node restarts.", OFF(exclude_ms), 0 },
+    { "scheduler", "allow_lossy", T_BOOL, NULL, NULL, "false",
+      "Let the plans of requests this node coordinates send f32 tensors between nodes as "
+      "f16 or int8 where that is faster; outputs then differ from a single node's by more "
+      "than 1e-5 of their scale. Off: lossless codecs only (none, lz4).",
+      OFF(allow_lossy), 0 },
+    { "scheduler", "forward", T_BOOL, NULL, NULL, "true",
+      "When this node coordinates and two consecutive stages of a plan both run on peers, the "
+      "first stage's peers send their outputs straight to the next stage's peers instead of "
+      "through this node. Parts routed that way are never spot-checked (their inputs and "
+      "outputs do not pass through here); false keeps every part's data on this node's link.",
+      OFF(forward), 0 },
 
     { "control", "allow_shell_ingress", T_BOOL, NULL, NULL, "false",
       "Accept raw .npy requests published by mosquitto_pub on the request topic (not signed: "
@@ -919,4 +931,9 @@ nnm_err nnm_config_broker_opts(const nnm_config *c, nnm_mqtt_opts *o,
     password[strcspn(password, "\r\n")] = '\0';
     o->password = password;
     return NNM_OK;
+}
+
+void nnm_config_plan_opts(const nnm_config *c, nnm_plan_opts *o)
+{
+    o->allow_lossy = c->allow_lossy;
 }

@@ -329,6 +329,8 @@ struct nnm_node {
     size_t n_reqq;
     int throughput;              /* objective: stream throughput instead of latency (mu) */
     nnm_coord_stats cst;         /* written under mu (coordinate copies it in and out) */
+    nnm_coord_inbox *inbox;      /* routed tasks waiting for pieces (poll thread) */
+    nnm_coord_inbox_stats ist;   /* its counters, copied under mu for the stats JSON */
     char req_label[96];          /* the request being coordinated, for log lines */
     int corrupt_results;         /* NNMESH_FAILPOINTS=corrupt-results (tests only) */
     char f_req[NNM_TOPIC_MAX], f_req_any[NNM_TOPIC_MAX + 64];
@@ -735,6 +737,7 @@ nnm_err nnm_node_new(nnm_node **out, const nnm_node_opts *o, nnm_diag *diag)
     wo.threads = o->capacity.threads > 0 ? o->capacity.threads : 1;
     wo.cache_dir = o->cache_dir;
     if ((rc = nnm_worker_new(&n->worker, &wo, diag)) != NNM_OK) goto fail;
+    if ((rc = nnm_coord_inbox_new(&n->inbox, 0, 0, diag)) != NNM_OK) goto fail;
     if ((rc = nnm_sched_new(&n->sched, n->id, NULL, diag)) != NNM_OK) goto fail;
     if (c->allow_shell_ingress) {
         /* req/<id>/+ reaches this node; req/any/+ is a shared subscription, so each request
@@ -886,15 +889,23 @@ static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char 
              PRIu64 ",\"bytes_out\":%" PRIu64 ",\"link\":{\"rx_frames\":%" PRIu64
              ",\"rx_bytes\":%" PRIu64 ",\"tx_frames\":%" PRIu64 ",\"tx_bytes\":%" PRIu64
              ",\"sessions\":%" PRIu64 "},\"slice_ms\":{\"p50\":%.3f,\"p99\":%.3f},"
-             "\"coordinator\":{\"tasks_sent\":%" PRIu64 ",\"tasks_local\":%" PRIu64
+             "\"coordinator\":{\"tasks_sent\":%" PRIu64 ",\"tasks_routed\":%" PRIu64
+             ",\"tasks_local\":%" PRIu64
              ",\"tasks_retried\":%" PRIu64 ",\"models_sent\":%" PRIu64 ",\"results_late\":%"
              PRIu64 ",\"plans\":%" PRIu64 ",\"plan_ms\":{\"last\":%.3f,\"max\":%.3f,"
-             "\"total\":%.3f}},\"shell_dropped\":%" PRIu64 ",",
+             "\"total\":%.3f},\"result_codecs\":{",
              s->requests, s->slices_run, ms.received_bytes, ms.published_bytes, ls.rx_frames,
              ls.rx_bytes, ls.tx_frames, ls.tx_bytes, ls.sessions, percentile(n, 0.5),
-             percentile(n, 0.99), n->cst.tasks_sent, n->cst.tasks_local, n->cst.tasks_retried,
+             percentile(n, 0.99), n->cst.tasks_sent, n->cst.tasks_routed, n->cst.tasks_local,
+             n->cst.tasks_retried,
              n->cst.models_sent, n->cst.results_late, n->cst.plans, n->cst.plan_ms_last,
-             n->cst.plan_ms_max, n->cst.plan_ms_total, n->shell_dropped);
+             n->cst.plan_ms_max, n->cst.plan_ms_total);
+    /* Output tensors peers answered with, by wire codec: f16 or int8 here means results
+     * that went through a lossy codec were used. */
+    for (unsigned c = 0; c < NNM_CODEC__COUNT; c++)
+        json_str(buf, len, &k, "%s\"%s\":%" PRIu64, c ? "," : "", nnm_codec_name(c),
+                 n->cst.result_codecs[c]);
+    json_str(buf, len, &k, "}},\"shell_dropped\":%" PRIu64 ",", n->shell_dropped);
     json_str(buf, len, &k, "\"spot_checks\":{\"run\":%" PRIu64 ",\"mismatch\":%" PRIu64
              ",\"reruns\":%" PRIu64 ",\"max_ok\":%.3g},\"excluded\":[", n->cst.spot_checks,
              n->cst.spot_mismatches, n->cst.reruns, n->cst.spot_max_ok);
@@ -906,6 +917,13 @@ static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char 
         if (nnm_coord_peer_suspect(&n->cst, n->cst.suspects[i].id))
             json_str(buf, len, &k, "%s\"%s\"", nx++ ? "," : "", n->cst.suspects[i].id);
     json_str(buf, len, &k, "],");
+    json_str(buf, len, &k, "\"forwarding\":{\"routed\":%" PRIu64 ",\"completed\":%" PRIu64
+             ",\"expired\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"pieces_in\":%" PRIu64
+             ",\"pieces_early\":%" PRIu64 ",\"pieces_dup\":%" PRIu64 ",\"pieces_dropped\":%"
+             PRIu64 ",\"pieces_out\":%" PRIu64 ",\"waiting\":%zu},", n->ist.routed,
+             n->ist.completed, n->ist.expired, n->ist.rejected, n->ist.pieces_in,
+             n->ist.pieces_early, n->ist.pieces_dup, n->ist.pieces_dropped, n->ist.pieces_out,
+             n->ist.waiting);
     json_str(buf, len, &k, "\"errors\":{\"publish\":%" PRIu64 ",\"frames_unsupported\":%" PRIu64
              ",\"connect_failures\":%" PRIu64 ",\"connections_lost\":%" PRIu64 "},",
              s->publish_errors, s->frames_unsupported, ms.connect_failures, ms.lost);
@@ -960,7 +978,7 @@ nnm_err nnm_node_stats_json(nnm_node *n, char *buf, size_t len)
 
 static void publish_stats(nnm_node *n, const char *state)
 {
-    char json[8192];
+    char json[16384];
     pthread_mutex_lock(&n->mu);
     nnm_err rc = stats_json_locked(n, json, sizeof json, state);
     pthread_mutex_unlock(&n->mu);
@@ -1232,6 +1250,8 @@ static void coord_env(nnm_node *n, nnm_coord_env *env)
     env->exclude_ms = n->cfg->exclude_ms > 0 ? (unsigned)n->cfg->exclude_ms : 0;
     env->log = coord_log;
     env->corrupt_results = n->corrupt_results;
+    env->forward = n->cfg->forward;
+    env->inbox = n->inbox;
 }
 
 static nnm_policy current_policy(nnm_node *n)
@@ -1298,6 +1318,7 @@ static nnm_err coordinate(nnm_node *n, const uint8_t *hash, const char *const *n
     env.request = label;
     nnm_plan_opts po;
     memset(&po, 0, sizeof po);
+    nnm_config_plan_opts(n->cfg, &po);
     po.policy = current_policy(n);
     pthread_mutex_lock(&n->mu);
     po.objective = n->throughput ? NNM_OBJ_THROUGHPUT : NNM_OBJ_LATENCY;
@@ -1496,20 +1517,32 @@ static void on_frame(nnm_node *n, nnm_link_msg *m)
             nnm_link_send(n->link, f->hdr.sender, &r, NULL);
             return;
         }
+        /* A routed TASK may be moved into the inbox by nnm_coord_serve: what the log lines
+         * need is copied first. */
+        unsigned type = f->hdr.type;
+        int piece = type == NNM_FRAME_TENSOR && f->u.tensor.piece;
+        char sender[NNM_ID_MAX + 1];
+        snprintf(sender, sizeof sender, "%s", f->hdr.sender);
+        size_t model_bytes = m->ntensors > 0 ? m->tensors[0].nbytes : 0;
+        nnm_coord_inbox_stats before, after;
+        nnm_coord_inbox_stats_get(n->inbox, &before);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         nnm_coord_env env;
         coord_env(n, &env);
         rc = nnm_coord_serve(&env, m, &d);
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (f->hdr.type == NNM_FRAME_TASK && rc == NNM_OK)
+        nnm_coord_inbox_stats_get(n->inbox, &after);
+        /* A slice ran: an ordinary task, or a routed one whose inputs became whole. */
+        int ran = after.completed > before.completed || (type == NNM_FRAME_TASK && m->frame != NULL);
+        if (ran && rc == NNM_OK)
             record_slice(n, (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
         if (rc != NNM_OK)
-            nlog(n, NNM_NODE_LOG_WARN, "%s from %s: %s", nnm_frame_type_name(f->hdr.type),
-                 f->hdr.sender, d.msg);
-        else if (f->hdr.type == NNM_FRAME_TENSOR)
+            nlog(n, NNM_NODE_LOG_WARN, "%s from %s: %s", piece ? "piece" : nnm_frame_type_name(type),
+                 sender, d.msg);
+        else if (type == NNM_FRAME_TENSOR && !piece)
             nlog(n, NNM_NODE_LOG_INFO, "model slice from %s received (%zu bytes), cached",
-                 f->hdr.sender, m->ntensors > 0 ? m->tensors[0].nbytes : (size_t)0);
+                 sender, model_bytes);
         return;
     }
     if (f->hdr.type == NNM_FRAME_CTL) {
@@ -1556,8 +1589,14 @@ void nnm_node_poll(nnm_node *n, unsigned timeout_ms)
         nnm_link_msg_cleanup(&m);
         n->last_busy = mono_ms();
     }
+    nnm_coord_env env;
+    coord_env(n, &env);
+    nnm_coord_inbox_expire(&env);
+    nnm_coord_inbox_stats ist;
+    nnm_coord_inbox_stats_get(n->inbox, &ist);
     uint64_t now = mono_ms();
     pthread_mutex_lock(&n->mu);
+    n->ist = ist;
     if (n->n_shq > 0) n->last_busy = now;
     int due = n->publish_now || now >= n->next_advert;
     if (due) {
@@ -1687,6 +1726,7 @@ void nnm_node_free(nnm_node *n)
     for (size_t i = 0; i < n->n_shq; i++) free(n->shq[i].buf);
     for (size_t i = 0; i < n->n_reqq; i++) nnm_link_msg_cleanup(&n->reqq[i]);
     nnm_worker_free(n->worker);
+    nnm_coord_inbox_free(n->inbox);
     nnm_sched_free(n->sched);
     free(n->slots);
     free(n->models);

@@ -8,7 +8,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "nnmesh/coord.h"
+#include "coord_int.h"
 
 static double now_ms(void)
 {
@@ -95,7 +95,44 @@ typedef struct job {
     double send_ms;            /* the coordinator's work sending the task; < 0: it shipped
                                 * weights too (a one-time cost, not a sample) */
     double posted_ms;          /* when nnm_link_send returned */
+    /* Forwarding (see run_once): */
+    int stage;
+    uint64_t id;               /* task id, chosen when the plan is laid out */
+    int check;                 /* drawn for a spot check (never routed) */
+    int placed;                /* all its outputs are in the store */
+    int routed;                /* its TASK has the routed form */
+    struct fwd *fw;            /* pieces of its outputs for the next stage's parts */
+    size_t nfw;
+    nnm_task_await *aw;        /* inputs that come as pieces from the previous stage */
+    size_t naw;
+    const char **ret;          /* outputs it returns (routed: the others are forwarded only) */
+    size_t nret;
 } job;
+
+/* A piece of producer output `name` for consumer job `to`: box [begin, end) of the producer's
+ * output ([vbegin, vend) of the whole value), written at `at` of the consumer's input. */
+typedef struct fwd {
+    int to;
+    const char *name;
+    int ndim;
+    uint64_t begin[NNM_MAX_DIMS], end[NNM_MAX_DIMS], vbegin[NNM_MAX_DIMS], vend[NNM_MAX_DIMS];
+    uint64_t at[NNM_MAX_DIMS];
+} fwd;
+
+static int job_awaits(const job *j, const char *name)
+{
+    for (size_t i = 0; i < j->naw; i++)
+        if (!strcmp(j->aw[i].name, name)) return 1;
+    return 0;
+}
+
+static int job_returns(const job *j, const char *name)
+{
+    if (!j->routed) return 1;
+    for (size_t i = 0; i < j->nret; i++)
+        if (!strcmp(j->ret[i], name)) return 1;
+    return 0;
+}
 
 static uint64_t next_task_id(void)
 {
@@ -108,26 +145,31 @@ static uint64_t next_task_id(void)
     return ++seq;
 }
 
-/* Crops the part's inputs from the store, in the slice's input order. */
-static nnm_err job_inputs(job *j, store *st, nnm_tensor *in, const char **names, nnm_diag *diag)
+/* Crops the part's inputs from the store, in the slice's input order; with skip_awaited,
+ * only those that do not come as pieces. *n gets how many. */
+static nnm_err job_inputs(job *j, store *st, nnm_tensor *in, const char **names, int skip_awaited,
+                          int *n, nnm_diag *diag)
 {
     int ni = nnm_graph_input_count(j->slice);
+    *n = 0;
     for (int k = 0; k < ni; k++) {
         nnm_io_info io;
         nnm_region r;
         nnm_graph_input_get(j->slice, k, &io);
         nnm_graph_input_region(j->slice, k, &r);
+        if (skip_awaited && job_awaits(j, io.name)) continue;
         nnm_tensor *w = store_get(st, io.name);
         if (w == NULL)
             return nnm_diag_set(diag, NNM_ESTATE, "value '%s' is needed before it is computed", io.name);
-        nnm_err rc = nnm_tensor_crop(&in[k], w, &r);
+        nnm_err rc = nnm_tensor_crop(&in[*n], w, &r);
         if (rc != NNM_OK) return nnm_diag_set(diag, rc, "cannot crop '%s' for its part", io.name);
-        names[k] = nnm_graph_input_count(j->slice) ? io.name : "";
+        names[(*n)++] = io.name;
     }
     return NNM_OK;
 }
 
-/* Places a part's outputs (slice output order) into the whole tensors. */
+/* Places a part's outputs (slice output order; entries with data NULL were not returned)
+ * into the whole tensors. */
 static nnm_err job_place(job *j, store *st, const nnm_tensor *outs, int n,
                          nnm_diag *diag)
 {
@@ -136,6 +178,7 @@ static nnm_err job_place(job *j, store *st, const nnm_tensor *outs, int n,
     for (int k = 0; k < no; k++) {
         nnm_io_info io;
         nnm_region r;
+        if (outs[k].data == NULL && outs[k].nbytes == 0 && outs[k].ndim == 0) continue;
         nnm_graph_output_get(j->slice, k, &io);
         nnm_graph_output_region(j->slice, k, &r);
         nnm_tensor *w = store_get(st, io.name);
@@ -159,7 +202,7 @@ static nnm_err run_part(const nnm_coord_env *env, const uint8_t *hash, job *j, s
     const char **names = calloc((size_t)ni + 1, sizeof *names);
     nnm_err rc = NNM_ENOMEM;
     if (!in || !names) goto out;
-    if ((rc = job_inputs(j, st, in, names, diag)) != NNM_OK) goto out;
+    if ((rc = job_inputs(j, st, in, names, 0, &ni, diag)) != NNM_OK) goto out;
     nnm_slice_spec s;
     memset(&s, 0, sizeof s);
     memcpy(s.model_hash, hash, NNM_WIRE_HASH_BYTES);
@@ -199,7 +242,7 @@ static nnm_err run_local(const nnm_coord_env *env, const nnm_graph *g, const uin
         rc = place_outputs(j, st, outs, n_out, diag);
         snprintf(j->node, sizeof j->node, "%s", env->self);
         j->local = 1;
-        j->done = rc == NNM_OK;
+        j->done = j->placed = rc == NNM_OK;
     }
     nnm_task_outputs_free(outs, n_out);
     return rc;
@@ -487,7 +530,8 @@ static nnm_codec edge_codec(const nnm_coord_env *env, const nnm_plan_part *pp, c
 }
 
 static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, uint32_t attempt,
-                         unsigned timeout_ms, nnm_coord_stats *stats, store *st, nnm_diag *diag)
+                         unsigned timeout_ms, nnm_coord_stats *stats, store *st,
+                         const job *jobs_all, nnm_diag *diag)
 {
     double t_start = now_ms();     /* the send work is serial here: the scheduler learns it */
     int shipped_now = 0;
@@ -497,7 +541,7 @@ static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, 
     nnm_wire_tensor *wt = calloc((size_t)ni + 1, sizeof *wt);
     nnm_err rc = NNM_ENOMEM;
     if (!in || !names || !wt) goto out;
-    if ((rc = job_inputs(j, st, in, names, diag)) != NNM_OK) goto out;
+    if ((rc = job_inputs(j, st, in, names, 1, &ni, diag)) != NNM_OK) goto out;
     for (int k = 0; k < ni; k++) {
         if ((rc = nnm_wire_tensor_encode(&wt[k], &in[k], edge_codec(env, j->pp, names[k]), diag)) != NNM_OK)
             goto out;
@@ -508,7 +552,7 @@ static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, 
         rc = nnm_diag_set(diag, NNM_ECONN, "'%s' left the mesh", j->node);
         goto out;
     }
-    j->task_id = next_task_id();
+    j->task_id = j->id ? j->id : next_task_id();
     nnm_frame f;
     memset(&f, 0, sizeof f);
     f.hdr.type = NNM_FRAME_TASK;
@@ -556,12 +600,40 @@ static nnm_err send_task(const nnm_coord_env *env, const uint8_t *hash, job *j, 
     s->result_codec = (uint8_t)(env->codec ? env->codec : nnm_plan_part_result_codec(j->pp));
     f.u.task.ntensors = (size_t)ni;
     f.u.task.tensors = wt;
+    nnm_task_forward *tf = NULL;
+    if (j->routed) {
+        f.u.task.routed = 1;
+        f.u.task.nawait = j->naw;
+        f.u.task.await = j->aw;
+        f.u.task.nreturn = j->nret;
+        f.u.task.returns = j->ret;
+        if (j->nfw && (tf = calloc(j->nfw, sizeof *tf)) == NULL) {
+            rc = nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < j->nfw; i++) {
+            const fwd *w = &j->fw[i];
+            snprintf(tf[i].node, sizeof tf[i].node, "%s", jobs_all[w->to].node);
+            tf[i].task = jobs_all[w->to].id;
+            tf[i].name = w->name;
+            tf[i].ndim = w->ndim;
+            memcpy(tf[i].begin, w->begin, sizeof w->begin);
+            memcpy(tf[i].end, w->end, sizeof w->end);
+            memcpy(tf[i].at, w->at, sizeof w->at);
+        }
+        f.u.task.nforward = j->nfw;
+        f.u.task.forward = tf;
+    }
     j->sent_ms = now_ms();
     j->deadline_ms = j->sent_ms + timeout_ms;
     rc = nnm_link_send(env->link, j->node, &f, diag);
     j->posted_ms = now_ms();
     j->send_ms = shipped_now ? -1 : j->posted_ms - t_start;
-    if (rc == NNM_OK && stats) stats->tasks_sent++;
+    if (rc == NNM_OK && stats) {
+        stats->tasks_sent++;
+        stats->tasks_routed += j->routed != 0;
+    }
+    free(tf);
 out:
     for (int k = 0; wt && k < ni; k++) nnm_wire_tensor_cleanup(&wt[k]);
     for (int k = 0; in && k < ni; k++) nnm_tensor_cleanup(&in[k]);
@@ -598,10 +670,15 @@ static nnm_err take_result(const nnm_coord_env *env, const uint8_t *hash, job *j
      * slice re-derives the slice's outputs, possibly in another order (a residual block's
      * skip and main values have the same shape, so a positional match would place them
      * silently swapped). Unnamed outputs fall back to position. */
-    int no = nnm_graph_output_count(j->slice);
-    if ((size_t)no != m->ntensors)
+    int no = nnm_graph_output_count(j->slice), want = 0;
+    for (int k = 0; k < no; k++) {
+        nnm_io_info io;
+        nnm_graph_output_get(j->slice, k, &io);
+        want += job_returns(j, io.name);
+    }
+    if ((size_t)want != m->ntensors)
         return nnm_diag_set(diag, NNM_EFORMAT, "part on '%s' returned %zu outputs, expected %d",
-                            j->node, m->ntensors, no);
+                            j->node, m->ntensors, want);
     nnm_tensor *ord = calloc((size_t)no + 1, sizeof *ord);
     int *codecs = calloc((size_t)no + 1, sizeof *codecs);
     if (!ord || !codecs) {
@@ -613,13 +690,14 @@ static nnm_err take_result(const nnm_coord_env *env, const uint8_t *hash, job *j
     for (int k = 0; k < no && rc == NNM_OK; k++) {
         nnm_io_info io;
         nnm_graph_output_get(j->slice, k, &io);
+        if (!job_returns(j, io.name)) continue;     /* forwarded only: stays empty */
         int found = -1;
         for (size_t i = 0; i < m->ntensors && found < 0; i++) {
             const char *nm = f->u.result.tensors[i].name;
             if (nm == NULL || nm[0] == '\0') found = -2;
             else if (!strcmp(nm, io.name)) found = (int)i;
         }
-        if (found == -2) found = k;   /* unnamed: by position */
+        if (found == -2) found = (size_t)k < m->ntensors ? k : -1;   /* unnamed: by position */
         if (found < 0) {
             rc = nnm_diag_set(diag, NNM_EFORMAT, "part on '%s' returned no output '%s'", j->node, io.name);
         } else {
@@ -629,7 +707,7 @@ static nnm_err take_result(const nnm_coord_env *env, const uint8_t *hash, job *j
                 stats->result_codecs[codecs[k]]++;
         }
     }
-    if (rc == NNM_OK && draw_check(env->spot_check)) {
+    if (rc == NNM_OK && j->check) {
         /* Checked before placing: the part's inputs in st are not touched by placing its
          * outputs (a stage's parts read earlier stages only), so the re-run sees exactly
          * what the peer was sent. */
@@ -650,7 +728,10 @@ static nnm_err take_result(const nnm_coord_env *env, const uint8_t *hash, job *j
     }
     free(ord);
     free(codecs);
-    if (rc == NNM_OK) j->done = 1;
+    if (rc == NNM_OK) {
+        j->done = 1;
+        j->placed = j->nret == (size_t)no || !j->routed;
+    }
     return rc;
 }
 
@@ -708,6 +789,384 @@ static void plan_timed(const nnm_coord_env *env, nnm_coord_stats *stats, double 
     }
 }
 
+/* ---- forwarding: which stage feeds the next directly -------------------------------------- */
+
+/* The run's parts, all stages, in stage order. */
+typedef struct run {
+    const nnm_coord_env *env;
+    const nnm_graph *g;
+    const uint8_t *hash;
+    nnm_coord_stats *stats;
+    store st;
+    job *jobs;
+    int nj;
+    unsigned tmo;
+} run;
+
+static int slice_has_output(const nnm_graph *slice, const char *name, int *k)
+{
+    for (int i = 0; i < nnm_graph_output_count(slice); i++) {
+        nnm_io_info io;
+        nnm_graph_output_get(slice, i, &io);
+        if (!strcmp(io.name, name)) {
+            if (k) *k = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int slice_input_index(const nnm_graph *slice, const char *name)
+{
+    for (int i = 0; i < nnm_graph_input_count(slice); i++) {
+        nnm_io_info io;
+        nnm_graph_input_get(slice, i, &io);
+        if (!strcmp(io.name, name)) return i;
+    }
+    return -1;
+}
+
+static int graph_output(const nnm_graph *g, const char *name)
+{
+    for (int i = 0; i < nnm_graph_output_count(g); i++) {
+        nnm_io_info io;
+        nnm_graph_output_get(g, i, &io);
+        if (!strcmp(io.name, name)) return 1;
+    }
+    return 0;
+}
+
+/* The stage whose parts produce value name, or -1 (a graph input). */
+static int producer_stage(const run *r, const char *name)
+{
+    for (int i = 0; i < r->nj; i++)
+        if (slice_has_output(r->jobs[i].slice, name, NULL)) return r->jobs[i].stage;
+    return -1;
+}
+
+/* A part that may take part in forwarding: on a peer that is reachable, trusted now, not
+ * drawn for a spot check (a checked part's inputs and outputs must pass through here). */
+static int routable(const run *r, const job *j)
+{
+    const nnm_coord_env *env = r->env;
+    return strcmp(j->node, env->self) != 0 && !j->check &&
+           !nnm_coord_peer_excluded(r->stats, j->node) && !nnm_coord_peer_suspect(r->stats, j->node) &&
+           !(env->peer_alive && !env->peer_alive(env->ctx, j->node));
+}
+
+/* Adds the piece of producer p's output k that consumer q needs as its input ki. */
+static nnm_err add_piece(run *r, job *p, int k, int q, int ki, nnm_diag *diag)
+{
+    nnm_io_info io;
+    nnm_region rp, rq;
+    nnm_graph_output_get(p->slice, k, &io);
+    nnm_graph_output_region(p->slice, k, &rp);
+    nnm_graph_input_region(r->jobs[q].slice, ki, &rq);
+    const nnm_tensor *whole = store_get(&r->st, io.name);
+    if (whole == NULL) return nnm_diag_set(diag, NNM_ESTATE, "no room for '%s'", io.name);
+    fwd w;
+    memset(&w, 0, sizeof w);
+    w.to = q;
+    w.name = io.name;
+    w.ndim = whole->ndim;
+    for (int d = 0; d < whole->ndim; d++) {
+        uint64_t lo = 0, hi = (uint64_t)whole->shape[d];
+        if (rp.axis == d) { lo = lo > (uint64_t)rp.begin ? lo : (uint64_t)rp.begin; hi = hi < (uint64_t)rp.end ? hi : (uint64_t)rp.end; }
+        if (rq.axis == d) { lo = lo > (uint64_t)rq.begin ? lo : (uint64_t)rq.begin; hi = hi < (uint64_t)rq.end ? hi : (uint64_t)rq.end; }
+        if (lo >= hi) return NNM_OK;               /* this producer has none of it */
+        w.vbegin[d] = lo;
+        w.vend[d] = hi;
+        uint64_t po = rp.axis == d ? (uint64_t)rp.begin : 0, qo = rq.axis == d ? (uint64_t)rq.begin : 0;
+        w.begin[d] = lo - po;
+        w.end[d] = hi - po;
+        w.at[d] = lo - qo;
+    }
+    fwd *nw = realloc(p->fw, (p->nfw + 1) * sizeof *nw);
+    if (nw == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+    p->fw = nw;
+    p->fw[p->nfw++] = w;
+    return NNM_OK;
+}
+
+/* Decides, before anything is sent, which stages the previous one feeds directly: stage s
+ * is fed when it and stage s-1 run entirely on routable peers and every input of s comes
+ * from s-1, from the request, or from a stage that is complete here by the time s is sent
+ * (one before the last stage that waits). Fills the parts' awaits, forwards and returns. */
+static nnm_err plan_routes(run *r, const nnm_plan *plan, int *fed, nnm_diag *diag)
+{
+    int first = 0, last_wait = 0;
+    fed[0] = 0;
+    for (int s = 0; s < plan->n_stages; s++) {
+        int n = plan->stages[s].n_parts;
+        if (s > 0) {
+            int ok = r->env->forward;
+            for (int p = first - plan->stages[s - 1].n_parts; ok && p < first + n; p++)
+                ok = routable(r, &r->jobs[p]);
+            for (int p = first; ok && p < first + n; p++) {
+                const nnm_graph *sl = r->jobs[p].slice;
+                for (int i = 0; ok && i < nnm_graph_input_count(sl); i++) {
+                    nnm_io_info io;
+                    nnm_graph_input_get(sl, i, &io);
+                    int ps = producer_stage(r, io.name);
+                    ok = ps == s - 1 || ps < last_wait;
+                }
+            }
+            fed[s] = ok;
+            if (!ok) last_wait = s;
+        }
+        first += n;
+    }
+    /* Awaits and pieces. */
+    for (int q = 0; q < r->nj; q++) {
+        job *c = &r->jobs[q];
+        if (!fed[c->stage]) continue;
+        for (int i = 0; i < nnm_graph_input_count(c->slice); i++) {
+            nnm_io_info io;
+            nnm_graph_input_get(c->slice, i, &io);
+            if (producer_stage(r, io.name) != c->stage - 1) continue;
+            nnm_task_await *na = realloc(c->aw, (c->naw + 1) * sizeof *na);
+            if (na == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+            c->aw = na;
+            nnm_task_await *a = &c->aw[c->naw++];
+            memset(a, 0, sizeof *a);
+            a->name = io.name;
+            a->dtype = (uint8_t)io.dtype;
+            a->ndim = io.ndim;
+            for (int d = 0; d < io.ndim; d++) a->shape[d] = (uint64_t)io.shape[d];
+            c->routed = 1;
+            for (int p = 0; p < r->nj; p++) {
+                int k;
+                if (r->jobs[p].stage == c->stage - 1 && slice_has_output(r->jobs[p].slice, io.name, &k)) {
+                    nnm_err rc = add_piece(r, &r->jobs[p], k, q, i, diag);
+                    if (rc != NNM_OK) return rc;
+                }
+            }
+        }
+    }
+    /* Returns of every routed part: an output comes back unless every part that reads it
+     * awaits it as pieces. */
+    for (int p = 0; p < r->nj; p++) {
+        job *j = &r->jobs[p];
+        if (j->nfw == 0 && j->naw == 0) continue;
+        int no = nnm_graph_output_count(j->slice);
+        if ((j->ret = calloc((size_t)no + 1, sizeof *j->ret)) == NULL)
+            return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+        for (int k = 0; k < no; k++) {
+            nnm_io_info io;
+            nnm_graph_output_get(j->slice, k, &io);
+            int needed = graph_output(r->g, io.name);
+            for (int q = 0; q < r->nj && !needed; q++)
+                needed = slice_input_index(r->jobs[q].slice, io.name) >= 0 &&
+                         !job_awaits(&r->jobs[q], io.name);
+            if (needed) j->ret[j->nret++] = io.name;
+        }
+        j->routed = 1;
+    }
+    return NNM_OK;
+}
+
+/* Whether value name is whole in the store: a request input, or every part producing it
+ * placed it. */
+static int have_value(const run *r, const char *name)
+{
+    for (int i = 0; i < r->nj; i++) {
+        const job *j = &r->jobs[i];
+        if (!slice_has_output(j->slice, name, NULL)) continue;
+        if (!(j->placed || (j->done && job_returns(j, name)))) return 0;
+    }
+    return 1;
+}
+
+static void bump_consumers(run *r, job *p)
+{
+    double until = now_ms() + r->tmo;
+    for (size_t i = 0; i < p->nfw; i++) {
+        job *c = &r->jobs[p->fw[i].to];
+        if (c->deadline_ms < until) c->deadline_ms = until;
+    }
+}
+
+/* p ran here: its consumers (only = -1: all; else that job) still wait for its pieces,
+ * which now come from the store. */
+static void send_pieces_from_store(run *r, job *p, int only)
+{
+    for (size_t i = 0; i < p->nfw; i++) {
+        const fwd *w = &p->fw[i];
+        job *c = &r->jobs[w->to];
+        if (only >= 0 && w->to != only) continue;
+        if (c->done || c->task_id == 0) continue;      /* not sent yet: it gets them then */
+        const nnm_tensor *whole = store_get(&r->st, w->name);
+        nnm_diag d;
+        nnm_diag_clear(&d);
+        if (whole == NULL ||
+            coord__send_piece(r->env, r->env->self, c->node, c->id, w->name, whole, w->vbegin,
+                              w->vend, w->at, edge_codec(r->env, c->pp, w->name), &d) != NNM_OK) {
+            /* The consumer's deadline runs out and it runs here. */
+            continue;
+        }
+    }
+    bump_consumers(r, p);
+}
+
+/* Runs job j here, first running here whatever produces an input the store lacks (a
+ * forwarded value whose producer or consumer failed), and sends j's pieces on if it has
+ * routed consumers. */
+static nnm_err run_here(run *r, job *j, int depth, nnm_diag *diag)
+{
+    if (depth > r->nj) return nnm_diag_set(diag, NNM_ESTATE, "forwarding loop");
+    for (int i = 0; i < nnm_graph_input_count(j->slice); i++) {
+        nnm_io_info io;
+        nnm_graph_input_get(j->slice, i, &io);
+        if (have_value(r, io.name)) continue;
+        for (int p = 0; p < r->nj; p++) {
+            job *q = &r->jobs[p];
+            if (q->placed || !slice_has_output(q->slice, io.name, NULL)) continue;
+            if (!q->done && q->task_id && r->stats) r->stats->tasks_retried++;
+            q->task_id = 0;                 /* a late answer is discarded */
+            nnm_err rc = run_here(r, q, depth + 1, diag);
+            if (rc != NNM_OK) return rc;
+        }
+    }
+    nnm_err rc = run_local(r->env, r->g, r->hash, j, &r->st, diag);
+    if (rc != NNM_OK) return rc;
+    if (r->stats) r->stats->tasks_local++;
+    if (j->nfw) send_pieces_from_store(r, j, -1);
+    return NNM_OK;
+}
+
+/* A part that failed on its peer (timeout, departure, error): it runs here. */
+static nnm_err take_over(run *r, job *j, nnm_diag *diag)
+{
+    j->task_id = 0;     /* a late answer is now unknown: discarded */
+    if (r->stats) r->stats->tasks_retried++;
+    return run_here(r, j, 0, diag);
+}
+
+/* Whether a producer of one of j's awaited inputs has not finished. */
+static int waits_for_producer(const run *r, const job *j)
+{
+    for (size_t a = 0; a < j->naw; a++)
+        for (int p = 0; p < r->nj; p++)
+            if (!r->jobs[p].done && slice_has_output(r->jobs[p].slice, j->aw[a].name, NULL)) return 1;
+    return 0;
+}
+
+/* Waits until every part sent so far has finished (or was run here). */
+static nnm_err wait_parts(run *r, double t0, unsigned deadline_ms, int *redo, nnm_diag *diag)
+{
+    const nnm_coord_env *env = r->env;
+    nnm_coord_stats *stats = r->stats;
+    nnm_err rc;
+    for (;;) {
+        int pending = 0;
+        double now = now_ms();
+        for (int p = 0; p < r->nj; p++) {
+            job *j = &r->jobs[p];
+            if (j->done || j->task_id == 0) continue;
+            int gone = (env->peer_alive && !env->peer_alive(env->ctx, j->node)) ||
+                       nnm_coord_peer_excluded(stats, j->node);
+            /* A part waiting for its pieces is not late while its producers work. */
+            if (!gone && (now <= j->deadline_ms || waits_for_producer(r, j))) {
+                pending++;
+                continue;
+            }
+            if (!gone) {
+                suspect_peer(env, stats, j->node, r->tmo);
+                /* At least this slow: the cost model learns it too. */
+                if (j->naw == 0) nnm_sched_observe_slice(env->sched, j->pp, now - j->sent_ms, NULL);
+            }
+            if ((rc = take_over(r, j, diag)) != NNM_OK) return rc;
+        }
+        if (!pending) return NNM_OK;
+        if (deadline_ms && now - t0 > deadline_ms)
+            return nnm_diag_set(diag, NNM_ETIMEOUT, "request deadline of %u ms passed", deadline_ms);
+        nnm_link_msg m;
+        memset(&m, 0, sizeof m);
+        nnm_diag d2;
+        double asked = now_ms();
+        nnm_err r2 = nnm_link_recv(env->link, &m, 20, &d2);
+        if (r2 != NNM_OK) continue;
+        /* An answer's round trip ends at its arrival (complete and opened, stamped by the
+         * link) plus its decode here: the time it sat in the queue while the coordinator
+         * was busy with other parts is not the peer's. */
+        double got = now_ms(), arrived = m.arrived_ms > 0 ? m.arrived_ms : asked;
+        double ready = arrived + (got - (arrived > asked ? arrived : asked));
+        const nnm_frame *f = m.frame;
+        job *mine = NULL;
+        if (f && (f->hdr.type == NNM_FRAME_RESULT || f->hdr.type == NNM_FRAME_ERROR)) {
+            /* Any answer, even a late one, shows the peer is back. */
+            nnm_coord_peer_unsuspect(stats, f->hdr.sender);
+            for (int p = 0; p < r->nj && !mine; p++)
+                if (!r->jobs[p].done && r->jobs[p].task_id && r->jobs[p].task_id == f->hdr.request &&
+                    !strcmp(r->jobs[p].node, f->hdr.sender))
+                    mine = &r->jobs[p];
+            if (!mine) {
+                if (stats) stats->results_late++;
+                nnm_link_msg_cleanup(&m);
+                continue;
+            }
+            nnm_diag d3;
+            nnm_diag_clear(&d3);
+            check chk;
+            if (take_result(env, r->hash, mine, &r->st, &m, stats, &chk, &d3) != NNM_OK) {
+                check_cleanup(&chk);
+                /* A peer that lost a shipped slice gets it again next time. */
+                if (d3.code == NNM_ENOTFOUND) ship_forget(mine->node, r->hash, mine->pp);
+                /* An error or a malformed answer: the part runs here. */
+                nnm_link_msg_cleanup(&m);
+                if ((rc = take_over(r, mine, diag)) != NNM_OK) return rc;
+                continue;
+            }
+            nnm_link_msg_cleanup(&m);
+            bump_consumers(r, mine);
+            if (chk.ran && chk.mismatch) {
+                *redo = caught(env, stats, r->jobs, r->nj, mine, &chk, NULL, 0);
+                check_cleanup(&chk);
+                if (*redo)
+                    return nnm_diag_set(diag, NNM_ESTATE, "a peer was caught returning wrong "
+                                        "results: the request runs again without it");
+                continue;
+            }
+            check_cleanup(&chk);
+            if (!mine->local) {
+                nnm_sched_observe_slice(env->sched, mine->pp, mine->compute_ms > 0 ? mine->compute_ms : 0.01, NULL);
+                /* What the part cost beyond compute and bytes: learned per peer, and
+                 * the send work per remote part, so plans stop paying for parts that
+                 * cost more than they save (docs/SCHEDULER.md, "Cost model"). */
+                double rt = ready > mine->posted_ms ? ready - mine->posted_ms : 0;
+                if (mine->send_ms >= 0) {
+                    /* The network both ways: the round trip less what the peer says it
+                     * held the task; it refines the two links (an answer without a
+                     * trace, or that claims to have been held longer than its round
+                     * trip, teaches nothing). */
+                    if (mine->held_ms >= 0 && rt > mine->held_ms)
+                        nnm_sched_observe_exchange(env->sched, mine->pp, rt - mine->held_ms, NULL);
+                    /* A routed part's round trip includes its wait for pieces: not an
+                     * overhead sample. */
+                    if (mine->naw == 0)
+                        nnm_sched_observe_part(env->sched, mine->pp, rt, mine->compute_ms,
+                                               mine->send_ms, NULL);
+                }
+            }
+            continue;
+        }
+        if (env->dispatch) env->dispatch(env->ctx, &m);
+        else nnm_link_msg_cleanup(&m);
+    }
+}
+
+static void run_free(run *r)
+{
+    for (int i = 0; r->jobs && i < r->nj; i++) {
+        nnm_graph_free(r->jobs[i].slice);
+        free(r->jobs[i].fw);
+        free(r->jobs[i].aw);
+        free(r->jobs[i].ret);
+    }
+    free(r->jobs);
+    store_free(&r->st);
+}
+
 /* One run of the request (see nnm_coord_run); *redo is set (with an error) when a spot check
  * caught a peer whose other results this run already used. */
 static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
@@ -720,26 +1179,31 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
     if (trace) *trace = NULL;
     if (n_trace) *n_trace = 0;
     memset(outputs, 0, (size_t)n_out * sizeof *outputs);
-    unsigned tmo = env->task_timeout_ms ? env->task_timeout_ms : 10000;
+    run r;
+    memset(&r, 0, sizeof r);
+    r.env = env;
+    r.g = g;
+    r.hash = hash;
+    r.stats = stats;
+    r.tmo = env->task_timeout_ms ? env->task_timeout_ms : 10000;
     nnm_plan *plan = NULL;
-    store st = { 0 };
-    job *jobs = NULL;
     nnm_trace_entry *tr = NULL;
-    size_t ntr = 0;
+    int *fed = NULL;
     double tp = now_ms();
     nnm_err rc = nnm_sched_plan(env->sched, g, hash, plan_opts, &plan, diag);
     if (rc != NNM_OK) return rc;
     double plan_ms = now_ms() - tp;
     plan_timed(env, stats, plan_ms);
     rc = NNM_ENOMEM;
-    size_t total_parts = 0;
-    for (int s = 0; s < plan->n_stages; s++) total_parts += (size_t)plan->stages[s].n_parts;
-    tr = calloc(total_parts + 1, sizeof *tr);
-    if (!tr) goto fail;
+    for (int s = 0; s < plan->n_stages; s++) r.nj += plan->stages[s].n_parts;
+    tr = calloc((size_t)r.nj + 1, sizeof *tr);
+    r.jobs = calloc((size_t)r.nj + 1, sizeof *r.jobs);
+    fed = calloc((size_t)plan->n_stages + 1, sizeof *fed);
+    if (!tr || !r.jobs || !fed) goto fail;
     for (int i = 0; i < n_in; i++) {
         nnm_io_info io;
         nnm_graph_input_get(g, i, &io);
-        nnm_tensor *w = store_add(&st, &io, diag);
+        nnm_tensor *w = store_add(&r.st, &io, diag);
         if (!w) { rc = NNM_ENOMEM; goto fail; }
         if (w->nbytes != inputs[i].nbytes || w->dtype != inputs[i].dtype) {
             rc = nnm_diag_set(diag, NNM_ESHAPE, "input '%s' has the wrong dtype or size", io.name);
@@ -747,171 +1211,88 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
         }
         memcpy(w->data, inputs[i].data, w->nbytes);
     }
-    for (int s = 0; s < plan->n_stages; s++) {
+    /* Every part of every stage, laid out before anything is sent: a routed part's TASK
+     * names the next stage's tasks. */
+    for (int s = 0, i = 0; s < plan->n_stages; s++) {
         const nnm_plan_stage *stg = &plan->stages[s];
-        jobs = calloc((size_t)stg->n_parts + 1, sizeof *jobs);
-        if (!jobs) { rc = NNM_ENOMEM; goto fail; }
-        for (int p = 0; p < stg->n_parts; p++) {
-            job *j = &jobs[p];
+        for (int p = 0; p < stg->n_parts; p++, i++) {
+            job *j = &r.jobs[i];
             j->pp = &stg->parts[p];
+            j->stage = s;
             snprintf(j->node, sizeof j->node, "%s", j->pp->node);
             if ((rc = nnm_graph_slice(&j->slice, g, j->pp->node_begin, j->pp->node_end,
                                       &j->pp->part, diag)) != NNM_OK)
                 goto fail;
-            if ((rc = store_prepare(&st, g, j->pp->node_begin, j->pp->node_end, diag)) != NNM_OK)
+            if ((rc = store_prepare(&r.st, g, j->pp->node_begin, j->pp->node_end, diag)) != NNM_OK)
                 goto fail;
+            if (strcmp(j->node, env->self) != 0) {
+                j->id = next_task_id();
+                j->check = draw_check(env->spot_check);
+            }
         }
+    }
+    if ((rc = plan_routes(&r, plan, fed, diag)) != NNM_OK) goto fail;
+    for (int s = 0, first = 0; s < plan->n_stages; first += plan->stages[s].n_parts, s++) {
+        int n = plan->stages[s].n_parts;
+        /* A stage fed through here needs the earlier ones finished. */
+        if (!fed[s] && (rc = wait_parts(&r, t0, deadline_ms, redo, diag)) != NNM_OK) goto fail;
         /* Remote parts first, so they compute while the coordinator runs its own. */
-        for (int p = 0; p < stg->n_parts; p++) {
-            job *j = &jobs[p];
+        for (int p = first; p < first + n; p++) {
+            job *j = &r.jobs[p];
             j->wait_us = (uint64_t)((now_ms() - t0) * 1e3);
             if (!strcmp(j->node, env->self)) continue;
-            if (nnm_coord_peer_excluded(stats, j->node) || nnm_coord_peer_suspect(stats, j->node)) {
+            if (!j->routed &&
+                (nnm_coord_peer_excluded(stats, j->node) || nnm_coord_peer_suspect(stats, j->node))) {
                 /* Caught returning wrong results, or not answering: its parts run here. */
                 snprintf(j->node, sizeof j->node, "%s", env->self);
                 continue;
             }
             nnm_diag d2;
             nnm_diag_clear(&d2);
-            if (send_task(env, hash, j, 0, tmo, stats, &st, &d2) != NNM_OK) {
-                /* Could not even send (peer unknown, no session): run it here. */
+            if (send_task(env, hash, j, 0, r.tmo, stats, &r.st, r.jobs, &d2) == NNM_OK) {
+                /* Its producers that already ran here send their pieces now. */
+                for (int q = 0; j->naw && q < r.nj; q++)
+                    if (r.jobs[q].local && r.jobs[q].nfw) send_pieces_from_store(&r, &r.jobs[q], p);
+            } else {
+                /* Could not even send (peer unknown, no session): run it here, after its
+                 * forwarded inputs if it had any. */
                 j->task_id = 0;
                 if (stats) stats->tasks_retried++;
-                snprintf(j->node, sizeof j->node, "%s", env->self);
+                if (j->naw == 0) {
+                    snprintf(j->node, sizeof j->node, "%s", env->self);
+                } else if ((rc = run_here(&r, j, 0, diag)) != NNM_OK) {
+                    goto fail;
+                }
             }
         }
-        for (int p = 0; p < stg->n_parts; p++) {
-            job *j = &jobs[p];
-            if (strcmp(j->node, env->self) != 0) continue;
-            if ((rc = run_local(env, g, hash, j, &st, diag)) != NNM_OK) goto fail;
-            if (stats) stats->tasks_local++;
+        for (int p = first; p < first + n; p++) {
+            job *j = &r.jobs[p];
+            if (strcmp(j->node, env->self) != 0 || j->done) continue;
+            if ((rc = run_here(&r, j, 0, diag)) != NNM_OK) goto fail;
             /* The coordinator's own parts refine its speed too, so a coordinator that gets
              * loaded learns it (and plans around itself) like any peer. A part moved here
              * from a peer is not the peer's time. */
             if (!strcmp(j->pp->node, env->self))
                 nnm_sched_observe_slice(env->sched, j->pp, j->compute_ms > 0 ? j->compute_ms : 0.01, NULL);
         }
-        /* Wait for the remote parts; a timeout, a departure or an error reruns the part
-         * here. Frames that are not our results go to dispatch. */
-        for (;;) {
-            int pending = 0;
-            double now = now_ms();
-            for (int p = 0; p < stg->n_parts; p++) {
-                job *j = &jobs[p];
-                if (j->done) continue;
-                int gone = (env->peer_alive && !env->peer_alive(env->ctx, j->node)) ||
-                           nnm_coord_peer_excluded(stats, j->node);
-                if (now > j->deadline_ms || gone) {
-                    if (!gone) {
-                        suspect_peer(env, stats, j->node, tmo);
-                        /* At least this slow: the cost model learns it too. */
-                        nnm_sched_observe_slice(env->sched, j->pp, now - j->sent_ms, NULL);
-                    }
-                    j->task_id = 0;     /* a late answer is now unknown: discarded */
-                    if (stats) stats->tasks_retried++;
-                    if ((rc = run_local(env, g, hash, j, &st, diag)) != NNM_OK) goto fail;
-                    continue;
-                }
-                pending++;
-            }
-            if (!pending) break;
-            if (deadline_ms && now - t0 > deadline_ms) {
-                rc = nnm_diag_set(diag, NNM_ETIMEOUT, "request deadline of %u ms passed", deadline_ms);
-                goto fail;
-            }
-            nnm_link_msg m;
-            memset(&m, 0, sizeof m);
-            nnm_diag d2;
-            double asked = now_ms();
-            nnm_err r2 = nnm_link_recv(env->link, &m, 20, &d2);
-            if (r2 == NNM_ETIMEOUT) continue;
-            if (r2 != NNM_OK) continue;
-            /* An answer's round trip ends at its arrival (complete and opened, stamped by the
-             * link) plus its decode here: the time it sat in the queue while the coordinator
-             * was busy with other parts is not the peer's. */
-            double got = now_ms(), arrived = m.arrived_ms > 0 ? m.arrived_ms : asked;
-            double ready = arrived + (got - (arrived > asked ? arrived : asked));
-            const nnm_frame *f = m.frame;
-            job *mine = NULL;
-            if (f && (f->hdr.type == NNM_FRAME_RESULT || f->hdr.type == NNM_FRAME_ERROR)) {
-                /* Any answer, even a late one, shows the peer is back. */
-                nnm_coord_peer_unsuspect(stats, f->hdr.sender);
-                for (int p = 0; p < stg->n_parts && !mine; p++)
-                    if (!jobs[p].done && jobs[p].task_id && jobs[p].task_id == f->hdr.request &&
-                        !strcmp(jobs[p].node, f->hdr.sender))
-                        mine = &jobs[p];
-                if (!mine) {
-                    if (stats) stats->results_late++;
-                    nnm_link_msg_cleanup(&m);
-                    continue;
-                }
-                nnm_diag d3;
-                nnm_diag_clear(&d3);
-                check chk;
-                if (take_result(env, hash, mine, &st, &m, stats, &chk, &d3) != NNM_OK) {
-                    check_cleanup(&chk);
-                    /* A peer that lost a shipped slice gets it again next time. */
-                    if (d3.code == NNM_ENOTFOUND) ship_forget(mine->node, hash, mine->pp);
-                    /* An error or a malformed answer: the part runs here. */
-                    mine->task_id = 0;
-                    if (stats) stats->tasks_retried++;
-                    nnm_link_msg_cleanup(&m);
-                    if ((rc = run_local(env, g, hash, mine, &st, diag)) != NNM_OK) goto fail;
-                    continue;
-                }
-                nnm_link_msg_cleanup(&m);
-                if (chk.ran && chk.mismatch) {
-                    *redo = caught(env, stats, jobs, stg->n_parts, mine, &chk, tr, ntr);
-                    check_cleanup(&chk);
-                    if (*redo) {
-                        rc = nnm_diag_set(diag, NNM_ESTATE, "a peer was caught returning wrong "
-                                          "results: the request runs again without it");
-                        goto fail;
-                    }
-                    continue;
-                }
-                check_cleanup(&chk);
-                if (!mine->local) {
-                    nnm_sched_observe_slice(env->sched, mine->pp, mine->compute_ms > 0 ? mine->compute_ms : 0.01, NULL);
-                    /* What the part cost beyond compute and bytes: learned per peer, and
-                     * the send work per remote part, so plans stop paying for parts that
-                     * cost more than they save (docs/SCHEDULER.md, "Cost model"). */
-                    double rt = ready > mine->posted_ms ? ready - mine->posted_ms : 0;
-                    if (mine->send_ms >= 0) {
-                        /* The network both ways: the round trip less what the peer says it
-                         * held the task; it refines the two links (an answer without a
-                         * trace, or that claims to have been held longer than its round
-                         * trip, teaches nothing). */
-                        if (mine->held_ms >= 0 && rt > mine->held_ms)
-                            nnm_sched_observe_exchange(env->sched, mine->pp, rt - mine->held_ms, NULL);
-                        nnm_sched_observe_part(env->sched, mine->pp, rt, mine->compute_ms,
-                                               mine->send_ms, NULL);
-                    }
-                }
-                continue;
-            }
-            if (env->dispatch) env->dispatch(env->ctx, &m);
-            else nnm_link_msg_cleanup(&m);
-        }
-        for (int p = 0; p < stg->n_parts; p++) {
-            job *j = &jobs[p];
-            nnm_trace_entry *e = &tr[ntr++];
-            snprintf(e->node, sizeof e->node, "%s", j->node);
-            e->node_begin = (uint32_t)j->pp->node_begin;
-            e->node_end = (uint32_t)j->pp->node_end;
-            e->compute_us = (uint64_t)(j->compute_ms * 1e3);
-            e->transfer_us = j->local ? 0 : j->transfer_us;
-            e->wait_us = j->wait_us;
-            nnm_graph_free(j->slice);
-        }
-        free(jobs);
-        jobs = NULL;
+    }
+    if ((rc = wait_parts(&r, t0, deadline_ms, redo, diag)) != NNM_OK) goto fail;
+    size_t ntr = 0;
+    for (int p = 0; p < r.nj; p++) {
+        job *j = &r.jobs[p];
+        nnm_trace_entry *e = &tr[ntr++];
+        snprintf(e->node, sizeof e->node, "%s", j->node);
+        e->node_begin = (uint32_t)j->pp->node_begin;
+        e->node_end = (uint32_t)j->pp->node_end;
+        e->compute_us = (uint64_t)(j->compute_ms * 1e3);
+        e->transfer_us = j->local ? 0 : j->transfer_us;
+        e->wait_us = j->wait_us;
     }
     for (int i = 0; i < n_out; i++) {
         nnm_io_info io;
         nnm_graph_output_get(g, i, &io);
-        nnm_tensor *w = store_get(&st, io.name);
-        if (!w) {
+        nnm_tensor *w = store_get(&r.st, io.name);
+        if (!w || !have_value(&r, io.name)) {
             rc = nnm_diag_set(diag, NNM_ESTATE, "output '%s' was never computed", io.name);
             goto fail;
         }
@@ -922,23 +1303,17 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
     double lat = now_ms() - t0 - plan_ms;
     nnm_sched_observe_latency(env->sched, plan, lat > 0.001 ? lat : 0.001, NULL);
     nnm_plan_free(plan);
-    store_free(&st);
+    run_free(&r);
+    free(fed);
     if (trace) { *trace = tr; tr = NULL; }
     if (n_trace) *n_trace = ntr;
     free(tr);
     return NNM_OK;
 fail:
-    if (jobs) {
-        const nnm_plan_stage *stg = NULL;
-        for (int s = 0; s < plan->n_stages; s++)
-            if (jobs[0].pp >= plan->stages[s].parts && jobs[0].pp < plan->stages[s].parts + plan->stages[s].n_parts)
-                stg = &plan->stages[s];
-        for (int p = 0; stg && p < stg->n_parts; p++) nnm_graph_free(jobs[p].slice);
-        free(jobs);
-    }
     for (int i = 0; i < n_out; i++) nnm_tensor_cleanup(&outputs[i]);
     nnm_plan_free(plan);
-    store_free(&st);
+    run_free(&r);
+    free(fed);
     free(tr);
     return rc;
 }
@@ -1025,10 +1400,125 @@ static nnm_codec answer_codec(const nnm_coord_env *env, const nnm_slice_spec *s,
     return c;
 }
 
-nnm_err nnm_coord_serve(const nnm_coord_env *env, const nnm_link_msg *msg, nnm_diag *diag)
+/* Sends the pieces a routed TASK asks for: each forward's box of the output of that name. */
+static nnm_err send_forwards(const nnm_coord_env *env, const nnm_frame *f,
+                             const nnm_task_output *outs, size_t n_out, nnm_diag *diag)
+{
+    for (size_t i = 0; i < f->u.task.nforward; i++) {
+        const nnm_task_forward *e = &f->u.task.forward[i];
+        const nnm_tensor *t = NULL;
+        for (size_t k = 0; k < n_out && !t; k++)
+            if (!strcmp(outs[k].name, e->name)) t = &outs[k].t;
+        if (t == NULL)
+            return nnm_diag_set(diag, NNM_EFORMAT, "forward of '%s': the task has no such output", e->name);
+        if (t->ndim != e->ndim)
+            return nnm_diag_set(diag, NNM_ESHAPE, "forward of '%s': rank %d, the output has %d",
+                                e->name, e->ndim, t->ndim);
+        nnm_err rc = coord__send_piece(env, f->hdr.sender, e->node, e->task, e->name, t,
+                                       e->begin, e->end, e->at, answer_codec(env, &f->u.task.spec, t),
+                                       diag);
+        if (rc != NNM_OK) return rc;
+    }
+    return NNM_OK;
+}
+
+nnm_err coord__run_task(const nnm_coord_env *env, const nnm_frame *f, const char *const *names,
+                        const nnm_tensor *in, size_t n, double arrived_ms, nnm_diag *diag)
+{
+    const nnm_slice_spec *s = &f->u.task.spec;
+    nnm_task_output *outs = NULL;
+    size_t n_out = 0;
+    double ms = 0;
+    nnm_diag d2;
+    nnm_diag_clear(&d2);
+    nnm_err rc = nnm_worker_run(env->worker, s, (const char **)names, in, n, &outs, &n_out, &ms, &d2);
+    nnm_trace_entry te;
+    memset(&te, 0, sizeof te);
+    snprintf(te.node, sizeof te.node, "%s", env->self);
+    te.node_begin = s->node_begin;
+    te.node_end = s->node_end;
+    te.compute_us = (uint64_t)(ms * 1e3);
+    if (rc != NNM_OK) {
+        nnm_diag_set(diag, rc, "task from '%s' failed: %s", f->hdr.sender, d2.msg);
+        send_status(env, f, rc, NULL, 0, &te, NULL);
+        return rc;
+    }
+    if (env->corrupt_results)
+        for (size_t i = 0; i < n_out; i++) corrupt(&outs[i].t);
+    /* Pieces first: the next stage waits for them, the coordinator only for the result. A
+     * piece that cannot be sent fails the task, so the coordinator re-runs it and sends the
+     * pieces itself. */
+    nnm_err rc2 = f->u.task.routed ? send_forwards(env, f, outs, n_out, diag) : NNM_OK;
+    nnm_wire_tensor *wt = calloc(n_out + 1, sizeof *wt);
+    size_t nw = 0;
+    if (rc2 == NNM_OK && wt == NULL) rc2 = nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+    for (size_t i = 0; rc2 == NNM_OK && i < n_out; i++) {
+        if (f->u.task.routed) {
+            /* A routed task returns only what the coordinator asked for. */
+            int asked = 0;
+            for (size_t r = 0; r < f->u.task.nreturn && !asked; r++)
+                asked = !strcmp(f->u.task.returns[r], outs[i].name);
+            if (!asked) continue;
+        }
+        rc2 = nnm_wire_tensor_encode(&wt[nw], &outs[i].t, answer_codec(env, s, &outs[i].t), diag);
+        wt[nw++].name = outs[i].name;
+    }
+    /* How long the task sat here beyond its compute (queue, waiting for pieces, decode,
+     * encode), so the coordinator can tell the network's share of its round trip
+     * (docs/PROTOCOL.md). */
+    if (arrived_ms > 0) {
+        double kept = now_ms() - arrived_ms - ms;
+        te.wait_us = kept > 0 ? (uint64_t)(kept * 1e3) : 0;
+    }
+    if (rc2 == NNM_OK) rc2 = send_status(env, f, NNM_OK, wt, nw, &te, diag);
+    else send_status(env, f, rc2, NULL, 0, &te, NULL);
+    for (size_t i = 0; wt && i < nw; i++) nnm_wire_tensor_cleanup(&wt[i]);
+    free(wt);
+    nnm_task_outputs_free(outs, n_out);
+    return rc2;
+}
+
+nnm_err coord__send_piece(const nnm_coord_env *env, const char *coord, const char *node,
+                          uint64_t task, const char *name, const nnm_tensor *t,
+                          const uint64_t *begin, const uint64_t *end, const uint64_t *at,
+                          nnm_codec codec, nnm_diag *diag)
+{
+    nnm_tensor piece;
+    nnm_err rc = coord__box_crop(&piece, t, begin, end, diag);
+    if (rc != NNM_OK) return rc;
+    if (!strcmp(node, env->self)) {
+        /* This node's own next part: no need for the broker. */
+        rc = coord__piece_local(env, coord, task, name, at, &piece, diag);
+    } else {
+        nnm_wire_tensor wt;
+        if ((rc = nnm_wire_tensor_encode(&wt, &piece, codec, diag)) == NNM_OK) {
+            nnm_piece_at pa;
+            memset(&pa, 0, sizeof pa);
+            memcpy(pa.v, at, (size_t)t->ndim * sizeof *at);
+            wt.name = name;
+            nnm_frame pf;
+            memset(&pf, 0, sizeof pf);
+            pf.hdr.type = NNM_FRAME_TENSOR;
+            pf.hdr.request = task;
+            pf.u.tensor.ntensors = 1;
+            pf.u.tensor.tensors = &wt;
+            pf.u.tensor.piece = 1;
+            snprintf(pf.u.tensor.coord, sizeof pf.u.tensor.coord, "%s", coord);
+            pf.u.tensor.at = &pa;
+            rc = nnm_link_send(env->link, node, &pf, diag);
+            nnm_wire_tensor_cleanup(&wt);
+        }
+    }
+    nnm_tensor_cleanup(&piece);
+    if (rc == NNM_OK && env->inbox) coord__inbox_sent(env->inbox);
+    return rc;
+}
+
+nnm_err nnm_coord_serve(const nnm_coord_env *env, nnm_link_msg *msg, nnm_diag *diag)
 {
     const nnm_frame *f = msg->frame;
     if (f == NULL) return NNM_EINVAL;
+    if (f->hdr.type == NNM_FRAME_TENSOR && f->u.tensor.piece) return coord__serve_piece(env, msg, diag);
     if (f->hdr.type == NNM_FRAME_TENSOR) {
         for (size_t i = 0; i < f->u.tensor.ntensors && i < msg->ntensors; i++) {
             if (f->u.tensor.tensors[i].name == NULL || strcmp(f->u.tensor.tensors[i].name, NNM_MODEL_TENSOR))
@@ -1043,48 +1533,13 @@ nnm_err nnm_coord_serve(const nnm_coord_env *env, const nnm_link_msg *msg, nnm_d
         return nnm_diag_set(diag, NNM_EINVAL, "tensor frame from '%s' carries no model", f->hdr.sender);
     }
     if (f->hdr.type != NNM_FRAME_TASK) return nnm_diag_set(diag, NNM_EINVAL, "not a task");
-    const nnm_slice_spec *s = &f->u.task.spec;
+    if (f->u.task.routed && f->u.task.nawait > 0) return coord__serve_routed(env, msg, diag);
     size_t n = msg->ntensors;
     const char **names = calloc(n + 1, sizeof *names);
     if (!names) return NNM_ENOMEM;
     for (size_t i = 0; i < n; i++)
         names[i] = f->u.task.tensors[i].name ? f->u.task.tensors[i].name : "";
-    nnm_task_output *outs = NULL;
-    size_t n_out = 0;
-    double ms = 0;
-    nnm_diag d2;
-    nnm_diag_clear(&d2);
-    nnm_err rc = nnm_worker_run(env->worker, s, names, msg->tensors, n, &outs, &n_out, &ms, &d2);
+    nnm_err rc = coord__run_task(env, f, names, msg->tensors, n, msg->arrived_ms, diag);
     free(names);
-    nnm_trace_entry te;
-    memset(&te, 0, sizeof te);
-    snprintf(te.node, sizeof te.node, "%s", env->self);
-    te.node_begin = s->node_begin;
-    te.node_end = s->node_end;
-    te.compute_us = (uint64_t)(ms * 1e3);
-    if (rc != NNM_OK) {
-        nnm_diag_set(diag, rc, "task from '%s' failed: %s", f->hdr.sender, d2.msg);
-        send_status(env, f, rc, NULL, 0, &te, NULL);
-        return rc;
-    }
-    if (env->corrupt_results)
-        for (size_t i = 0; i < n_out; i++) corrupt(&outs[i].t);
-    nnm_wire_tensor *wt = calloc(n_out + 1, sizeof *wt);
-    nnm_err rc2 = wt ? NNM_OK : NNM_ENOMEM;
-    for (size_t i = 0; rc2 == NNM_OK && i < n_out; i++) {
-        rc2 = nnm_wire_tensor_encode(&wt[i], &outs[i].t, answer_codec(env, s, &outs[i].t), diag);
-        wt[i].name = outs[i].name;
-    }
-    /* How long the task sat here beyond its compute (queue, decode, encode), so the
-     * coordinator can tell the network's share of its round trip (docs/PROTOCOL.md). */
-    if (msg->arrived_ms > 0) {
-        double kept = now_ms() - msg->arrived_ms - ms;
-        te.wait_us = kept > 0 ? (uint64_t)(kept * 1e3) : 0;
-    }
-    if (rc2 == NNM_OK) rc2 = send_status(env, f, NNM_OK, wt, n_out, &te, diag);
-    else send_status(env, f, rc2, NULL, 0, &te, NULL);
-    for (size_t i = 0; wt && i < n_out; i++) nnm_wire_tensor_cleanup(&wt[i]);
-    free(wt);
-    nnm_task_outputs_free(outs, n_out);
-    return rc2;
+    return rc;
 }

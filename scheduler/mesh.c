@@ -18,6 +18,9 @@
 #include "sched_int.h"
 
 #define LOGQ_MAX 4.1588830833596715   /* log(64): one observation moves at most this */
+/* A typical tensor between two parts (64 KiB: a 32x32x16 f32 activation), for comparing one
+ * probe of a link with the next (nnm_sched_link_set). */
+#define LINK_TYPICAL_BYTES 65536.0
 #define DRIFT 0.25
 
 void nnm_sched_config_init(nnm_sched_config *cfg)
@@ -187,10 +190,25 @@ nnm_err nnm_sched_link_set(nnm_sched *s, const char *from, const char *to, doubl
         return nnm_diag_set(diag, NNM_EINVAL, "scheduler: link %s -> %s: rtt %g ms and %g MB/s are not valid",
                             from, to, rtt_ms, mbps);
     sched_link *l = &s->links[a][b];
+    /* The learned factor corrects the probed prediction. It survives new probes that predict
+     * about the same (it then corrects a steady bias of the probes), but when the probed time
+     * of a typical transfer (LINK_TYPICAL_BYTES, where both RTT and throughput count) moves
+     * by more than 2x either way, the link itself changed and the factor was about the old
+     * one: it starts again from 1. A link never probed was predicted, and its factor learned,
+     * with the default figures. */
+    double old_rtt = l->set ? l->rtt_ms : s->cfg.default_rtt_ms;
+    double old_bw = (l->set ? l->mbps : s->cfg.default_mbps) * 1e3;     /* bytes per ms */
+    double was = old_rtt / 2 + LINK_TYPICAL_BYTES / old_bw;
+    double now = rtt_ms / 2 + LINK_TYPICAL_BYTES / (mbps * 1e3);
+    int reset = l->logm != 0 && (now > 2 * was || was > 2 * now);
     /* RTTs of a fraction of a millisecond differ by 50% between probes and matter little. */
     if (!l->set || (differs(l->rtt_ms, rtt_ms) && fabs(l->rtt_ms - rtt_ms) > 1.0) ||
-        differs(l->mbps, mbps))
+        differs(l->mbps, mbps) || reset)
         s->version++;
+    if (reset) {
+        l->logm = 0;
+        l->logm_epoch = 0;     /* the plans rebuilt for the new version start from it */
+    }
     l->set = 1;
     l->rtt_ms = rtt_ms;
     l->mbps = mbps;

@@ -178,7 +178,6 @@ static void put(sbuf *b, const char *fmt, ...)
 }
 
 static const char *const policy_names[] = { "local", "equal", "memory", "capacity", "adaptive" };
-static const char *const codec_names[] = { "none", "f16", "int8", "lz4" };
 
 static void region_put(sbuf *b, const nnm_region *r)
 {
@@ -226,21 +225,20 @@ nnm_err nnm_plan_format(char **out, const nnm_plan *p, const nnm_graph *g, nnm_d
                 region_put(&b, &in->region);
                 if (in->src_stage < 0) put(&b, " from the request");
                 else put(&b, " from stage %d", in->src_stage);
-                put(&b, ", %zu bytes, codec %s\n", in->bytes,
-                    (unsigned)in->codec < 4 ? codec_names[in->codec] : "?");
+                put(&b, ", %zu bytes, codec %s\n", in->bytes, nnm_codec_name(in->codec));
             }
             for (int k = 0; k < pp->n_out; k++) {
                 put(&b, "    out '%s' ", pp->out[k].value);
                 region_put(&b, &pp->out[k].region);
                 put(&b, ", %zu bytes, codec %s\n", pp->out[k].bytes,
-                    (unsigned)pp->out[k].codec < 4 ? codec_names[pp->out[k].codec] : "?");
+                    nnm_codec_name(pp->out[k].codec));
             }
         }
     }
     for (int k = 0; k < p->n_out; k++)
         put(&b, "output '%s' from stage %d to %s, %zu bytes, codec %s\n", p->outputs[k].value,
             p->outputs[k].src_stage, p->coordinator, p->outputs[k].bytes,
-            (unsigned)p->outputs[k].codec < 4 ? codec_names[p->outputs[k].codec] : "?");
+            nnm_codec_name(p->outputs[k].codec));
     if (b.oom) {
         free(b.p);
         return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory formatting a plan");

@@ -93,6 +93,10 @@ echo "this is not a model" >junk.onnx
 expect_error "not ONNX" "node.conf:8: \[models\] junk: .*junk.onnx" \
   "$good
 junk = junk.onnx"
+expect_error "bad boolean" "node.conf:9: \[scheduler\] allow_lossy: 'sometimes' is not a boolean (true or false)" \
+  "$good
+[scheduler]
+allow_lossy = sometimes"
 expect_error "bad broker URI" "node.conf:9: \[broker\] uris: 'http://b:80' is not a broker URI" \
   "$good
 [broker]
@@ -116,7 +120,7 @@ cmp -s config.md "$top_srcdir/docs/CONFIG.md" ||
 "$NNMESHD" --help >help.txt
 for key in id key_file threads memory_limit trust_file advert_interval uris keepalive \
            tls_ca_file password_file max_frame_bytes chunk_size max_inflight max_tensor_bytes \
-           allow_shell_ingress allow_plaintext_control; do
+           allow_lossy allow_shell_ingress allow_plaintext_control; do
   grep -q "^      $key (" help.txt || fail "--help lacks key $key"
   grep -q "^| \`$key\` |" config.md || fail "CONFIG.md lacks key $key"
 done

@@ -5,9 +5,15 @@
 # policies `equal` (every node gets parts) and `adaptive` (the default):
 #   - `nnmesh infer --node n1 -o DIR` gives output.npy equal to `nnmesh run -o` within 1e-5 of
 #     the output's scale (scripts/npy_compare.py --rtol 1e-5); with `equal` its trace shows
-#     more than one node, n4 among them;
+#     more than one node, n4 among them, and n1's stats count the outputs its peers answered
+#     with, all in lossless codecs (coordinator.result_codecs: none or lz4);
 #   - shell requests (mosquitto_pub -f x.npy on req/any/<tag>, user shell; the answer read
 #     from res/+/<tag>) give the same output, each exactly one answer, none an error;
+#   - with policy `capacity` and objective throughput (a pipeline over the nodes), stage
+#     outputs go from peer to peer ([scheduler] forward): n1 sends routed tasks
+#     (coordinator.tasks_routed), the nodes take pieces (forwarding.pieces_in), and the
+#     output is nnmesh run's within 1e-5 (LeNet's pipeline is n1 then one split stage:
+#     nothing to route, only the output is checked);
 #   - the model-less n4 received its slices' weights over the wire: the coordinator's stats
 #     count coordinator.models_sent, n4 logs the slices and keeps them in its cache dir,
 #     and n4 never takes req/any requests (it holds no model: only addressed ones, which it
@@ -21,6 +27,21 @@ input_of() {  # model id -> input .npy
   case $1 in lenet) echo "$SAMPLES/sample-1-pullover.npy" ;; *) echo "$MODELS/$1.input.npy" ;; esac
 }
 path_of() { case $1 in lenet) echo "$LENET" ;; *) echo "$MODELS/$1.onnx" ;; esac; }
+# codec_counts NODE: its stats' coordinator.result_codecs, as "none f16 int8 lz4".
+codec_counts() {
+  echo $(for _c in none f16 int8 lz4; do node_stat "$1" coordinator.result_codecs.$_c; done)
+}
+lossless_results() {  # NODE: it used results from peers, none of them in a lossy codec
+  set -- $(codec_counts "$1")
+  [ $# -eq 4 ] && [ $(($1 + $4)) -gt 0 ] && [ $(($2 + $3)) -eq 0 ]
+}
+
+forwarded() {  # n1 sent routed tasks and the nodes took pieces (stats are published late)
+  routed=$(node_stat n1 coordinator.tasks_routed)
+  pieces=0
+  for _n in $NODES; do pieces=$((pieces + $(node_stat $_n forwarding.pieces_in || echo 0))); done
+  [ "${routed:-0}" -gt 0 ] && [ "$pieces" -gt 0 ]
+}
 
 t_all=$(now)
 for id in $(echo "${NNM_DIST_MODELS:-lenet,mobilenet_v2,resnet18}" | tr , ' '); do
@@ -49,6 +70,11 @@ for id in $(echo "${NNM_DIST_MODELS:-lenet,mobilenet_v2,resnet18}" | tr , ' '); 
     if [ $pol = equal ]; then
       [ "$(echo "$trace" | sort -u | wc -l)" -gt 1 ] || fail "$id/equal: only one node ran parts: $out"
       echo "$trace" | grep -qx n4 || fail "$id/equal: the model-less n4 ran no part: $out"
+      # n1 counts the output tensors its peers answered with, by wire codec: lossless ones
+      # only ([scheduler] allow_lossy is off).
+      wait_until 5 lossless_results n1 ||
+        fail "$id/equal: n1's coordinator.result_codecs (none f16 int8 lz4): $(codec_counts n1)"
+      echo "PASS $id/equal: n1's coordinator.result_codecs (none f16 int8 lz4): $(codec_counts n1)"
     fi
     # Shell requests on req/any: whichever node takes one coordinates it.
     tags=
@@ -63,6 +89,31 @@ for id in $(echo "${NNM_DIST_MODELS:-lenet,mobilenet_v2,resnet18}" | tr , ' '); 
     echo "PASS $id/$pol shell requests (mosquitto_pub/mosquitto_sub):"
     echo "$res"
   done
+
+  # A pipeline over the peers (objective throughput, policy capacity): stage outputs go from
+  # peer to peer ([scheduler] forward), the answer is still nnmesh run's.
+  set_policy capacity
+  ctl n1 objective throughput
+  wait_until 10 grep -q "objective set to throughput" "$dir/n1.log" || fail "$id: n1 did not take objective throughput"
+  out=$("$NNMESH" infer --config "$dir/shell.conf" --model "$model" --node n1 -i "$x" \
+        -o "$dir/infer-fwd" --timeout 120 2>"$dir/infer-fwd.err") ||
+    { dump_logs; fail "$id/forward: nnmesh infer failed: $(cat "$dir/infer-fwd.err")"; }
+  cmp_out=$("$SYS_PYTHON" "$top_srcdir/scripts/npy_compare.py" "$dir/infer-fwd/output.npy" "$ref" --rtol 1e-5) ||
+    fail "$id/forward: nnmesh infer output differs from nnmesh run: $cmp_out"
+  trace=$(echo "$out" | awk '/^trace/ { t = 1; next } t && $2 == "nodes" { print $1 }')
+  # LeNet's pipeline has one stage after n1's own: nothing to route between peers.
+  if [ "$id" = lenet ]; then
+    forwarded || true
+  else
+    wait_until 10 forwarded || {
+      echo "$out"
+      for _n in $NODES; do echo "$_n forwarding: $(node_stat $_n forwarding)"; done
+      fail "$id/forward: n1 routed $routed task(s), the nodes took $pieces piece(s)"
+    }
+  fi
+  echo "PASS $id/forward (capacity, throughput) nnmesh infer: $cmp_out; parts on" \
+       "$(echo "$trace" | tr '\n' ' '); n1 routed $routed task(s), nodes took $pieces piece(s)"
+  ctl n1 objective latency
 
   # The model-less node got its slices' weights over the wire.
   sent=0

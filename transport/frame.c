@@ -651,9 +651,10 @@ static nnm_err rd_spec(wire_rd *r, nnm_slice_spec *s)
                        s->part_begin, s->part_end, s->part_kind);
     TRY(rd_u32(r, &s->attempt, "slice attempt"));
     TRY(rd_u64(r, &s->deadline_ms, "slice deadline"));
-    /* The 8-field spec of older senders has no result codec: they expect AUTO, as before.
-     * So an 8-field spec re-encodes as 9 fields: the one accepted form that is not the
-     * encoder's own. */
+    /* Without the 9th field the result codec is AUTO: what senders from before the field
+     * expected, and how the encoder writes AUTO so that workers from before it still take
+     * the default TASK. A 9-field spec saying AUTO (the encoder of the previous build) thus
+     * re-encodes with 8 fields: the one accepted form that is not the encoder's own. */
     s->result_codec = NNM_CODEC_AUTO;
     if (n == 9) {
         TRY(transport__rd_uint(r, &v, UINT8_MAX, "slice result codec"));
@@ -690,6 +691,220 @@ static nnm_err rd_trace(wire_rd *r, nnm_frame *f)
     transport__rd_leave(r);
     f->u.result.ntrace = n;
     f->u.result.trace = es;
+    return NNM_OK;
+}
+
+/* ---- stage-to-stage forwarding: decode ------------------------------------------------ */
+
+/* The name of an awaited input, a forwarded output or a returned output: a tensor name that
+ * must not be empty, as it names a value of the graph. */
+static nnm_err rd_name(wire_rd *r, nnm_frame *f, const char **out, const char *what)
+{
+    nnm_err rc;
+    TRY(rd_text(r, f, out, what));
+    if ((*out)[0] == '\0') return rd_fail(r, NNM_EFORMAT, what, "is empty; it must name a value");
+    return NNM_OK;
+}
+
+/* An array of per-dimension values (a shape, a box corner, an offset), each <= INT64_MAX
+ * since shapes are int64 in memory. want < 0: 1 to max_dims values; want >= 0: exactly want
+ * values (`as` says why, for the diagnostic). *ndim gets the count. */
+static nnm_err rd_dims(wire_rd *r, uint64_t v[NNM_MAX_DIMS], int *ndim, int want,
+                       const char *as, const char *what)
+{
+    nnm_err rc;
+    size_t n;
+    char w[96];
+    TRY(transport__rd_array(r, &n, 0, 1, what));
+    if (want < 0 && n == 0) return rd_fail(r, NNM_EFORMAT, what, "has no dimensions");
+    if (want < 0 && n > r->lim->max_dims)
+        return rd_fail(r, NNM_ERANGE, what, "has %zu dimensions; the limit is %zu", n,
+                       r->lim->max_dims);
+    if (want >= 0 && n != (size_t)want)
+        return rd_fail(r, NNM_EFORMAT, what, "has %zu values, expected %d (%s)", n, want, as);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(w, sizeof w, "%s[%zu]", what, i);
+        TRY(transport__rd_uint(r, &v[i], INT64_MAX, w));
+    }
+    transport__rd_leave(r);
+    *ndim = (int)n;
+    return NNM_OK;
+}
+
+/* await = [name, dtype, shape]: the worker allocates it, so its size is judged as a
+ * tensor's: a known dtype, no empty dimension, numel x dtype size within 64 bits and the
+ * tensor limit. */
+static nnm_err rd_await(wire_rd *r, nnm_frame *f, nnm_task_await *a, const char *what)
+{
+    nnm_err rc;
+    size_t n, es;
+    uint64_t v, bytes;
+    char w[96];
+    TRY(transport__rd_array(r, &n, 3, 1, what));
+    snprintf(w, sizeof w, "%s name", what);
+    TRY(rd_name(r, f, &a->name, w));
+    snprintf(w, sizeof w, "%s dtype", what);
+    TRY(transport__rd_uint(r, &v, UINT8_MAX, w));
+    if ((es = nnm_dtype_size((nnm_dtype)v)) == 0)
+        return rd_fail(r, NNM_EFORMAT, w, "unknown dtype %llu", (unsigned long long)v);
+    a->dtype = (uint8_t)v;
+    snprintf(w, sizeof w, "%s shape", what);
+    TRY(rd_dims(r, a->shape, &a->ndim, -1, NULL, w));
+    bytes = es;
+    for (int d = 0; d < a->ndim; d++) {
+        if (a->shape[d] == 0)
+            return rd_fail(r, NNM_EFORMAT, w, "dimension %d is 0; an awaited input is never "
+                           "empty", d);
+        if (__builtin_mul_overflow(bytes, a->shape[d], &bytes))
+            return rd_fail(r, NNM_ERANGE, w, "overflows 64 bits");
+    }
+    if (bytes > r->lim->max_tensor_bytes)
+        return rd_fail(r, NNM_ERANGE, w, "takes %llu bytes; the tensor limit is %zu",
+                       (unsigned long long)bytes, r->lim->max_tensor_bytes);
+    transport__rd_leave(r);
+    return NNM_OK;
+}
+
+/* forward = [node, task, name, begin, end, at]: a non-empty box of the output `name`, to be
+ * written at `at` of the consumer's input. Whether it fits there is the consumer's to judge. */
+static nnm_err rd_forward(wire_rd *r, nnm_frame *f, nnm_task_forward *fw, const char *what)
+{
+    nnm_err rc;
+    size_t n;
+    int nd;
+    char w[96];
+    TRY(transport__rd_array(r, &n, 6, 1, what));
+    snprintf(w, sizeof w, "%s node id", what);
+    TRY(rd_id(r, fw->node, false, false, w));
+    snprintf(w, sizeof w, "%s task", what);
+    TRY(rd_u64(r, &fw->task, w));
+    if (fw->task == 0)
+        return rd_fail(r, NNM_EFORMAT, w, "is 0; it must be the consumer's task id");
+    snprintf(w, sizeof w, "%s name", what);
+    TRY(rd_name(r, f, &fw->name, w));
+    snprintf(w, sizeof w, "%s begin", what);
+    TRY(rd_dims(r, fw->begin, &fw->ndim, -1, NULL, w));
+    snprintf(w, sizeof w, "%s end", what);
+    TRY(rd_dims(r, fw->end, &nd, fw->ndim, "as many as begin", w));
+    snprintf(w, sizeof w, "%s at", what);
+    TRY(rd_dims(r, fw->at, &nd, fw->ndim, "as many as begin", w));
+    for (int d = 0; d < fw->ndim; d++)
+        if (fw->begin[d] >= fw->end[d]) {
+            snprintf(w, sizeof w, "%s box", what);
+            return rd_fail(r, NNM_EFORMAT, w, "dimension %d: [%llu, %llu) is empty", d,
+                           (unsigned long long)fw->begin[d], (unsigned long long)fw->end[d]);
+        }
+    transport__rd_leave(r);
+    return NNM_OK;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    const char *const *x = a, *const *y = b;
+    return strcmp(*x, *y);
+}
+
+/* Sorts v (pointers into the frame) and returns a name it holds twice, or NULL. */
+static const char *name_repeated(const char **v, size_t n)
+{
+    if (n > 1) qsort(v, n, sizeof *v, name_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(v[i - 1], v[i]) == 0) return v[i];
+    return NULL;
+}
+
+/* The three arrays of a routed TASK: awaits, forwards, returns (each may be empty). An
+ * awaited input is unique and not also carried, so that every input has one source; a
+ * returned output is unique. Sorting a copy of the names keeps this O(n log n). */
+static nnm_err rd_routes(wire_rd *r, nnm_frame *f)
+{
+    nnm_err rc;
+    size_t n;
+    char w[32], esc[64];
+    const char **names = NULL;
+    const char *dup;
+
+    TRY(transport__rd_array(r, &n, 0, 6, "awaits"));   /* [name >= 2, dtype, shape >= 2] */
+    nnm_task_await *as = NULL;
+    if (n > 0 && ((as = pool_alloc(f, n * sizeof *as)) == NULL ||
+                  (names = pool_alloc(f, n * sizeof *names)) == NULL))
+        return oom(r);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(w, sizeof w, "await %zu", i);
+        TRY(rd_await(r, f, &as[i], w));
+        names[i] = as[i].name;
+    }
+    transport__rd_leave(r);
+    f->u.task.nawait = n;
+    f->u.task.await = as;
+    if (n > 0 && (dup = name_repeated(names, n)) != NULL)
+        return rd_fail(r, NNM_EFORMAT, "awaits", "'%s' is awaited twice",
+                       transport__escape(esc, sizeof esc, dup, strlen(dup)));
+    for (size_t i = 0; n > 0 && i < f->u.task.ntensors; i++) {
+        const char *t = f->u.task.tensors[i].name;
+        if (bsearch(&t, names, n, sizeof *names, name_cmp) != NULL)
+            return rd_fail(r, NNM_EFORMAT, "awaits", "'%s' is also tensor %zu of the task",
+                           transport__escape(esc, sizeof esc, t, strlen(t)), i);
+    }
+
+    TRY(transport__rd_array(r, &n, 0, 12, "forwards"));  /* 6 fields, 4 of them >= 2 bytes */
+    nnm_task_forward *fws = NULL;
+    if (n > 0 && (fws = pool_alloc(f, n * sizeof *fws)) == NULL) return oom(r);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(w, sizeof w, "forward %zu", i);
+        TRY(rd_forward(r, f, &fws[i], w));
+    }
+    transport__rd_leave(r);
+    f->u.task.nforward = n;
+    f->u.task.forward = fws;
+
+    TRY(transport__rd_array(r, &n, 0, 2, "returns"));   /* non-empty strings */
+    const char **rets = NULL;
+    if (n > 0 && ((rets = pool_alloc(f, n * sizeof *rets)) == NULL ||
+                  (names = pool_alloc(f, n * sizeof *names)) == NULL))
+        return oom(r);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(w, sizeof w, "return %zu", i);
+        TRY(rd_name(r, f, &rets[i], w));
+        names[i] = rets[i];
+    }
+    transport__rd_leave(r);
+    f->u.task.nreturn = n;
+    f->u.task.returns = rets;
+    if (n > 0 && (dup = name_repeated(names, n)) != NULL)
+        return rd_fail(r, NNM_EFORMAT, "returns", "'%s' is returned twice",
+                       transport__escape(esc, sizeof esc, dup, strlen(dup)));
+    f->u.task.routed = 1;
+    return NNM_OK;
+}
+
+/* The two fields a piece adds to a TENSOR: the coordinator's id, then where each tensor
+ * goes, one value per dimension of that tensor. A piece is addressed by the consumer's task
+ * id, so it needs a request. */
+static nnm_err rd_piece(wire_rd *r, nnm_frame *f)
+{
+    nnm_err rc;
+    size_t n;
+    int nd;
+    char w[32], as[64];
+    if (f->hdr.request == 0)
+        return rd_fail(r, NNM_EFORMAT, "piece request id",
+                       "is 0; a piece carries the consumer's task id in the header request");
+    TRY(rd_id(r, f->u.tensor.coord, false, false, "piece coordinator id"));
+    TRY(transport__rd_array(r, &n, 0, 1, "piece at"));
+    if (n != f->u.tensor.ntensors)
+        return rd_fail(r, NNM_EFORMAT, "piece at", "has %zu entries, expected %zu (one per "
+                       "tensor)", n, f->u.tensor.ntensors);
+    nnm_piece_at *at = NULL;
+    if (n > 0 && (at = pool_alloc(f, n * sizeof *at)) == NULL) return oom(r);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(w, sizeof w, "piece at %zu", i);
+        snprintf(as, sizeof as, "one per dimension of tensor %zu", i);
+        TRY(rd_dims(r, at[i].v, &nd, f->u.tensor.tensors[i].ndim, as, w));
+    }
+    transport__rd_leave(r);
+    f->u.tensor.at = at;
+    f->u.tensor.piece = 1;
     return NNM_OK;
 }
 
@@ -730,21 +945,26 @@ static nnm_err rd_advert(wire_rd *r, nnm_frame *f)
     return NNM_OK;
 }
 
-/* Field counts of each body array, by type. */
-static const size_t body_fields[NNM_FRAME__COUNT] = {
-    [NNM_FRAME_HELLO] = 1, [NNM_FRAME_ADVERT] = 8, [NNM_FRAME_TASK] = 2,
-    [NNM_FRAME_TENSOR] = 1, [NNM_FRAME_RESULT] = 3, [NNM_FRAME_ERROR] = 2,
-    [NNM_FRAME_CTL] = 2, [NNM_FRAME_PROBE] = 3, [NNM_FRAME_ACK] = 2, [NNM_FRAME_BYE] = 1,
-    [NNM_FRAME_CHUNK] = 5,
+/* Field counts of each body array, by type: n, or also ext for the types with an extended
+ * form (a routed TASK, a piece TENSOR), which the field count alone tells apart. */
+static const struct { size_t n, ext; } body_fields[NNM_FRAME__COUNT] = {
+    [NNM_FRAME_HELLO] = { 1, 0 }, [NNM_FRAME_ADVERT] = { 8, 0 }, [NNM_FRAME_TASK] = { 2, 5 },
+    [NNM_FRAME_TENSOR] = { 1, 3 }, [NNM_FRAME_RESULT] = { 3, 0 }, [NNM_FRAME_ERROR] = { 2, 0 },
+    [NNM_FRAME_CTL] = { 2, 0 }, [NNM_FRAME_PROBE] = { 3, 0 }, [NNM_FRAME_ACK] = { 2, 0 },
+    [NNM_FRAME_BYE] = { 1, 0 }, [NNM_FRAME_CHUNK] = { 5, 0 },
 };
 
 static nnm_err rd_body(wire_rd *r, nnm_frame *f)
 {
     nnm_err rc;
-    size_t n;
+    size_t n, fields;
     const char *s;
     unsigned type = f->hdr.type;
-    TRY(transport__rd_array(r, &n, body_fields[type], 1, "body"));
+    size_t want = body_fields[type].n, ext = body_fields[type].ext;
+    TRY(transport__rd_array(r, &fields, ext == 0 ? want : 0, 1, "body"));
+    if (ext != 0 && fields != want && fields != ext)
+        return rd_fail(r, NNM_EFORMAT, "body", "has %zu items, expected %zu or %zu", fields,
+                       want, ext);
     switch (type) {
     case NNM_FRAME_HELLO:
         TRY(transport__rd_bin(r, &f->u.hello.payload, &f->u.hello.len,
@@ -756,9 +976,11 @@ static nnm_err rd_body(wire_rd *r, nnm_frame *f)
     case NNM_FRAME_TASK:
         TRY(rd_spec(r, &f->u.task.spec));
         TRY(rd_tensors(r, f, &f->u.task.ntensors, &f->u.task.tensors));
+        if (fields == ext) TRY(rd_routes(r, f));
         break;
     case NNM_FRAME_TENSOR:
         TRY(rd_tensors(r, f, &f->u.tensor.ntensors, &f->u.tensor.tensors));
+        if (fields == ext) TRY(rd_piece(r, f));
         break;
     case NNM_FRAME_RESULT:
         TRY(rd_u32(r, &f->u.result.status, "result status"));
@@ -858,13 +1080,18 @@ nnm_err nnm_frame_decode(nnm_frame **out, const uint8_t *buf, size_t len,
 
 /* ---- bodies: encode -------------------------------------------------------------------- */
 
+static void put_dims(wire_buf *b, const uint64_t *v, int n)
+{
+    msgpack_pack_array(&b->pk, (size_t)n);
+    for (int i = 0; i < n; i++) msgpack_pack_uint64(&b->pk, v[i]);
+}
+
 static void put_tensor(wire_buf *b, const nnm_wire_tensor *t)
 {
     msgpack_pack_array(&b->pk, 8);
     transport__put_str(b, t->name);
     msgpack_pack_uint8(&b->pk, t->dtype);
-    msgpack_pack_array(&b->pk, (size_t)t->ndim);
-    for (int i = 0; i < t->ndim; i++) msgpack_pack_uint64(&b->pk, t->shape[i]);
+    put_dims(b, t->shape, t->ndim);
     msgpack_pack_uint8(&b->pk, t->layout);
     msgpack_pack_uint8(&b->pk, t->codec);
     msgpack_pack_uint64(&b->pk, t->raw_len);
@@ -876,6 +1103,64 @@ static void put_tensors(wire_buf *b, size_t n, const nnm_wire_tensor *ts)
 {
     msgpack_pack_array(&b->pk, n);
     for (size_t i = 0; i < n; i++) put_tensor(b, &ts[i]);
+}
+
+/* AUTO, the default, is written as the 8-field spec without result_codec: a worker from
+ * before the field then still takes the default TASK. */
+static void put_spec(wire_buf *b, const nnm_slice_spec *s)
+{
+    bool codec = s->result_codec != NNM_CODEC_AUTO;
+    msgpack_pack_array(&b->pk, codec ? 9 : 8);
+    transport__put_bin(b, s->model_hash, NNM_WIRE_HASH_BYTES);
+    msgpack_pack_uint32(&b->pk, s->node_begin);
+    msgpack_pack_uint32(&b->pk, s->node_end);
+    msgpack_pack_uint8(&b->pk, s->part_kind);
+    msgpack_pack_uint32(&b->pk, s->part_begin);
+    msgpack_pack_uint32(&b->pk, s->part_end);
+    msgpack_pack_uint32(&b->pk, s->attempt);
+    msgpack_pack_uint64(&b->pk, s->deadline_ms);
+    if (codec) msgpack_pack_uint8(&b->pk, s->result_codec);
+}
+
+static void put_routes(wire_buf *b, const nnm_frame *f)
+{
+    msgpack_pack_array(&b->pk, f->u.task.nawait);
+    for (size_t i = 0; i < f->u.task.nawait; i++) {
+        const nnm_task_await *a = &f->u.task.await[i];
+        msgpack_pack_array(&b->pk, 3);
+        transport__put_str(b, a->name);
+        msgpack_pack_uint8(&b->pk, a->dtype);
+        put_dims(b, a->shape, a->ndim);
+    }
+    msgpack_pack_array(&b->pk, f->u.task.nforward);
+    for (size_t i = 0; i < f->u.task.nforward; i++) {
+        const nnm_task_forward *fw = &f->u.task.forward[i];
+        msgpack_pack_array(&b->pk, 6);
+        transport__put_str(b, fw->node);
+        msgpack_pack_uint64(&b->pk, fw->task);
+        transport__put_str(b, fw->name);
+        put_dims(b, fw->begin, fw->ndim);
+        put_dims(b, fw->end, fw->ndim);
+        put_dims(b, fw->at, fw->ndim);
+    }
+    msgpack_pack_array(&b->pk, f->u.task.nreturn);
+    for (size_t i = 0; i < f->u.task.nreturn; i++) transport__put_str(b, f->u.task.returns[i]);
+}
+
+static void put_piece(wire_buf *b, const nnm_frame *f)
+{
+    transport__put_str(b, f->u.tensor.coord);
+    msgpack_pack_array(&b->pk, f->u.tensor.ntensors);
+    for (size_t i = 0; i < f->u.tensor.ntensors; i++)
+        put_dims(b, f->u.tensor.at[i].v, f->u.tensor.tensors[i].ndim);
+}
+
+/* The field count of f's body: the extended form for a routed TASK or a piece TENSOR. */
+static size_t body_count(const nnm_frame *f)
+{
+    bool ext = (f->hdr.type == NNM_FRAME_TASK && f->u.task.routed) ||
+               (f->hdr.type == NNM_FRAME_TENSOR && f->u.tensor.piece);
+    return ext ? body_fields[f->hdr.type].ext : body_fields[f->hdr.type].n;
 }
 
 static int cap_cmp(const void *a, const void *b)
@@ -903,8 +1188,7 @@ static void put_advert(wire_buf *b, const nnm_advert *a, const nnm_advert_cap **
 
 static void put_body(wire_buf *b, const nnm_frame *f, const nnm_advert_cap **sorted)
 {
-    const nnm_slice_spec *s = &f->u.task.spec;
-    msgpack_pack_array(&b->pk, body_fields[f->hdr.type]);
+    msgpack_pack_array(&b->pk, body_count(f));
     switch (f->hdr.type) {
     case NNM_FRAME_HELLO:
         transport__put_bin(b, f->u.hello.payload, f->u.hello.len);
@@ -913,20 +1197,13 @@ static void put_body(wire_buf *b, const nnm_frame *f, const nnm_advert_cap **sor
         put_advert(b, &f->u.advert, sorted);
         break;
     case NNM_FRAME_TASK:
-        msgpack_pack_array(&b->pk, 9);
-        transport__put_bin(b, s->model_hash, NNM_WIRE_HASH_BYTES);
-        msgpack_pack_uint32(&b->pk, s->node_begin);
-        msgpack_pack_uint32(&b->pk, s->node_end);
-        msgpack_pack_uint8(&b->pk, s->part_kind);
-        msgpack_pack_uint32(&b->pk, s->part_begin);
-        msgpack_pack_uint32(&b->pk, s->part_end);
-        msgpack_pack_uint32(&b->pk, s->attempt);
-        msgpack_pack_uint64(&b->pk, s->deadline_ms);
-        msgpack_pack_uint8(&b->pk, s->result_codec);
+        put_spec(b, &f->u.task.spec);
         put_tensors(b, f->u.task.ntensors, f->u.task.tensors);
+        if (f->u.task.routed) put_routes(b, f);
         break;
     case NNM_FRAME_TENSOR:
         put_tensors(b, f->u.tensor.ntensors, f->u.tensor.tensors);
+        if (f->u.tensor.piece) put_piece(b, f);
         break;
     case NNM_FRAME_RESULT:
         msgpack_pack_uint32(&b->pk, f->u.result.status);
@@ -983,6 +1260,43 @@ static bool tensors_shaped(size_t n, const nnm_wire_tensor *ts)
     return true;
 }
 
+/* body_writable for the extended forms, naming the field: a routed TASK's arrays present
+ * with 1 to NNM_MAX_DIMS dims and terminated node ids, a piece's at present and its
+ * coordinator id terminated. Short forms ignore these fields. */
+static nnm_err routes_writable(const nnm_frame *f, nnm_diag *diag)
+{
+    if (f->hdr.type == NNM_FRAME_TASK && f->u.task.routed) {
+        if ((f->u.task.nawait > 0 && f->u.task.await == NULL) ||
+            (f->u.task.nforward > 0 && f->u.task.forward == NULL) ||
+            (f->u.task.nreturn > 0 && f->u.task.returns == NULL))
+            return nnm_diag_set(diag, NNM_EINVAL, "frame: task awaits, forwards or returns: "
+                                "a NULL array with a count");
+        for (size_t i = 0; i < f->u.task.nawait; i++) {
+            int nd = f->u.task.await[i].ndim;
+            if (nd < 1 || nd > NNM_MAX_DIMS)
+                return nnm_diag_set(diag, NNM_EINVAL, "frame: await %zu shape: %d dimensions; "
+                                    "expected 1 to %d", i, nd, NNM_MAX_DIMS);
+        }
+        for (size_t i = 0; i < f->u.task.nforward; i++) {
+            const nnm_task_forward *fw = &f->u.task.forward[i];
+            if (fw->ndim < 1 || fw->ndim > NNM_MAX_DIMS)
+                return nnm_diag_set(diag, NNM_EINVAL, "frame: forward %zu begin: %d dimensions; "
+                                    "expected 1 to %d", i, fw->ndim, NNM_MAX_DIMS);
+            if (memchr(fw->node, 0, sizeof fw->node) == NULL)
+                return nnm_diag_set(diag, NNM_EINVAL, "frame: forward %zu node id: not "
+                                    "terminated", i);
+        }
+    }
+    if (f->hdr.type == NNM_FRAME_TENSOR && f->u.tensor.piece) {
+        if (f->u.tensor.ntensors > 0 && f->u.tensor.at == NULL)
+            return nnm_diag_set(diag, NNM_EINVAL, "frame: piece at: NULL for %zu tensors",
+                                f->u.tensor.ntensors);
+        if (memchr(f->u.tensor.coord, 0, sizeof f->u.tensor.coord) == NULL)
+            return nnm_diag_set(diag, NNM_EINVAL, "frame: piece coordinator id: not terminated");
+    }
+    return NNM_OK;
+}
+
 /* What the writer itself needs to stay in bounds: known type, arrays present, dims in
  * range, fixed-size strings terminated. Everything else is judged by the decoder. */
 static nnm_err body_writable(const nnm_frame *f, nnm_diag *diag)
@@ -1017,7 +1331,7 @@ static nnm_err body_writable(const nnm_frame *f, nnm_diag *diag)
         return nnm_diag_set(diag, NNM_EINVAL,
                             "frame: %s body has a NULL array, an unterminated id or bad ndim",
                             nnm_frame_type_name(type));
-    return NNM_OK;
+    return routes_writable(f, diag);
 }
 
 static size_t tensors_bytes(size_t n, const nnm_wire_tensor *ts)
@@ -1036,7 +1350,12 @@ static nnm_err encode_into(wire_buf *b, const nnm_frame *f, bool with_header, nn
     if (with_header && (rc = header_strings_ok(&f->hdr, diag)) != NNM_OK) return rc;
     size_t reserve = 512;
     switch (f->hdr.type) {
-    case NNM_FRAME_TASK: reserve += tensors_bytes(f->u.task.ntensors, f->u.task.tensors); break;
+    case NNM_FRAME_TASK:
+        reserve += tensors_bytes(f->u.task.ntensors, f->u.task.tensors);
+        if (f->u.task.routed)
+            reserve += f->u.task.nawait * 48 + f->u.task.nforward * 128 +
+                       f->u.task.nreturn * 32;
+        break;
     case NNM_FRAME_TENSOR:
         reserve += tensors_bytes(f->u.tensor.ntensors, f->u.tensor.tensors);
         break;

@@ -161,6 +161,17 @@ nnm_err transport__tensor_check(const nnm_wire_tensor *wt, const nnm_wire_limits
     return NNM_OK;
 }
 
+const char *nnm_codec_name(unsigned codec)
+{
+    static const char *const names[NNM_CODEC__COUNT] = {
+        [NNM_CODEC_NONE] = "none", [NNM_CODEC_F16] = "f16", [NNM_CODEC_INT8_AFFINE] = "int8",
+        [NNM_CODEC_LZ4] = "lz4",
+    };
+    if (codec == NNM_CODEC_AUTO) return "auto";
+    if (codec >= NNM_CODEC__COUNT || names[codec] == NULL) return "?";
+    return names[codec];
+}
+
 /* ---- encode ---------------------------------------------------------------------------- */
 
 void nnm_wire_tensor_cleanup(nnm_wire_tensor *wt)

@@ -65,6 +65,8 @@ typedef struct nnm_config {
     /* [scheduler] */
     double spot_check;            /* fraction 0..1 of peer parts re-run and compared */
     int64_t exclude_ms;           /* how long a peer caught lying is excluded; 0: until restart */
+    int allow_lossy;              /* plans may use f16 / int8 for f32 edges */
+    int forward;                  /* route stage outputs peer to peer (nnm_coord_env.forward) */
     /* [control] */
     int allow_shell_ingress;
     int allow_plaintext_control;
@@ -105,6 +107,12 @@ void nnm_config_free(nnm_config *c);     /* NULL-safe */
 struct nnm_mqtt_opts;
 nnm_err nnm_config_broker_opts(const nnm_config *c, struct nnm_mqtt_opts *o,
                                char password[NNM_CONFIG_PASSWORD_MAX], nnm_diag *diag);
+
+/* Sets the plan options the config decides ([scheduler] allow_lossy) in o, which the node
+ * uses for every request it coordinates; leaves policy, objective, source and pin_first
+ * alone. */
+struct nnm_plan_opts;
+void nnm_config_plan_opts(const nnm_config *c, struct nnm_plan_opts *o);
 
 /* --- the key table, for help texts and docs -------------------------------------------- */
 

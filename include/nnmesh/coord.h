@@ -5,9 +5,14 @@
  * then runs it stage by stage: for each part it crops the part's inputs from the whole
  * tensors it holds, sends a TASK (sealed, through the link) to the part's node — first the
  * part's weights as an ONNX slice if that node does not hold the model — or runs the part
- * itself, and places each part's outputs into the whole tensors. Data flows through the
- * coordinator (a star): simple to make exact and fault tolerant; stage-to-stage forwarding
- * is not done yet.
+ * itself, and places each part's outputs into the whole tensors.
+ *
+ * Forwarding (env->forward): where a stage and the next both run entirely on peers, the
+ * coordinator does not wait between them. The first stage's TASKs list the boxes of their
+ * outputs each next-stage part needs (forwards), the next stage's TASKs list those inputs as
+ * awaited, and the peers send the pieces to each other: the data skips the coordinator, which
+ * gets back only the outputs it needs itself (graph outputs, its own parts' inputs, later
+ * stages fed through it). Otherwise data flows through the coordinator (a star).
  *
  * Faults: every task has a deadline. A part whose node times out, is declared gone, or
  * answers with an error is run again on the coordinator (which holds the model), so a dead,
@@ -69,7 +74,35 @@ typedef struct nnm_coord_env {
                                     * every output it sends (a byzantine peer) */
     unsigned suspect_ms;           /* a peer that let a task time out gets no part for this
                                     * long, or until it answers again (0: 3 x task timeout) */
+    int forward;                   /* coordinator: route outputs straight from stage to stage
+                                    * where both stages run on peers (above); 0: a star */
+    struct nnm_coord_inbox *inbox; /* worker: routed tasks waiting for their pieces (NULL:
+                                    * routed tasks are refused with NNM_EUNSUPPORTED) */
 } nnm_coord_env;
+
+/* ---- routed tasks on the worker side (scheduler/route.c) -------------------------------- */
+
+typedef struct nnm_coord_inbox nnm_coord_inbox;
+
+typedef struct nnm_coord_inbox_stats {
+    uint64_t routed;               /* routed TASKs that waited for pieces */
+    uint64_t completed;            /* ... whose inputs became whole and ran */
+    uint64_t expired;              /* ... dropped after hold_ms (answered NNM_ETIMEOUT) */
+    uint64_t rejected;             /* refused (full, duplicate) or failed by a bad piece */
+    uint64_t pieces_in, pieces_early, pieces_dup, pieces_dropped;
+    uint64_t pieces_out;           /* pieces this node sent on (coordinator or producer) */
+    size_t waiting, early, bytes;  /* now */
+} nnm_coord_inbox_stats;
+
+/* An inbox holding at most max_bytes of awaited inputs and early pieces (0: 256 MiB), for at
+ * most hold_ms (0: 30 s). Errors: NNM_ENOMEM. */
+nnm_err nnm_coord_inbox_new(nnm_coord_inbox **out, size_t max_bytes, unsigned hold_ms,
+                            nnm_diag *diag);
+void nnm_coord_inbox_free(nnm_coord_inbox *ib);   /* NULL-safe */
+void nnm_coord_inbox_stats_get(const nnm_coord_inbox *ib, nnm_coord_inbox_stats *st);
+/* Drops tasks and pieces held longer than hold_ms; such a task is answered NNM_ETIMEOUT.
+ * nnm_coord_serve calls it; an idle node should too. */
+void nnm_coord_inbox_expire(const nnm_coord_env *env);
 
 /* Largest difference between a peer's output and the coordinator's own, as a fraction of the
  * largest magnitude of the coordinator's output, that a spot check accepts. Honest backends
@@ -88,6 +121,8 @@ typedef struct nnm_coord_exclusion {
 
 typedef struct nnm_coord_stats {
     uint64_t tasks_sent, tasks_local, tasks_retried;
+    uint64_t tasks_routed;         /* ... of tasks_sent: routed (awaiting pieces, forwarding
+                                    * pieces, or both) */
     uint64_t models_sent;
     uint64_t results_late;         /* discarded: unknown, answered or from another sender */
     uint64_t spot_checks;          /* peer parts re-run here and compared */
@@ -138,11 +173,12 @@ int nnm_coord_peer_suspect(const nnm_coord_stats *stats, const char *peer);
 /* Forgets a suspicion (the peer rejoined or answered). */
 void nnm_coord_peer_unsuspect(nnm_coord_stats *stats, const char *peer);
 
-/* Serves a TASK (not a whole-model request) or a model-carrying TENSOR frame from a peer:
- * runs the slice with env->worker and sends back a RESULT with the same request id (status
- * non-zero and an ERROR-like message on failure), or stores the model. Returns what
- * happened; the link message stays the caller's. */
-nnm_err nnm_coord_serve(const nnm_coord_env *env, const nnm_link_msg *msg, nnm_diag *diag);
+/* Serves a TASK (not a whole-model request) or a TENSOR frame from a peer: runs the slice
+ * with env->worker and sends back a RESULT with the same request id (status non-zero on
+ * failure), after sending its forwarded pieces; or stores a shipped model; or takes pieces.
+ * A routed TASK whose awaited inputs are not whole yet waits in env->inbox: msg is then
+ * moved there (zeroed); otherwise it stays the caller's (clean it up either way). */
+nnm_err nnm_coord_serve(const nnm_coord_env *env, nnm_link_msg *msg, nnm_diag *diag);
 
 #ifdef __cplusplus
 }

@@ -187,8 +187,11 @@ void nnm_sched_free(nnm_sched *s);
 nnm_err nnm_sched_node_set(nnm_sched *s, const nnm_mesh_node *n, nnm_diag *diag);
 /* Removes a node (left or dead). NNM_ENOTFOUND if unknown. */
 nnm_err nnm_sched_node_remove(nnm_sched *s, const char *id, nnm_diag *diag);
-/* Sets the link from -> to as probed. Errors: NNM_ENOTFOUND (unknown node),
- * NNM_EINVAL (rtt < 0, mbps <= 0). */
+/* Sets the link from -> to as probed. The link's learned factor (nnm_sched_link_factor) is
+ * kept, unless the probed time of a 64 KiB transfer changes by more than 2x either way (from
+ * the defaults for a link not probed before): the link changed, and its factor is reset to 1
+ * (and the mesh version changes). Errors: NNM_ENOTFOUND (unknown node), NNM_EINVAL
+ * (rtt < 0, mbps <= 0). */
 nnm_err nnm_sched_link_set(nnm_sched *s, const char *from, const char *to, double rtt_ms,
                            double mbps, nnm_diag *diag);
 /* Mesh version: changes whenever plans should be recomputed. */
@@ -254,7 +257,7 @@ nnm_err nnm_sched_observe_part(nnm_sched *s, const nnm_plan_part *part, double r
 nnm_err nnm_sched_observe_exchange(nnm_sched *s, const nnm_plan_part *part, double net_ms,
                                    nnm_diag *diag);
 /* Multiplier observed/probed of the link from -> to (1: as probed), or 0 if a node is
- * unknown. */
+ * unknown. Reset to 1 by a probe that changes the link by more than 2x (nnm_sched_link_set). */
 double nnm_sched_link_factor(const nnm_sched *s, const char *from, const char *to);
 /* Multiplier observed/advertised of node's time for class c (1: as advertised), or 0 if
  * the node is unknown. */

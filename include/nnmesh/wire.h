@@ -125,8 +125,9 @@ typedef struct nnm_wire_tensor {
     void *owned_;              /* encode buffer owned by this struct (nnm_wire_tensor_cleanup) */
 } nnm_wire_tensor;
 
-/* What a TASK asks for. Encoded as an array of 9; the decoder also takes the array of 8 of
- * older senders (without result_codec), which it reads as result_codec AUTO. */
+/* What a TASK asks for. Encoded as an array of 9, or of 8 (without result_codec) when
+ * result_codec is AUTO, so that workers from before the field take the default TASK; the
+ * decoder takes both and reads 8 fields as AUTO. */
 typedef struct nnm_slice_spec {
     uint8_t model_hash[NNM_WIRE_HASH_BYTES];
     uint32_t node_begin, node_end;     /* graph nodes [begin, end), begin < end */
@@ -137,6 +138,37 @@ typedef struct nnm_slice_spec {
     uint8_t result_codec;              /* nnm_codec the worker should answer with: a wire
                                         * codec or NNM_CODEC_AUTO */
 } nnm_slice_spec;
+
+/* Stage-to-stage forwarding (docs/PROTOCOL.md, "Forwarded inputs"). A routed TASK names the
+ * inputs that arrive in pieces instead of with it, the pieces of its outputs to send straight
+ * to the next stage's nodes, and the outputs to return to the coordinator. A piece is a box of
+ * one output (begin/end per dimension of the producer's output tensor) sent in a TENSOR frame
+ * to the consumer's node, under the consumer's task id, to be written at `at` (per dimension)
+ * of the consumer's awaited input. */
+typedef struct nnm_task_await {
+    const char *name;                  /* an input of the task's slice (the value's name):
+                                        * non-empty, unique among the awaits, not the name
+                                        * of a tensor the TASK carries */
+    uint8_t dtype;                     /* nnm_dtype */
+    int ndim;                          /* 1..max_dims */
+    uint64_t shape[NNM_MAX_DIMS];      /* every dimension >= 1; numel x dtype size within
+                                        * max_tensor_bytes */
+} nnm_task_await;
+
+typedef struct nnm_task_forward {
+    char node[NNM_ID_MAX + 1];         /* id of the consumer's node */
+    uint64_t task;                     /* the consumer's TASK request id, not 0 */
+    const char *name;                  /* the output (value) name, non-empty */
+    int ndim;                          /* 1..max_dims, for begin, end and at alike */
+    uint64_t begin[NNM_MAX_DIMS], end[NNM_MAX_DIMS];  /* begin[d] < end[d] */
+    uint64_t at[NNM_MAX_DIMS];         /* where the box goes in the consumer's input */
+} nnm_task_forward;                    /* every value <= INT64_MAX */
+
+/* Where the tensors of a piece go: at[d] per dimension of the tensor (ndim of the tensor),
+ * each <= INT64_MAX. */
+typedef struct nnm_piece_at {
+    uint64_t v[NNM_MAX_DIMS];
+} nnm_piece_at;
 
 typedef struct nnm_trace_entry {
     char node[NNM_ID_MAX + 1];
@@ -175,8 +207,27 @@ typedef struct nnm_frame {
     union {
         struct { const uint8_t *payload; size_t len; } hello;
         nnm_advert advert;
-        struct { nnm_slice_spec spec; size_t ntensors; const nnm_wire_tensor *tensors; } task;
-        struct { size_t ntensors; const nnm_wire_tensor *tensors; } tensor;
+        struct {
+            nnm_slice_spec spec; size_t ntensors; const nnm_wire_tensor *tensors;
+            /* routed != 0: the body has 5 fields (the three below, each may be empty);
+             * routed == 0: 2 fields, every input comes with the TASK and every output
+             * returns to the sender (the encoder then ignores the three). Decoded: 0 or 1 */
+            int routed;
+            size_t nawait; const nnm_task_await *await;
+            size_t nforward; const nnm_task_forward *forward;
+            size_t nreturn; const char *const *returns;   /* output names to return:
+                                                           * non-empty, unique */
+        } task;
+        struct {
+            size_t ntensors; const nnm_wire_tensor *tensors;
+            /* piece != 0: the body has 3 fields: forwarded pieces for the task hdr.request
+             * (not 0) of coordinator `coord`, tensor i written at at[i] of the awaited input
+             * of the same name; piece == 0: 1 field (a shipped model), the encoder ignores
+             * coord and at. Decoded: 0 or 1 */
+            int piece;
+            char coord[NNM_ID_MAX + 1];
+            const nnm_piece_at *at;    /* ntensors entries */
+        } tensor;
         struct {
             uint32_t status;           /* nnm_err of the slice, 0 = OK */
             size_t ntensors; const nnm_wire_tensor *tensors;
@@ -205,7 +256,9 @@ nnm_err nnm_frame_header_decode(nnm_frame_header *h, size_t *used, const uint8_t
                                 size_t len, const nnm_wire_limits *lim, nnm_diag *diag);
 
 /* Encodes the body of f (by f->hdr.type) alone: the bytes that a sealed frame encrypts.
- * Errors: NNM_EINVAL (a field the decoder would reject), NNM_ENOMEM. */
+ * Errors: NNM_EINVAL (a field the decoder would reject, named in diag), NNM_ERANGE (a value
+ * past a default limit: a tensor's or an awaited input's size, a dimension past INT64_MAX, a
+ * string or array too long), NNM_ENOMEM. */
 nnm_err nnm_frame_body_encode(uint8_t **out, size_t *len, const nnm_frame *f, nnm_diag *diag);
 
 /* Encodes header then body: the plaintext frame. Errors as the two above. */
@@ -232,6 +285,9 @@ void nnm_frame_free(nnm_frame *f);
 const char *nnm_frame_type_name(unsigned type);
 
 /* ---- tensor payload codecs ------------------------------------------------------------- */
+
+/* Static name of a codec ("none", "f16", "int8", "lz4", "auto") or "?". */
+const char *nnm_codec_name(unsigned codec);
 
 /* Encodes t with codec into wt (name "", layout ROWMAJOR: set them after). NONE borrows
  * t->data; the others allocate a buffer owned by wt. F16 and INT8_AFFINE need an f32 tensor.

@@ -5,7 +5,7 @@
  * Besides "no crash, no leak, no undefined behaviour" it checks the decoder's contract: on
  * error *out is NULL and the diagnostic holds one printable sentence with the returned code;
  * on success re-encoding gives back exactly the input bytes (the encoding is canonical; the
- * one exception is an older sender's TASK, see legacy_task), and the header decoder alone
+ * one exception is the previous build's TASK, see legacy_task), and the header decoder alone
  * agrees on where the header ends. A broken invariant traps. */
 #include <stddef.h>
 #include <stdint.h>
@@ -42,22 +42,22 @@ static void tensors(const nnm_wire_tensor *ts, size_t n, const nnm_wire_limits *
     }
 }
 
-/* The one non-canonical form the decoder accepts: an older sender's TASK whose slice spec
- * has 8 fields (fixarray 0x98 right after the body's fixarray 0x92 at `used`). It re-encodes
- * with 9, the result codec AUTO (0xcc 0xff) appended to the spec. True when enc is exactly
- * data so extended. */
+/* The one non-canonical form the decoder accepts: a TASK of the previous build whose slice
+ * spec has 9 fields with the result codec AUTO (fixarray 0x99 right after the body's
+ * fixarray at `used`, 0xcc 0xff its last field). It re-encodes with 8, without the codec, as
+ * the encoder writes AUTO. True when enc is exactly data so shortened. */
 static int legacy_task(const nnm_frame *f, const uint8_t *data, size_t size, size_t used,
                        const uint8_t *enc, size_t len)
 {
     if (f->hdr.type != NNM_FRAME_TASK || f->u.task.spec.result_codec != NNM_CODEC_AUTO ||
-        len != size + 2 || used + 2 > size || data[used + 1] != 0x98 ||
-        enc[used + 1] != 0x99 || memcmp(data, enc, used + 1) != 0)
+        len + 2 != size || used + 2 > len || data[used + 1] != 0x99 ||
+        enc[used + 1] != 0x98 || memcmp(data, enc, used + 1) != 0)
         return 0;
-    /* an 8-field spec is at most 1 + 34 + 7 x 9 bytes */
-    for (size_t p = used + 2; p + 2 <= len && p < used + 100; p++)
-        if (enc[p] == 0xcc && enc[p + 1] == 0xff &&
+    /* a 9-field spec is at most 1 + 34 + 7 x 9 + 2 bytes */
+    for (size_t p = used + 2; p + 2 <= size && p < used + 100; p++)
+        if (data[p] == 0xcc && data[p + 1] == 0xff &&
             memcmp(data + used + 2, enc + used + 2, p - used - 2) == 0 &&
-            memcmp(data + p, enc + p + 2, size - p) == 0)
+            memcmp(data + p + 2, enc + p, size - p - 2) == 0)
             return 1;
     return 0;
 }

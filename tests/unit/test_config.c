@@ -14,6 +14,7 @@
 
 #include "nnmesh/config.h"
 #include "nnmesh/crypto.h"
+#include "nnmesh/scheduler.h"
 
 #define REQ "[node]\nid = n1\nkey_file = /k\n[mesh]\ntrust_file = /t\n"
 
@@ -133,6 +134,35 @@ static void test_config_bad_number_names_line_and_key(void **state)
     decode_fails(REQ "[broker]\nkeepalive = 30\n", NNM_EFORMAT, "keepalive", "ms or s", NULL);
     decode_fails(REQ "[control]\nallow_shell_ingress = maybe\n", NNM_EFORMAT, "not a boolean",
                  NULL);
+}
+
+/* [scheduler] allow_lossy: off by default, a boolean, and what the node's plan options get
+ * (nnm_config_plan_opts, which the node calls for every request it coordinates). */
+static void test_config_allow_lossy_parsed_and_reaches_plan_opts(void **state)
+{
+    (void)state;
+    static const struct { const char *text; int want; } ok[] = {
+        { "", 0 }, { "true", 1 }, { "false", 0 }, { "yes", 1 }, { "off", 0 }, { "1", 1 },
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, REQ "[scheduler]\n%s%s\n",
+                 ok[i].text[0] ? "allow_lossy = " : "", ok[i].text);
+        nnm_config *c = decode_ok(text);
+        assert_int_equal(c->allow_lossy, ok[i].want);
+        /* the options the config does not decide are left as the caller set them */
+        nnm_plan_opts po = { NNM_OBJ_THROUGHPUT, NNM_POLICY_EQUAL, "src", 1, !ok[i].want };
+        nnm_config_plan_opts(c, &po);
+        assert_int_equal(po.allow_lossy, ok[i].want);
+        assert_true(po.objective == NNM_OBJ_THROUGHPUT && po.policy == NNM_POLICY_EQUAL);
+        assert_true(po.source != NULL && !strcmp(po.source, "src") && po.pin_first == 1);
+        nnm_config_free(c);
+    }
+    print_message("allow_lossy: default off; true/false/yes/off/1 parsed into the plan options\n");
+    decode_fails(REQ "[scheduler]\nallow_lossy = lossy\n", NNM_EFORMAT, "node.conf:7:",
+                 "[scheduler] allow_lossy", "'lossy' is not a boolean (true or false)", NULL);
+    decode_fails(REQ "[control]\nallow_lossy = true\n", NNM_EFORMAT, "node.conf:7:",
+                 "did you mean 'allow_lossy' in [scheduler]", NULL);
 }
 
 static void test_config_out_of_range_rejected(void **state)
@@ -354,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_config_uris_list_and_continuation),
         cmocka_unit_test(test_config_unknown_key_suggests_closest),
         cmocka_unit_test(test_config_bad_number_names_line_and_key),
+        cmocka_unit_test(test_config_allow_lossy_parsed_and_reaches_plan_opts),
         cmocka_unit_test(test_config_out_of_range_rejected),
         cmocka_unit_test(test_config_invalid_node_id_rejected),
         cmocka_unit_test(test_config_duplicate_model_ids_rejected),

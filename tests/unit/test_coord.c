@@ -597,6 +597,168 @@ static void test_coord_spot_check_catches_corrupt_peer_never_flags_honest_ones(v
     test_broker_cleanup(&br);
 }
 
+/* ---- forwarding --------------------------------------------------------------------------- */
+
+/* A slow coordinator and two fast peers, objective throughput: a pipeline over the peers, whose
+ * stage outputs go from peer to peer. The answer is the single-node one; the coordinator sends
+ * routed tasks and the peers exchange pieces. Then each peer in turn stops answering in the
+ * middle of the pipeline: the coordinator runs what is missing itself, and the answer is still
+ * exact. */
+static void test_coord_forwarding_routes_stage_outputs_peer_to_peer(void **state)
+{
+    (void)state;
+    if (!test_broker_available()) skip();
+    test_broker br;
+    memset(&br, 0, sizeof br);
+    assert_int_equal(test_broker_start(&br, 0, NULL), 0);
+    ep c;
+    wnode n1, n2;
+    memset(&n1, 0, sizeof n1);
+    memset(&n2, 0, sizeof n2);
+    ep_new_identity(&c, "coord");
+    ep_new_identity(&n1.e, "w1");
+    ep_new_identity(&n2.e, "w2");
+    nnm_identity *ids[3] = { c.id, n1.e.id, n2.e.id };
+    const char *names[3] = { "coord", "w1", "w2" };
+    c.trust = trust_of(ids, names, 3);
+    n1.e.trust = trust_of(ids, names, 3);
+    n2.e.trust = trust_of(ids, names, 3);
+    ep_open(&c, br.uri, 0, 3000);
+    ep_open(&n1.e, br.uri, 0, 3000);
+    ep_open(&n2.e, br.uri, 0, 3000);
+    uint8_t h[NNM_WIRE_HASH_BYTES];
+    FILE *f = fopen(lenet, "rb");
+    assert_non_null(f);
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    nnm_model_hash(h, buf, len);
+    nnm_diag d;
+    nnm_worker *cw = NULL;
+    assert_int_equal(nnm_worker_new(&cw, NULL, &d), NNM_OK);
+    assert_int_equal(nnm_worker_add_model(cw, h, load(), &d), NNM_OK);
+    wnode *ws[2] = { &n1, &n2 };
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(nnm_worker_new(&ws[i]->w, NULL, &d), NNM_OK);
+        assert_int_equal(nnm_worker_add_model(ws[i]->w, h, load(), &d), NNM_OK);
+        assert_int_equal(nnm_coord_inbox_new(&ws[i]->env.inbox, 0, 0, &d), NNM_OK);
+        ws[i]->env.link = ws[i]->e.l;
+        ws[i]->env.worker = ws[i]->w;
+        ws[i]->env.self = ws[i]->e.name;
+        assert_int_equal(pthread_create(&ws[i]->th, NULL, serve_loop, ws[i]), 0);
+    }
+    nnm_sched *s = NULL;
+    assert_int_equal(nnm_sched_new(&s, "coord", NULL, &d), NNM_OK);
+    for (int i = 0; i < 3; i++) {
+        nnm_mesh_node mn;
+        memset(&mn, 0, sizeof mn);
+        snprintf(mn.id, sizeof mn.id, "%s", names[i]);
+        for (int k = 0; k < NNM_OPC__COUNT; k++) mn.gflops[k] = i == 0 ? 0.001 : 20;
+        assert_int_equal(nnm_sched_node_set(s, &mn, &d), NNM_OK);
+    }
+    nnm_coord_env env;
+    memset(&env, 0, sizeof env);
+    env.link = c.l;
+    env.worker = cw;
+    env.sched = s;
+    env.self = "coord";
+    env.peer_has_model = all_have_model;
+    env.task_timeout_ms = 4000;
+    env.forward = 1;
+    nnm_plan_opts po;
+    memset(&po, 0, sizeof po);
+    po.policy = NNM_POLICY_CAPACITY;
+    po.objective = NNM_OBJ_THROUGHPUT;
+
+    nnm_graph *g = load();
+    nnm_tensor x, want, got;
+    assert_int_equal(nnm_npy_load(&x, sample, &d), NNM_OK);
+    nnm_exec *ex = NULL;
+    assert_int_equal(nnm_exec_new(&ex, g, NULL, &d), NNM_OK);
+    assert_int_equal(nnm_exec_run(ex, &x, 1, &want, 1, &d), NNM_OK);
+    nnm_exec_free(ex);
+    nnm_plan *pl = NULL;
+    assert_int_equal(nnm_sched_plan(s, g, h, &po, &pl, &d), NNM_OK);
+    char *txt = NULL;
+    assert_int_equal(nnm_plan_format(&txt, pl, g, &d), NNM_OK);
+    print_message("plan:\n%s", txt);
+    free(txt);
+    nnm_plan_free(pl);
+
+    nnm_coord_stats st;
+    memset(&st, 0, sizeof st);
+    nnm_trace_entry *tr = NULL;
+    size_t ntr = 0;
+    nnm_err rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
+    if (rc != NNM_OK) fprintf(stderr, "coord: %s\n", d.msg);
+    assert_int_equal(rc, NNM_OK);
+    nnm_coord_inbox_stats i1, i2;
+    nnm_coord_inbox_stats_get(n1.env.inbox, &i1);
+    nnm_coord_inbox_stats_get(n2.env.inbox, &i2);
+    print_message("forwarded: rel diff %.3g, %zu parts, %llu tasks sent, %llu routed, %llu local; "
+                  "w1 pieces out %llu in %llu, w2 pieces out %llu in %llu\n", rel_diff(&got, &want),
+                  ntr, (unsigned long long)st.tasks_sent, (unsigned long long)st.tasks_routed,
+                  (unsigned long long)st.tasks_local, (unsigned long long)i1.pieces_out,
+                  (unsigned long long)i1.pieces_in, (unsigned long long)i2.pieces_out,
+                  (unsigned long long)i2.pieces_in);
+    assert_true(rel_diff(&got, &want) <= 1e-5);
+    assert_true(st.tasks_routed >= 2);
+    assert_int_equal(st.tasks_local, 0);
+    assert_true(i1.pieces_out + i2.pieces_out > 0);
+    assert_int_equal(i1.pieces_out + i2.pieces_out, i1.pieces_in + i2.pieces_in);
+    assert_int_equal(i1.waiting + i2.waiting, 0);
+    free(tr);
+    nnm_tensor_cleanup(&got);
+
+    /* Forwarding off: the same plan through the coordinator, the same answer, nothing routed. */
+    env.forward = 0;
+    memset(&st, 0, sizeof st);
+    rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
+    assert_int_equal(rc, NNM_OK);
+    assert_true(rel_diff(&got, &want) <= 1e-5);
+    assert_int_equal(st.tasks_routed, 0);
+    free(tr);
+    nnm_tensor_cleanup(&got);
+    env.forward = 1;
+
+    /* Each peer stops reading in turn: the parts it had (producer or consumer of pieces) run
+     * on the coordinator, which also sends the pieces a waiting peer still needs. */
+    env.task_timeout_ms = 1500;
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&ws[i]->mute, 1);
+        usleep(200000);
+        memset(&st, 0, sizeof st);
+        rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
+        if (rc != NNM_OK) fprintf(stderr, "coord: %s\n", d.msg);
+        assert_int_equal(rc, NNM_OK);
+        print_message("%s stopped: rel diff %.3g, %llu routed, %llu retried here\n", names[1 + i],
+                      rel_diff(&got, &want), (unsigned long long)st.tasks_routed,
+                      (unsigned long long)st.tasks_retried);
+        assert_true(rel_diff(&got, &want) <= 1e-5);
+        assert_true(st.tasks_retried > 0);
+        free(tr);
+        nnm_tensor_cleanup(&got);
+        atomic_store(&ws[i]->mute, 0);
+        usleep(300000);
+    }
+
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&ws[i]->stop, 1);
+        pthread_join(ws[i]->th, NULL);
+        nnm_coord_inbox_free(ws[i]->env.inbox);
+        nnm_worker_free(ws[i]->w);
+    }
+    nnm_tensor_cleanup(&x);
+    nnm_tensor_cleanup(&want);
+    nnm_graph_free(g);
+    nnm_sched_free(s);
+    ep_close(&c);
+    ep_close(&n1.e);
+    ep_close(&n2.e);
+    nnm_worker_free(cw);
+    test_broker_cleanup(&br);
+}
+
 int main(void)
 {
     const char *src = getenv("top_srcdir");
@@ -606,6 +768,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_coord_mesh_matches_single_node_ships_weights_survives_stopped_peers),
         cmocka_unit_test(test_coord_spot_check_catches_corrupt_peer_never_flags_honest_ones),
+        cmocka_unit_test(test_coord_forwarding_routes_stage_outputs_peer_to_peer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

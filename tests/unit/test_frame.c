@@ -1,15 +1,19 @@
 /* tests/unit/test_frame.c — the frame codec: golden bytes for every frame type, round trips,
  * and each malformed input of the strict decoder (hostile counts and lengths, deep nesting,
- * every prefix, trailing bytes, wrong types, missing fields, bad shapes, bad ids).
+ * every prefix, trailing bytes, wrong types, missing fields, bad shapes, bad ids), and the
+ * routed TASK and piece TENSOR of stage-to-stage forwarding.
  *
- * Golden frames live in tests/vectors/frames/<type>.bin. They were written once from the
- * encoder (run with NNM_WRITE_VECTORS=1 to rewrite them after a deliberate wire change, and
- * bump NNM_WIRE_VERSION); the test fails whenever the encoder's output changes.
- * task-spec8.bin is the TASK of an older encoder (slice spec of 8 fields, no result codec),
- * kept to check that it still decodes; it is never rewritten. Hostile
+ * Golden frames live in tests/vectors/frames/: <type>.bin for every type, task-routed.bin
+ * and tensor-piece.bin for the extended forms (the table goldens below). They were written
+ * once from the encoder (run with NNM_WRITE_VECTORS=1 to rewrite them after a deliberate
+ * wire change, and bump NNM_WIRE_VERSION); the test fails whenever the encoder's output
+ * changes. task-spec8.bin is the TASK of an encoder from before the result codec (slice spec
+ * of 8 fields), which is also how today's encoder writes the result codec AUTO; it is never
+ * rewritten, so that the encoder keeps producing what those workers accept. Hostile
  * inputs are built with msgpack-c's packer, a second, independent msgpack writer. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +36,8 @@ static const float f32_8[8] = { 0.0f, 1.5f, -2.25f, 3.0f, 0.125f, -0.5f, 100.0f,
 static const int64_t i64_3[3] = { -1, 0, 1099511627776 };
 static const float zeros_64[64];
 
+static const uint8_t u8_8[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+
 typedef struct sample {
     const char *name;
     nnm_frame f;
@@ -40,7 +46,15 @@ typedef struct sample {
     nnm_advert_cap caps[3];
     uint8_t models[2][NNM_WIRE_HASH_BYTES];
     uint8_t bytes[32];
+    nnm_task_await awaits[2];
+    nnm_task_forward forwards[2];
+    const char *returns[2];
+    nnm_piece_at at[2];
 } sample;
+
+/* Which form of a type's sample: the plain one, the extended one (a routed TASK, a piece
+ * TENSOR), or a TASK asking for the default result codec AUTO. */
+typedef enum form { FORM_PLAIN, FORM_EXT, FORM_AUTO } form;
 
 static void tensor_of(nnm_wire_tensor *wt, const char *name, nnm_dtype dt, int ndim,
                       const int64_t *shape, const void *data, nnm_codec codec)
@@ -66,8 +80,35 @@ static void header_of(nnm_frame_header *h, nnm_frame_type type, const char *rece
     strcpy(h->topic, topic);
 }
 
-/* Fills s with the sample of one type; deterministic, so its encoding is golden. */
-static void sample_init(sample *s, nnm_frame_type type)
+/* The routes of the routed TASK sample: two awaited inputs, two boxes of one output for two
+ * consumers, two outputs to return. */
+static void routes_of(sample *s)
+{
+    nnm_frame *f = &s->f;
+    s->awaits[0] = (nnm_task_await){ .name = "act-3", .dtype = NNM_DT_F32, .ndim = 4,
+                                     .shape = { 1, 16, 28, 28 } };
+    s->awaits[1] = (nnm_task_await){ .name = "mask", .dtype = NNM_DT_U8, .ndim = 2,
+                                     .shape = { 28, 300 } };
+    s->forwards[0] = (nnm_task_forward){ .node = "node-c", .task = 77, .name = "act-9",
+                                         .ndim = 4, .begin = { 0, 0, 0, 0 },
+                                         .end = { 1, 8, 15, 28 }, .at = { 0, 0, 0, 0 } };
+    s->forwards[1] = (nnm_task_forward){ .node = "node-d", .task = 0x100000001ull,
+                                         .name = "act-9", .ndim = 4, .begin = { 0, 0, 13, 0 },
+                                         .end = { 1, 8, 28, 28 }, .at = { 0, 0, 0, 200 } };
+    s->returns[0] = "act-9-pool";
+    s->returns[1] = "logits";
+    f->u.task.routed = 1;
+    f->u.task.nawait = 2;
+    f->u.task.await = s->awaits;
+    f->u.task.nforward = 2;
+    f->u.task.forward = s->forwards;
+    f->u.task.nreturn = 2;
+    f->u.task.returns = s->returns;
+}
+
+/* Fills s with the sample of one type in one form; deterministic, so its encoding is
+ * golden. */
+static void sample_init_form(sample *s, nnm_frame_type type, form fm)
 {
     static const int64_t s1x2x2x2[4] = { 1, 2, 2, 2 }, s2x4[2] = { 2, 4 }, s3[1] = { 3 },
                          s64[1] = { 64 };
@@ -113,12 +154,26 @@ static void sample_init(sample *s, nnm_frame_type type)
         f->u.task.spec.part_end = 56;
         f->u.task.spec.attempt = 1;
         f->u.task.spec.deadline_ms = 1790000000500ull;
-        f->u.task.spec.result_codec = NNM_CODEC_F16;
+        f->u.task.spec.result_codec = fm == FORM_AUTO ? NNM_CODEC_AUTO : NNM_CODEC_F16;
         tensor_of(&s->wt[0], "input", NNM_DT_F32, 4, s1x2x2x2, f32_8, NNM_CODEC_NONE);
         f->u.task.ntensors = 1;
         f->u.task.tensors = s->wt;
+        if (fm == FORM_EXT) routes_of(s);
         break;
     case NNM_FRAME_TENSOR:
+        if (fm == FORM_EXT) {   /* two pieces for task 77 of node-b, of different ndim */
+            f->hdr.request = 77;
+            tensor_of(&s->wt[0], "act-3", NNM_DT_F32, 4, s1x2x2x2, f32_8, NNM_CODEC_NONE);
+            tensor_of(&s->wt[1], "mask", NNM_DT_U8, 2, s2x4, u8_8, NNM_CODEC_NONE);
+            f->u.tensor.ntensors = 2;
+            f->u.tensor.tensors = s->wt;
+            f->u.tensor.piece = 1;
+            strcpy(f->u.tensor.coord, "node-a");
+            s->at[0] = (nnm_piece_at){ { 0, 14, 26, 0 } };
+            s->at[1] = (nnm_piece_at){ { 24, 296 } };
+            f->u.tensor.at = s->at;
+            break;
+        }
         tensor_of(&s->wt[0], "ids", NNM_DT_I64, 1, s3, i64_3, NNM_CODEC_NONE);
         tensor_of(&s->wt[1], "act-f16", NNM_DT_F32, 2, s2x4, f32_8, NNM_CODEC_F16);
         tensor_of(&s->wt[2], "act-q8", NNM_DT_F32, 4, s1x2x2x2, f32_8,
@@ -168,23 +223,33 @@ static void sample_init(sample *s, nnm_frame_type type)
     }
 }
 
+static void sample_init(sample *s, nnm_frame_type type)
+{
+    sample_init_form(s, type, FORM_PLAIN);
+}
+
 static void sample_cleanup(sample *s)
 {
     for (int i = 0; i < 3; i++) nnm_wire_tensor_cleanup(&s->wt[i]);
 }
 
-static uint8_t *encode_sample(nnm_frame_type type, size_t *len)
+static uint8_t *encode_sample_form(nnm_frame_type type, form fm, size_t *len)
 {
     sample s;
     uint8_t *p = NULL;
     nnm_diag d;
     nnm_diag_clear(&d);
-    sample_init(&s, type);
+    sample_init_form(&s, type, fm);
     nnm_err rc = nnm_frame_encode(&p, len, &s.f, &d);
     if (rc != NNM_OK) print_error("encode %s: %s\n", s.name, d.msg);
     assert_int_equal(rc, NNM_OK);
     sample_cleanup(&s);
     return p;
+}
+
+static uint8_t *encode_sample(nnm_frame_type type, size_t *len)
+{
+    return encode_sample_form(type, FORM_PLAIN, len);
 }
 
 static uint8_t *read_file(const char *path, size_t *len)
@@ -206,15 +271,52 @@ static void vector_path(char *buf, size_t n, const char *name)
 
 /* ---- golden bytes and round trips ------------------------------------------------------ */
 
+/* Every golden frame: the sample it is the encoding of, and whether NNM_WRITE_VECTORS may
+ * rewrite it (task-spec8 is the bytes older workers accept: never). */
+static const struct golden {
+    const char *file;
+    nnm_frame_type type;
+    form fm;
+    bool frozen;
+} goldens[] = {
+    { "hello", NNM_FRAME_HELLO, FORM_PLAIN, false },
+    { "advert", NNM_FRAME_ADVERT, FORM_PLAIN, false },
+    { "task", NNM_FRAME_TASK, FORM_PLAIN, false },       /* slice spec of 9 (F16) */
+    { "tensor", NNM_FRAME_TENSOR, FORM_PLAIN, false },
+    { "result", NNM_FRAME_RESULT, FORM_PLAIN, false },
+    { "error", NNM_FRAME_ERROR, FORM_PLAIN, false },
+    { "ctl", NNM_FRAME_CTL, FORM_PLAIN, false },
+    { "probe", NNM_FRAME_PROBE, FORM_PLAIN, false },
+    { "ack", NNM_FRAME_ACK, FORM_PLAIN, false },
+    { "bye", NNM_FRAME_BYE, FORM_PLAIN, false },
+    { "chunk", NNM_FRAME_CHUNK, FORM_PLAIN, false },
+    { "task-spec8", NNM_FRAME_TASK, FORM_AUTO, true },  /* slice spec of 8 (AUTO) */
+    { "task-routed", NNM_FRAME_TASK, FORM_EXT, false },
+    { "tensor-piece", NNM_FRAME_TENSOR, FORM_EXT, false },
+};
+#define NGOLDEN (sizeof goldens / sizeof goldens[0])
+
+static uint8_t *encode_golden(const struct golden *g, size_t *len)
+{
+    return encode_sample_form(g->type, g->fm, len);
+}
+
 static void test_frame_every_type_matches_golden_bytes(void **state)
 {
     (void)state;
-    for (unsigned t = 1; t < NNM_FRAME__COUNT; t++) {
+    for (unsigned t = 1; t < NNM_FRAME__COUNT; t++) {   /* the table misses no type */
+        bool found = false;
+        for (size_t i = 0; i < NGOLDEN; i++)
+            found |= goldens[i].type == t && strcmp(goldens[i].file, nnm_frame_type_name(t)) == 0;
+        assert_true(found);
+    }
+    for (size_t i = 0; i < NGOLDEN; i++) {
+        const struct golden *g = &goldens[i];
         size_t len, glen = 0;
-        uint8_t *enc = encode_sample((nnm_frame_type)t, &len);
+        uint8_t *enc = encode_golden(g, &len);
         char path[1024];
-        vector_path(path, sizeof path, nnm_frame_type_name(t));
-        if (getenv("NNM_WRITE_VECTORS")) {
+        vector_path(path, sizeof path, g->file);
+        if (getenv("NNM_WRITE_VECTORS") && !g->frozen) {
             FILE *fp = fopen(path, "wb");
             assert_non_null(fp);
             assert_int_equal(fwrite(enc, 1, len, fp), len);
@@ -224,7 +326,7 @@ static void test_frame_every_type_matches_golden_bytes(void **state)
         if (gold == NULL) print_error("missing golden frame %s\n", path);
         assert_non_null(gold);
         if (glen != len || memcmp(gold, enc, len) != 0)
-            print_error("%s: encoder output differs from %s\n", nnm_frame_type_name(t), path);
+            print_error("%s: encoder output differs from %s\n", g->file, path);
         assert_int_equal(glen, len);
         assert_memory_equal(gold, enc, len);
         free(gold);
@@ -235,13 +337,14 @@ static void test_frame_every_type_matches_golden_bytes(void **state)
 static void test_frame_every_golden_reencodes_identically(void **state)
 {
     (void)state;
-    for (unsigned t = 1; t < NNM_FRAME__COUNT; t++) {
+    for (size_t i = 0; i < NGOLDEN; i++) {
+        unsigned t = goldens[i].type;
         size_t len, len2;
-        uint8_t *enc = encode_sample((nnm_frame_type)t, &len), *enc2 = NULL;
+        uint8_t *enc = encode_golden(&goldens[i], &len), *enc2 = NULL;
         nnm_frame *f = NULL;
         nnm_diag d;
         nnm_err rc = nnm_frame_decode(&f, enc, len, NULL, &d);
-        if (rc != NNM_OK) print_error("%s: %s\n", nnm_frame_type_name(t), d.msg);
+        if (rc != NNM_OK) print_error("%s: %s\n", goldens[i].file, d.msg);
         assert_int_equal(rc, NNM_OK);
         assert_int_equal(f->hdr.type, t);
         assert_int_equal(nnm_frame_encode(&enc2, &len2, f, NULL), NNM_OK);
@@ -372,17 +475,23 @@ typedef struct craft {
     msgpack_packer pk;
 } craft;
 
-static void craft_begin(craft *c, nnm_frame_type type)
+static void craft_begin_request(craft *c, nnm_frame_type type, uint64_t request)
 {
     msgpack_sbuffer_init(&c->sb);
     msgpack_packer_init(&c->pk, &c->sb, msgpack_sbuffer_write);
     nnm_frame_header h;
     header_of(&h, type, "node-b", "nnmesh/lab/inbox/node-b");
+    h.request = request;
     uint8_t *p;
     size_t n;
     assert_int_equal(nnm_frame_header_encode(&p, &n, &h, NULL), NNM_OK);
     msgpack_sbuffer_write(&c->sb, (const char *)p, n);
     free(p);
+}
+
+static void craft_begin(craft *c, nnm_frame_type type)
+{
+    craft_begin_request(c, type, 42);
 }
 
 static void craft_str(craft *c, const char *s)
@@ -519,9 +628,9 @@ static void test_frame_bin32_claiming_4gb_is_rejected(void **state)
 static void test_frame_every_prefix_is_rejected(void **state)
 {
     (void)state;
-    for (unsigned t = 1; t < NNM_FRAME__COUNT; t++) {
+    for (size_t g = 0; g < NGOLDEN; g++) {
         size_t len;
-        uint8_t *enc = encode_sample((nnm_frame_type)t, &len);
+        uint8_t *enc = encode_golden(&goldens[g], &len);
         for (size_t k = 0; k < len; k++) {
             /* A fresh copy of exactly k bytes so that ASan sees any over-read. */
             uint8_t *p = malloc(k ? k : 1);
@@ -529,7 +638,7 @@ static void test_frame_every_prefix_is_rejected(void **state)
             nnm_diag d;
             nnm_err rc = decode_rc(p, k, NULL, &d);
             if (rc != NNM_EFORMAT)
-                print_error("%s prefix %zu/%zu: %s %s\n", nnm_frame_type_name(t), k, len,
+                print_error("%s prefix %zu/%zu: %s %s\n", goldens[g].file, k, len,
                             nnm_strerror(rc), d.msg);
             assert_int_equal(rc, NNM_EFORMAT);
             free(p);
@@ -541,14 +650,16 @@ static void test_frame_every_prefix_is_rejected(void **state)
 static void test_frame_trailing_bytes_are_rejected(void **state)
 {
     (void)state;
-    size_t len;
-    uint8_t *enc = encode_sample(NNM_FRAME_ACK, &len);
-    uint8_t *p = malloc(len + 1);
-    memcpy(p, enc, len);
-    p[len] = 0x00;
-    expect(p, len + 1, NNM_EFORMAT, "trailing");
-    free(p);
-    free(enc);
+    for (size_t g = 0; g < NGOLDEN; g++) {
+        size_t len;
+        uint8_t *enc = encode_golden(&goldens[g], &len);
+        uint8_t *p = malloc(len + 1);
+        memcpy(p, enc, len);
+        p[len] = 0x00;
+        expect(p, len + 1, NNM_EFORMAT, "trailing");
+        free(p);
+        free(enc);
+    }
 }
 
 static void test_frame_wrong_types_and_missing_fields_are_rejected(void **state)
@@ -792,13 +903,10 @@ static void test_frame_encoder_rejects_what_decoder_would(void **state)
 
 /* ---- the slice spec's result codec ------------------------------------------------------ */
 
-/* A TASK whose slice spec has nfields fields (8: without the result codec) and no tensors,
- * written by msgpack-c. */
-static void craft_task(craft *c, size_t nfields, uint64_t result_codec)
+/* A slice spec of nfields fields (8: without the result codec), written by msgpack-c. */
+static void craft_spec(craft *c, size_t nfields, uint64_t result_codec)
 {
     static const uint8_t hash[NNM_WIRE_HASH_BYTES] = { 7 };
-    craft_begin(c, NNM_FRAME_TASK);
-    msgpack_pack_array(&c->pk, 2);
     msgpack_pack_array(&c->pk, nfields);
     msgpack_pack_bin(&c->pk, sizeof hash);
     msgpack_pack_bin_body(&c->pk, hash, sizeof hash);
@@ -810,6 +918,14 @@ static void craft_task(craft *c, size_t nfields, uint64_t result_codec)
     msgpack_pack_uint32(&c->pk, 0);             /* attempt */
     msgpack_pack_uint64(&c->pk, 0);             /* deadline */
     for (size_t k = 8; k < nfields; k++) msgpack_pack_uint64(&c->pk, result_codec);
+}
+
+/* A TASK whose slice spec has nfields fields and no tensors. */
+static void craft_task(craft *c, size_t nfields, uint64_t result_codec)
+{
+    craft_begin(c, NNM_FRAME_TASK);
+    msgpack_pack_array(&c->pk, 2);
+    craft_spec(c, nfields, result_codec);
     msgpack_pack_array(&c->pk, 0);
 }
 
@@ -871,7 +987,9 @@ static void test_frame_task_result_codec_round_trips_and_bad_codec_is_rejected(v
 }
 
 /* An older sender's TASK (slice spec of 8 fields) decodes, asking for AUTO results as such
- * a sender expected; it re-encodes with the 9th field (the result codec AUTO: 2 bytes). */
+ * a sender expected, and re-encodes identically: AUTO is written without the field. A
+ * 9-field spec saying AUTO (the previous build's encoder) decodes too and re-encodes 2 bytes
+ * shorter, as the 8-field spec. */
 static void test_frame_task_spec_of_8_fields_decodes_as_auto(void **state)
 {
     (void)state;
@@ -898,21 +1016,627 @@ static void test_frame_task_spec_of_8_fields_decodes_as_auto(void **state)
     assert_int_equal(f->u.task.ntensors, 1);
     assert_string_equal(f->u.task.tensors[0].name, "input");
     assert_int_equal(nnm_frame_encode(&enc2, &len2, f, NULL), NNM_OK);
-    assert_int_equal(len2, len + 2);
-    nnm_frame_free(f);
-    assert_int_equal(nnm_frame_decode(&f, enc2, len2, NULL, NULL), NNM_OK);
-    assert_int_equal(f->u.task.spec.result_codec, NNM_CODEC_AUTO);
+    assert_int_equal(len2, len);
+    assert_memory_equal(enc2, old, len);
     nnm_frame_free(f);
     free(enc2);
     free(old);
 
-    craft c;                        /* the same, from msgpack-c */
+    craft c, c9;                    /* the same, from msgpack-c; then with 9 fields */
     craft_task(&c, 8, 0);
     assert_int_equal(nnm_frame_decode(&f, (const uint8_t *)c.sb.data, c.sb.size, NULL, NULL),
                      NNM_OK);
     assert_int_equal(f->u.task.spec.result_codec, NNM_CODEC_AUTO);
     nnm_frame_free(f);
+    craft_task(&c9, 9, NNM_CODEC_AUTO);
+    assert_int_equal(nnm_frame_decode(&f, (const uint8_t *)c9.sb.data, c9.sb.size, NULL, NULL),
+                     NNM_OK);
+    assert_int_equal(f->u.task.spec.result_codec, NNM_CODEC_AUTO);
+    assert_int_equal(nnm_frame_encode(&enc2, &len2, f, NULL), NNM_OK);
+    print_message("9-field spec with AUTO (%zu bytes) re-encodes as 8 fields (%zu bytes)\n",
+                  c9.sb.size, len2);
+    assert_int_equal(len2, c9.sb.size - 2);
+    assert_int_equal(len2, c.sb.size);
+    assert_memory_equal(enc2, c.sb.data, len2);
+    free(enc2);
+    nnm_frame_free(f);
     msgpack_sbuffer_destroy(&c.sb);
+    msgpack_sbuffer_destroy(&c9.sb);
+}
+
+/* ---- stage-to-stage forwarding: the routed TASK and the piece TENSOR --------------------- */
+
+static void assert_tensors_equal(const nnm_wire_tensor *want, const nnm_wire_tensor *got,
+                                 size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(got[i].name, want[i].name);
+        assert_int_equal(got[i].dtype, want[i].dtype);
+        assert_int_equal(got[i].layout, want[i].layout);
+        assert_int_equal(got[i].codec, want[i].codec);
+        assert_int_equal(got[i].ndim, want[i].ndim);
+        assert_memory_equal(got[i].shape, want[i].shape, (size_t)want[i].ndim * 8);
+        assert_int_equal(got[i].raw_len, want[i].raw_len);
+        assert_int_equal(got[i].params_len, want[i].params_len);
+        assert_int_equal(got[i].data_len, want[i].data_len);
+        if (want[i].data_len) assert_memory_equal(got[i].data, want[i].data, want[i].data_len);
+    }
+}
+
+/* Every field of a TASK: header, spec, tensors, and the routes when routed. */
+static void assert_task_equal(const nnm_frame *want, const nnm_frame *got)
+{
+    assert_memory_equal(&got->hdr, &want->hdr, sizeof want->hdr);
+    assert_memory_equal(&got->u.task.spec, &want->u.task.spec, sizeof want->u.task.spec);
+    assert_int_equal(got->u.task.ntensors, want->u.task.ntensors);
+    assert_tensors_equal(want->u.task.tensors, got->u.task.tensors, want->u.task.ntensors);
+    assert_int_equal(got->u.task.routed, want->u.task.routed);
+    assert_int_equal(got->u.task.nawait, want->u.task.nawait);
+    for (size_t i = 0; i < want->u.task.nawait; i++) {
+        const nnm_task_await *a = &want->u.task.await[i], *b = &got->u.task.await[i];
+        assert_string_equal(b->name, a->name);
+        assert_int_equal(b->dtype, a->dtype);
+        assert_int_equal(b->ndim, a->ndim);
+        assert_memory_equal(b->shape, a->shape, (size_t)a->ndim * 8);
+    }
+    assert_int_equal(got->u.task.nforward, want->u.task.nforward);
+    for (size_t i = 0; i < want->u.task.nforward; i++) {
+        const nnm_task_forward *a = &want->u.task.forward[i], *b = &got->u.task.forward[i];
+        assert_string_equal(b->node, a->node);
+        assert_true(b->task == a->task);
+        assert_string_equal(b->name, a->name);
+        assert_int_equal(b->ndim, a->ndim);
+        assert_memory_equal(b->begin, a->begin, (size_t)a->ndim * 8);
+        assert_memory_equal(b->end, a->end, (size_t)a->ndim * 8);
+        assert_memory_equal(b->at, a->at, (size_t)a->ndim * 8);
+    }
+    assert_int_equal(got->u.task.nreturn, want->u.task.nreturn);
+    for (size_t i = 0; i < want->u.task.nreturn; i++)
+        assert_string_equal(got->u.task.returns[i], want->u.task.returns[i]);
+}
+
+/* Every field of a piece TENSOR. */
+static void assert_piece_equal(const nnm_frame *want, const nnm_frame *got)
+{
+    assert_memory_equal(&got->hdr, &want->hdr, sizeof want->hdr);
+    assert_int_equal(got->u.tensor.piece, 1);
+    assert_string_equal(got->u.tensor.coord, want->u.tensor.coord);
+    assert_int_equal(got->u.tensor.ntensors, want->u.tensor.ntensors);
+    assert_tensors_equal(want->u.tensor.tensors, got->u.tensor.tensors,
+                         want->u.tensor.ntensors);
+    for (size_t i = 0; i < want->u.tensor.ntensors; i++)
+        assert_memory_equal(got->u.tensor.at[i].v, want->u.tensor.at[i].v,
+                            (size_t)want->u.tensor.tensors[i].ndim * 8);
+}
+
+/* Encodes s, decodes it, checks every field and that it re-encodes identically; returns
+ * the body's first byte (its array header). */
+static uint8_t round_trip(const sample *s)
+{
+    uint8_t *enc = NULL, *enc2 = NULL, *body = NULL;
+    size_t len, len2, blen;
+    nnm_diag d;
+    nnm_err rc = nnm_frame_encode(&enc, &len, &s->f, &d);
+    if (rc != NNM_OK) print_error("encode %s: %s\n", s->name, d.msg);
+    assert_int_equal(rc, NNM_OK);
+    nnm_frame *f = NULL;
+    assert_int_equal(nnm_frame_decode(&f, enc, len, NULL, &d), NNM_OK);
+    if (s->f.hdr.type == NNM_FRAME_TASK) assert_task_equal(&s->f, f);
+    else assert_piece_equal(&s->f, f);
+    assert_int_equal(nnm_frame_encode(&enc2, &len2, f, NULL), NNM_OK);
+    assert_int_equal(len2, len);
+    assert_memory_equal(enc2, enc, len);
+    assert_int_equal(nnm_frame_body_encode(&body, &blen, &s->f, NULL), NNM_OK);
+    uint8_t first = body[0];
+    nnm_frame_free(f);
+    free(body);
+    free(enc2);
+    free(enc);
+    return first;
+}
+
+static void test_frame_routed_task_and_piece_round_trip_every_field(void **state)
+{
+    (void)state;
+    sample s;
+    sample_init_form(&s, NNM_FRAME_TASK, FORM_EXT);
+    assert_int_equal(round_trip(&s), 0x95);
+    s.f.u.task.nawait = s.f.u.task.nforward = s.f.u.task.nreturn = 0;   /* routed, empty */
+    s.f.u.task.await = NULL;
+    s.f.u.task.forward = NULL;
+    s.f.u.task.returns = NULL;
+    assert_int_equal(round_trip(&s), 0x95);
+    sample_cleanup(&s);
+
+    sample_init_form(&s, NNM_FRAME_TENSOR, FORM_EXT);
+    assert_int_equal(round_trip(&s), 0x93);
+    sample_cleanup(&s);
+
+    /* routed == 0 and piece == 0 write the short forms, whatever the other fields hold. */
+    size_t len, plen;
+    uint8_t *plain = encode_sample(NNM_FRAME_TASK, &plen), *enc;
+    sample_init_form(&s, NNM_FRAME_TASK, FORM_EXT);
+    s.f.u.task.routed = 0;
+    s.f.u.task.await = NULL;
+    assert_int_equal(nnm_frame_encode(&enc, &len, &s.f, NULL), NNM_OK);
+    assert_int_equal(len, plen);
+    assert_memory_equal(enc, plain, len);
+    free(enc);
+    free(plain);
+    sample_cleanup(&s);
+    sample_init_form(&s, NNM_FRAME_TENSOR, FORM_EXT);
+    s.f.u.tensor.piece = 0;
+    s.f.u.tensor.at = NULL;
+    s.f.hdr.request = 0;
+    uint8_t *body;
+    assert_int_equal(nnm_frame_body_encode(&body, &len, &s.f, NULL), NNM_OK);
+    assert_int_equal(body[0], 0x91);
+    nnm_frame *f;
+    assert_int_equal(nnm_frame_body_decode(&f, &s.f.hdr, body, len, NULL, NULL), NNM_OK);
+    assert_int_equal(f->u.tensor.piece, 0);
+    assert_int_equal(f->u.tensor.ntensors, 2);
+    assert_null(f->u.tensor.at);
+    nnm_frame_free(f);
+    free(body);
+    sample_cleanup(&s);
+}
+
+/* The golden files decode to exactly the samples they were written from. */
+static void test_frame_routed_and_piece_goldens_decode_to_their_samples(void **state)
+{
+    (void)state;
+    static const char *const files[] = { "task-routed", "tensor-piece" };
+    static const nnm_frame_type types[] = { NNM_FRAME_TASK, NNM_FRAME_TENSOR };
+    for (size_t i = 0; i < 2; i++) {
+        char path[1024];
+        vector_path(path, sizeof path, files[i]);
+        size_t len = 0;
+        uint8_t *gold = read_file(path, &len);
+        if (gold == NULL) print_error("missing golden frame %s\n", path);
+        assert_non_null(gold);
+        nnm_frame *f = NULL;
+        nnm_diag d;
+        nnm_err rc = nnm_frame_decode(&f, gold, len, NULL, &d);
+        if (rc != NNM_OK) print_error("%s: %s\n", path, d.msg);
+        assert_int_equal(rc, NNM_OK);
+        sample s;
+        sample_init_form(&s, types[i], FORM_EXT);
+        if (types[i] == NNM_FRAME_TASK) {
+            assert_task_equal(&s.f, f);
+            print_message("%s (%zu bytes): %zu awaits, %zu forwards, %zu returns\n", files[i],
+                          len, f->u.task.nawait, f->u.task.nforward, f->u.task.nreturn);
+        } else {
+            assert_piece_equal(&s.f, f);
+            print_message("%s (%zu bytes): %zu pieces for task %llu of coordinator %s\n",
+                          files[i], len, f->u.tensor.ntensors,
+                          (unsigned long long)f->hdr.request, f->u.tensor.coord);
+        }
+        sample_cleanup(&s);
+        nnm_frame_free(f);
+        free(gold);
+    }
+}
+
+/* Header, body of `fields` and the first two fields of a routed TASK, by msgpack-c: a spec
+ * of 8 and one carried u8 tensor "input" [2]; the caller packs the rest. */
+static void craft_routed(craft *c, size_t fields)
+{
+    craft_begin(c, NNM_FRAME_TASK);
+    msgpack_pack_array(&c->pk, fields);
+    craft_spec(c, 8, 0);
+    msgpack_pack_array(&c->pk, 1);
+    msgpack_pack_array(&c->pk, 8);
+    craft_str(c, "input");
+    msgpack_pack_uint8(&c->pk, NNM_DT_U8);
+    msgpack_pack_array(&c->pk, 1);
+    msgpack_pack_uint8(&c->pk, 2);
+    msgpack_pack_uint8(&c->pk, 0);
+    msgpack_pack_uint8(&c->pk, 0);
+    msgpack_pack_uint8(&c->pk, 2);
+    msgpack_pack_bin(&c->pk, 0);
+    msgpack_pack_bin_with_body(&c->pk, "\1\2", 2);
+}
+
+static void craft_dims(craft *c, size_t n, const uint64_t *v)
+{
+    msgpack_pack_array(&c->pk, n);
+    for (size_t i = 0; i < n; i++) msgpack_pack_uint64(&c->pk, v[i]);
+}
+
+static void craft_await(craft *c, const char *name, uint64_t dtype, size_t ndim,
+                        const uint64_t *shape)
+{
+    msgpack_pack_array(&c->pk, 3);
+    craft_str(c, name);
+    msgpack_pack_uint64(&c->pk, dtype);
+    craft_dims(c, ndim, shape);
+}
+
+static void test_frame_bad_awaits_are_rejected(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        uint64_t dtype;
+        size_t ndim;
+        uint64_t shape[9];
+        nnm_err rc;
+        const char *needle;
+    } cases[] = {
+        { "act", NNM_DT_F32, 0, { 0 }, NNM_EFORMAT, "await 0 shape: has no dimensions" },
+        { "act", NNM_DT_F32, 9, { 1, 1, 1, 1, 1, 1, 1, 1, 1 }, NNM_ERANGE,
+          "await 0 shape: has 9 dimensions; the limit is 8" },
+        { "act", NNM_DT_F32, 2, { 4, 0 }, NNM_EFORMAT, "await 0 shape: dimension 1 is 0" },
+        { "act", 9, 1, { 4 }, NNM_EFORMAT, "await 0 dtype: unknown dtype 9" },
+        { "act", 0, 1, { 4 }, NNM_EFORMAT, "await 0 dtype: unknown dtype 0" },
+        { "act", NNM_DT_F32, 2, { 1ull << 20, 1ull << 20 }, NNM_ERANGE,
+          "await 0 shape: takes 4398046511104 bytes; the tensor limit is" },
+        { "act", NNM_DT_F32, 3, { 1ull << 40, 1ull << 40, 1 }, NNM_ERANGE,
+          "await 0 shape: overflows" },
+        { "act", NNM_DT_U8, 1, { 1ull << 63 }, NNM_ERANGE, "await 0 shape[0]" },
+        { "", NNM_DT_U8, 1, { 4 }, NNM_EFORMAT, "await 0 name: is empty" },
+        { "input", NNM_DT_U8, 1, { 4 }, NNM_EFORMAT, "awaits: 'input' is also tensor 0" },
+        { "act", NNM_DT_F32, 8, { 1, 1, 1, 1, 1, 1, 1, 64 }, NNM_OK, NULL },
+        { "act", NNM_DT_U8, 2, { 1ull << 14, 1ull << 14 }, NNM_OK, NULL },   /* 256 MiB */
+    };
+    craft c;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        craft_routed(&c, 5);
+        msgpack_pack_array(&c.pk, 1);
+        craft_await(&c, cases[i].name, cases[i].dtype, cases[i].ndim, cases[i].shape);
+        msgpack_pack_array(&c.pk, 0);
+        msgpack_pack_array(&c.pk, 0);
+        expect(c.sb.data, c.sb.size, cases[i].rc, cases[i].needle);
+        msgpack_sbuffer_destroy(&c.sb);
+    }
+    static const uint64_t s4[1] = { 4 };
+    craft_routed(&c, 5);                /* the same name twice */
+    msgpack_pack_array(&c.pk, 3);
+    craft_await(&c, "act", NNM_DT_U8, 1, s4);
+    craft_await(&c, "mask", NNM_DT_U8, 1, s4);
+    craft_await(&c, "act", NNM_DT_F32, 1, s4);
+    msgpack_pack_array(&c.pk, 0);
+    msgpack_pack_array(&c.pk, 0);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "awaits: 'act' is awaited twice");
+    msgpack_sbuffer_destroy(&c.sb);
+}
+
+static void craft_forward(craft *c, const char *node, uint64_t task, size_t nb,
+                          const uint64_t *begin, size_t ne, const uint64_t *end, size_t na,
+                          const uint64_t *at)
+{
+    msgpack_pack_array(&c->pk, 6);
+    craft_str(c, node);
+    msgpack_pack_uint64(&c->pk, task);
+    craft_str(c, "out");
+    craft_dims(c, nb, begin);
+    craft_dims(c, ne, end);
+    craft_dims(c, na, at);
+}
+
+static void test_frame_bad_forwards_and_returns_are_rejected(void **state)
+{
+    (void)state;
+    static const uint64_t z[4] = { 0 }, e3[3] = { 1, 4, 4 }, flat[3] = { 1, 0, 4 },
+                          back[3] = { 1, 4, 4 }, from[3] = { 0, 5, 0 },
+                          big[3] = { 1, 4, 1ull << 63 }, top[3] = { 1, 4, INT64_MAX },
+                          e2[2] = { 1, 4 };
+    static const struct {
+        const char *node;
+        uint64_t task;
+        size_t nb;
+        const uint64_t *b;
+        size_t ne;
+        const uint64_t *e;
+        size_t na;
+        const uint64_t *at;
+        nnm_err rc;
+        const char *needle;
+    } cases[] = {
+        { "node-c", 0, 3, z, 3, e3, 3, z, NNM_EFORMAT, "forward 0 task: is 0" },
+        { "A/B", 7, 3, z, 3, e3, 3, z, NNM_EFORMAT, "forward 0 node id" },
+        { "", 7, 3, z, 3, e3, 3, z, NNM_EFORMAT, "forward 0 node id" },
+        { "node-c", 7, 3, z, 3, flat, 3, z, NNM_EFORMAT,
+          "forward 0 box: dimension 1: [0, 0) is empty" },
+        { "node-c", 7, 3, from, 3, back, 3, z, NNM_EFORMAT,
+          "forward 0 box: dimension 1: [5, 4) is empty" },
+        { "node-c", 7, 3, z, 2, e2, 3, z, NNM_EFORMAT,
+          "forward 0 end: has 2 values, expected 3 (as many as begin)" },
+        { "node-c", 7, 3, z, 3, e3, 4, z, NNM_EFORMAT,
+          "forward 0 at: has 4 values, expected 3" },
+        { "node-c", 7, 3, z, 3, e3, 2, z, NNM_EFORMAT,
+          "forward 0 at: has 2 values, expected 3" },
+        { "node-c", 7, 3, z, 3, big, 3, z, NNM_ERANGE, "forward 0 end[2]" },
+        { "node-c", 7, 3, z, 3, e3, 3, big, NNM_ERANGE, "forward 0 at[2]" },
+        { "node-c", 7, 0, z, 0, e3, 0, z, NNM_EFORMAT, "forward 0 begin: has no dimensions" },
+        { "node-c", 7, 3, z, 3, e3, 3, z, NNM_OK, NULL },
+        { "node-c", UINT64_MAX, 3, z, 3, top, 3, top, NNM_OK, NULL },
+    };
+    craft c;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        craft_routed(&c, 5);
+        msgpack_pack_array(&c.pk, 0);
+        msgpack_pack_array(&c.pk, 1);
+        craft_forward(&c, cases[i].node, cases[i].task, cases[i].nb, cases[i].b, cases[i].ne,
+                      cases[i].e, cases[i].na, cases[i].at);
+        msgpack_pack_array(&c.pk, 0);
+        expect(c.sb.data, c.sb.size, cases[i].rc, cases[i].needle);
+        msgpack_sbuffer_destroy(&c.sb);
+    }
+
+    static const struct {
+        size_t n;
+        const char *names[3];
+        nnm_err rc;
+        const char *needle;
+    } rets[] = {
+        { 2, { "logits", "" }, NNM_EFORMAT, "return 1: is empty" },
+        { 3, { "logits", "x", "logits" }, NNM_EFORMAT, "returns: 'logits' is returned twice" },
+        { 3, { "logits", "x", "input" }, NNM_OK, NULL },   /* may name an input: returned */
+    };
+    for (size_t i = 0; i < sizeof rets / sizeof rets[0]; i++) {
+        craft_routed(&c, 5);
+        msgpack_pack_array(&c.pk, 0);
+        msgpack_pack_array(&c.pk, 0);
+        msgpack_pack_array(&c.pk, rets[i].n);
+        for (size_t k = 0; k < rets[i].n; k++) craft_str(&c, rets[i].names[k]);
+        expect(c.sb.data, c.sb.size, rets[i].rc, rets[i].needle);
+        msgpack_sbuffer_destroy(&c.sb);
+    }
+    craft_routed(&c, 5);                /* a name that is not a string (of 2 bytes) */
+    msgpack_pack_array(&c.pk, 0);
+    msgpack_pack_array(&c.pk, 0);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_uint8(&c.pk, 200);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "return 0: expected a string");
+    msgpack_sbuffer_destroy(&c.sb);
+}
+
+/* A piece TENSOR by msgpack-c with request `request`: two u8 tensors [4] and [2, 2], then
+ * the coordinator id; the caller packs at. */
+static void craft_piece(craft *c, uint64_t request, const char *coord)
+{
+    craft_begin_request(c, NNM_FRAME_TENSOR, request);
+    msgpack_pack_array(&c->pk, 3);
+    msgpack_pack_array(&c->pk, 2);
+    for (int i = 0; i < 2; i++) {
+        msgpack_pack_array(&c->pk, 8);
+        craft_str(c, i == 0 ? "act" : "mask");
+        msgpack_pack_uint8(&c->pk, NNM_DT_U8);
+        if (i == 0) {
+            msgpack_pack_array(&c->pk, 1);
+            msgpack_pack_uint8(&c->pk, 4);
+        } else {
+            msgpack_pack_array(&c->pk, 2);
+            msgpack_pack_uint8(&c->pk, 2);
+            msgpack_pack_uint8(&c->pk, 2);
+        }
+        msgpack_pack_uint8(&c->pk, 0);
+        msgpack_pack_uint8(&c->pk, 0);
+        msgpack_pack_uint8(&c->pk, 4);
+        msgpack_pack_bin(&c->pk, 0);
+        msgpack_pack_bin_with_body(&c->pk, "\1\2\3\4", 4);
+    }
+    craft_str(c, coord);
+}
+
+static void test_frame_bad_pieces_are_rejected(void **state)
+{
+    (void)state;
+    static const uint64_t a1[1] = { 8 }, a2[2] = { 2, 6 }, a3[3] = { 0, 2, 6 },
+                          big[2] = { 1ull << 63, 0 }, max[2] = { INT64_MAX, INT64_MAX };
+    static const struct {
+        uint64_t request;
+        const char *coord;
+        size_t n;                       /* at entries: at[0] has a0 values, at[1] a1 */
+        size_t na0;
+        const uint64_t *v0;
+        size_t na1;
+        const uint64_t *v1;
+        nnm_err rc;
+        const char *needle;
+    } cases[] = {
+        { 77, "node-a", 1, 1, a1, 0, NULL, NNM_EFORMAT,
+          "piece at: has 1 entries, expected 2 (one per tensor)" },
+        { 77, "node-a", 3, 1, a1, 2, a2, NNM_EFORMAT, "piece at: has 3 entries, expected 2" },
+        { 77, "node-a", 2, 1, a1, 3, a3, NNM_EFORMAT,
+          "piece at 1: has 3 values, expected 2 (one per dimension of tensor 1)" },
+        { 77, "node-a", 2, 2, a2, 2, a2, NNM_EFORMAT, "piece at 0: has 2 values, expected 1" },
+        { 77, "node-a", 2, 1, a1, 2, big, NNM_ERANGE, "piece at 1[0]" },
+        { 0, "node-a", 2, 1, a1, 2, a2, NNM_EFORMAT, "piece request id: is 0" },
+        { 77, "A/B", 2, 1, a1, 2, a2, NNM_EFORMAT, "piece coordinator id" },
+        { 77, "", 2, 1, a1, 2, a2, NNM_EFORMAT, "piece coordinator id" },
+        { 77, "node-a", 2, 1, a1, 2, a2, NNM_OK, NULL },
+        { 77, "node-a", 2, 1, a1, 2, max, NNM_OK, NULL },
+    };
+    craft c;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        craft_piece(&c, cases[i].request, cases[i].coord);
+        msgpack_pack_array(&c.pk, cases[i].n);
+        for (size_t k = 0; k < cases[i].n; k++)
+            if (k == 0) craft_dims(&c, cases[i].na0, cases[i].v0);
+            else craft_dims(&c, cases[i].na1, cases[i].v1 ? cases[i].v1 : a2);
+        expect(c.sb.data, c.sb.size, cases[i].rc, cases[i].needle);
+        msgpack_sbuffer_destroy(&c.sb);
+    }
+}
+
+/* The extended forms' arrays claiming 2^32-1 items fail before anything is allocated; the
+ * body's field count admits only the two forms of each type. */
+static void test_frame_routed_and_piece_counts_are_checked(void **state)
+{
+    (void)state;
+    static const uint8_t arr[] = { 0xdd, 0xff, 0xff, 0xff, 0xff };
+    static const char *const where[] = { "awaits", "forwards", "returns" };
+    craft c;
+    for (size_t k = 0; k < 3; k++) {
+        craft_routed(&c, 5);
+        for (size_t e = 0; e < k; e++) msgpack_pack_array(&c.pk, 0);
+        craft_raw(&c, arr, sizeof arr);
+        craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0", 10);
+        char needle[64];
+        snprintf(needle, sizeof needle, "%s: claims 4294967295 items", where[k]);
+        expect(c.sb.data, c.sb.size, NNM_EFORMAT, needle);
+        msgpack_sbuffer_destroy(&c.sb);
+    }
+    craft_routed(&c, 5);                /* inside an await: its shape */
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, 3);
+    craft_str(&c, "act");
+    msgpack_pack_uint8(&c.pk, NNM_DT_U8);
+    craft_raw(&c, arr, sizeof arr);
+    craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0", 10);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "await 0 shape: claims 4294967295 items");
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_piece(&c, 77, "node-a");
+    craft_raw(&c, arr, sizeof arr);
+    craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0", 10);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "piece at: claims 4294967295 items");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* A count that fits the bytes but passes the item cap is a range error (8: the spec and
+     * a tensor have 8 fields). */
+    nnm_wire_limits lim;
+    nnm_wire_limits_init(&lim);
+    lim.max_array_items = 8;
+    craft_routed(&c, 5);
+    msgpack_pack_array(&c.pk, 0);
+    msgpack_pack_array(&c.pk, 0);
+    msgpack_pack_array(&c.pk, 9);
+    for (char k = 0; k < 9; k++) msgpack_pack_str_with_body(&c.pk, (char[]){ (char)('a' + k) }, 1);
+    nnm_diag d;
+    assert_int_equal(decode_rc(c.sb.data, c.sb.size, &lim, &d), NNM_ERANGE);
+    assert_non_null(strstr(d.msg, "returns: has 9 items; the limit is 8"));
+    msgpack_sbuffer_destroy(&c.sb);
+
+    /* TASK bodies of 1, 3, 4 and 6 fields (the fields that exist, then empty arrays). */
+    static const size_t task_fields[] = { 1, 3, 4, 6 };
+    for (size_t i = 0; i < sizeof task_fields / sizeof task_fields[0]; i++) {
+        size_t n = task_fields[i];
+        craft_begin(&c, NNM_FRAME_TASK);
+        msgpack_pack_array(&c.pk, n);
+        craft_spec(&c, 8, 0);
+        for (size_t k = 1; k < n; k++) msgpack_pack_array(&c.pk, 0);
+        char needle[64];
+        snprintf(needle, sizeof needle, "body: has %zu items, expected 2 or 5", n);
+        expect(c.sb.data, c.sb.size, NNM_EFORMAT, needle);
+        msgpack_sbuffer_destroy(&c.sb);
+    }
+    craft_piece(&c, 77, "node-a");      /* patched to 2 fields: [tensors, coord] */
+    nnm_frame_header h;
+    size_t used;
+    assert_int_equal(nnm_frame_header_decode(&h, &used, (const uint8_t *)c.sb.data, c.sb.size,
+                                             NULL, NULL), NNM_OK);
+    assert_int_equal((uint8_t)c.sb.data[used], 0x93);
+    c.sb.data[used] = (char)0x92;
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "body: has 2 items, expected 1 or 3");
+    msgpack_sbuffer_destroy(&c.sb);
+    craft_begin(&c, NNM_FRAME_TENSOR);  /* and 4 */
+    msgpack_pack_array(&c.pk, 4);
+    for (int k = 0; k < 4; k++) msgpack_pack_array(&c.pk, 0);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "body: has 4 items, expected 1 or 3");
+    msgpack_sbuffer_destroy(&c.sb);
+}
+
+/* The encoder refuses what the decoder would, naming the field: NNM_EINVAL, or NNM_ERANGE
+ * for a value past a limit (as for tensors). The writer's own checks come first. */
+static void test_frame_encoder_rejects_bad_routes_and_pieces(void **state)
+{
+    (void)state;
+    static const struct {
+        int what;
+        nnm_err rc;
+        const char *needle;
+    } cases[] = {
+        { 0, NNM_EINVAL, "await 0 shape: 0 dimensions" },
+        { 1, NNM_EINVAL, "await 0 shape: 9 dimensions" },
+        { 2, NNM_EINVAL, "await 1 shape: dimension 0 is 0" },
+        { 3, NNM_EINVAL, "await 0 dtype: unknown dtype 0" },
+        { 4, NNM_EINVAL, "'act-3' is awaited twice" },
+        { 5, NNM_EINVAL, "'input' is also tensor 0" },
+        { 6, NNM_EINVAL, "forward 0 task: is 0" },
+        { 7, NNM_EINVAL, "forward 1 node id" },
+        { 8, NNM_EINVAL, "forward 0 box: dimension 2" },
+        { 9, NNM_EINVAL, "forward 0 begin: 9 dimensions" },
+        { 10, NNM_EINVAL, "return 1: is empty" },
+        { 11, NNM_EINVAL, "'act-9-pool' is returned twice" },
+        { 12, NNM_EINVAL, "awaits, forwards or returns" },
+        { 13, NNM_EINVAL, "forward 0 node id: not terminated" },
+        { 14, NNM_ERANGE, "await 1 shape: takes" },
+        { 15, NNM_ERANGE, "forward 0 at[1]" },
+        { 16, NNM_EINVAL, "await 0 name: is empty" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sample s;
+        sample_init_form(&s, NNM_FRAME_TASK, FORM_EXT);
+        switch (cases[i].what) {
+        case 0: s.awaits[0].ndim = 0; break;
+        case 1: s.awaits[0].ndim = 9; break;
+        case 2: s.awaits[1].shape[0] = 0; break;
+        case 3: s.awaits[0].dtype = 0; break;
+        case 4: s.awaits[1].name = "act-3"; break;
+        case 5: s.awaits[0].name = "input"; break;
+        case 6: s.forwards[0].task = 0; break;
+        case 7: strcpy(s.forwards[1].node, "A/B"); break;
+        case 8: s.forwards[0].end[2] = s.forwards[0].begin[2]; break;
+        case 9: s.forwards[0].ndim = 9; break;
+        case 10: s.returns[1] = ""; break;
+        case 11: s.returns[1] = "act-9-pool"; break;
+        case 12: s.f.u.task.forward = NULL; break;
+        case 13: memset(s.forwards[0].node, 'a', sizeof s.forwards[0].node); break;
+        case 14: s.awaits[1].shape[1] = 1ull << 40; break;
+        case 15: s.forwards[0].at[1] = 1ull << 63; break;
+        case 16: s.awaits[0].name = NULL; break;
+        default: fail();
+        }
+        uint8_t *p = (uint8_t *)(uintptr_t)1;
+        size_t n;
+        nnm_diag d;
+        nnm_diag_clear(&d);
+        nnm_err rc = nnm_frame_encode(&p, &n, &s.f, &d);
+        if (rc != cases[i].rc || strstr(d.msg, cases[i].needle) == NULL)
+            print_error("case %d: got %s '%s', want %s with '%s'\n", cases[i].what,
+                        nnm_strerror(rc), d.msg, nnm_strerror(cases[i].rc), cases[i].needle);
+        assert_int_equal(rc, cases[i].rc);
+        assert_non_null(strstr(d.msg, cases[i].needle));
+        assert_null(p);
+        sample_cleanup(&s);
+    }
+
+    static const struct {
+        int what;
+        const char *needle;
+    } pieces[] = {
+        { 0, "piece at: NULL for 2 tensors" },
+        { 1, "piece request id: is 0" },
+        { 2, "piece coordinator id" },
+        { 3, "piece coordinator id: not terminated" },
+        { 4, "piece at 0[3]" },
+    };
+    for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+        sample s;
+        sample_init_form(&s, NNM_FRAME_TENSOR, FORM_EXT);
+        switch (pieces[i].what) {
+        case 0: s.f.u.tensor.at = NULL; break;
+        case 1: s.f.hdr.request = 0; break;
+        case 2: strcpy(s.f.u.tensor.coord, "A/B"); break;
+        case 3: memset(s.f.u.tensor.coord, 'a', sizeof s.f.u.tensor.coord); break;
+        case 4: s.at[0].v[3] = 1ull << 63; break;
+        default: fail();
+        }
+        uint8_t *p = NULL;
+        size_t n;
+        nnm_diag d;
+        nnm_diag_clear(&d);
+        nnm_err rc = nnm_frame_body_encode(&p, &n, &s.f, &d);
+        if (strstr(d.msg, pieces[i].needle) == NULL)
+            print_error("piece case %d: got %s '%s'\n", pieces[i].what, nnm_strerror(rc),
+                        d.msg);
+        assert_int_equal(rc, pieces[i].what == 4 ? NNM_ERANGE : NNM_EINVAL);
+        assert_non_null(strstr(d.msg, pieces[i].needle));
+        assert_null(p);
+        sample_cleanup(&s);
+    }
 }
 
 static void test_frame_size_cap_is_a_range_error(void **state)
@@ -955,6 +1679,13 @@ int main(void)
         cmocka_unit_test(test_frame_more_than_8_dims_is_rejected),
         cmocka_unit_test(test_frame_bad_ids_are_rejected),
         cmocka_unit_test(test_frame_encoder_rejects_what_decoder_would),
+        cmocka_unit_test(test_frame_routed_task_and_piece_round_trip_every_field),
+        cmocka_unit_test(test_frame_routed_and_piece_goldens_decode_to_their_samples),
+        cmocka_unit_test(test_frame_bad_awaits_are_rejected),
+        cmocka_unit_test(test_frame_bad_forwards_and_returns_are_rejected),
+        cmocka_unit_test(test_frame_bad_pieces_are_rejected),
+        cmocka_unit_test(test_frame_routed_and_piece_counts_are_checked),
+        cmocka_unit_test(test_frame_encoder_rejects_bad_routes_and_pieces),
         cmocka_unit_test(test_frame_size_cap_is_a_range_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

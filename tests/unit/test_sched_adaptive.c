@@ -20,8 +20,9 @@
  * plan's cold first run is replaced by its second. The learned per-part overhead: with
  * 45 ms per remote part (the boards of docs/BENCH_DIST.md) the DP plan drops from many
  * remote parts to at most 3 within a few requests, predicted within 2x of its run; with ~0
- * it still splits; bad observations change nothing. The simulations plan for free
- * (plan_share 0), so no wall-clock time decides anything. */
+ * it still splits; bad observations change nothing. A learned link factor survives new
+ * probes within 2x of the old ones and is reset by a probe 10x off. The simulations plan
+ * for free (plan_share 0), so no wall-clock time decides anything. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -787,6 +788,57 @@ static void test_sched_adaptive_exchange_refines_links(void **state)
     ir__graph_free(g);
 }
 
+/* New probes of a link keep its learned factor when they predict about the same (within 2x
+ * for a 64 KiB transfer: the factor corrects a steady bias of the probes), and reset it to 1
+ * when the link changed by more (the factor was about the old link), either way. */
+static void test_sched_adaptive_reprobe_resets_factor_of_changed_link(void **state)
+{
+    (void)state;
+    nnm_sched *s = make_fast();          /* every link 1 ms, 125 MB/s */
+    /* a -> b and b -> a take 3x their probed time */
+    for (int k = 0; k < 30; k++) {
+        double pred = 0;
+        assert_int_equal(nnm_sched_transfer_ms(s, "a", "b", 65536, NNM_CODEC_NONE, 0, &pred, NULL),
+                         NNM_OK);
+        assert_int_equal(nnm_sched_observe_transfer(s, "a", "b", 65536, 3 * pred, NULL), NNM_OK);
+        assert_int_equal(nnm_sched_observe_transfer(s, "b", "a", 65536, 3 * pred, NULL), NNM_OK);
+    }
+    double learned = nnm_sched_link_factor(s, "a", "b");
+    assert_true(fabs(learned - 3.0) < 0.05 && nnm_sched_link_factor(s, "b", "a") == learned);
+    /* a -> b probed again, similar (64 KiB: 1.02 ms -> 1.20 ms): the factor is kept */
+    uint64_t v = nnm_sched_version(s);
+    assert_int_equal(nnm_sched_link_set(s, "a", "b", 1.2, 110.0, NULL), NNM_OK);
+    double similar = nnm_sched_link_factor(s, "a", "b");
+    assert_true(similar == learned);
+    assert_true(nnm_sched_version(s) == v);        /* nor is it a new mesh version */
+    /* then 10x slower (1.20 ms -> 12.0 ms): another link, learned afresh */
+    assert_int_equal(nnm_sched_link_set(s, "a", "b", 12.0, 11.0, NULL), NNM_OK);
+    double slower10 = nnm_sched_link_factor(s, "a", "b");
+    assert_true(slower10 == 1.0);
+    assert_true(nnm_sched_version(s) != v);        /* refined plans are made again */
+    assert_true(nnm_sched_link_factor(s, "b", "a") == learned);   /* not probed again */
+    /* b -> a 1.9x slower (1.02 ms -> 1.95 ms): kept; then 10x faster (-> 0.195 ms): reset */
+    assert_int_equal(nnm_sched_link_set(s, "b", "a", 1.9, 125.0 / 1.9, NULL), NNM_OK);
+    double slower19 = nnm_sched_link_factor(s, "b", "a");
+    assert_true(slower19 == learned);
+    assert_int_equal(nnm_sched_link_set(s, "b", "a", 0.19, 1250.0 / 1.9, NULL), NNM_OK);
+    double faster10 = nnm_sched_link_factor(s, "b", "a");
+    assert_true(faster10 == 1.0);
+    /* and the factor is learned again against the new probe */
+    double pred = 0;
+    assert_int_equal(nnm_sched_transfer_ms(s, "a", "b", 65536, NNM_CODEC_NONE, 0, &pred, NULL),
+                     NNM_OK);
+    for (int k = 0; k < 30; k++)
+        assert_int_equal(nnm_sched_observe_transfer(s, "a", "b", 65536, 2 * pred, NULL), NNM_OK);
+    double relearned = nnm_sched_link_factor(s, "a", "b");
+    assert_true(fabs(relearned - 2.0) < 0.05);
+    print_message("links a<->b observed 3x their probes: factor %.2f; re-probed a->b 1.17x "
+                  "slower: %.2f (kept), then 10x slower: %.2f (reset), observed 2x: %.2f; b->a "
+                  "1.9x slower: %.2f (kept), then 10x faster: %.2f (reset)\n", learned, similar,
+                  slower10, relearned, slower19, faster10);
+    nnm_sched_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -803,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_sched_adaptive_overhead_bad_observation_rejected),
         cmocka_unit_test(test_sched_adaptive_bad_split_does_not_lock_out_peers),
         cmocka_unit_test(test_sched_adaptive_exchange_refines_links),
+        cmocka_unit_test(test_sched_adaptive_reprobe_resets_factor_of_changed_link),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

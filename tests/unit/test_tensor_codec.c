@@ -211,6 +211,18 @@ static void test_tensor_codec_empty_and_scalar_tensors_round_trip(void **state)
     }
 }
 
+/* The names the stats JSON (coordinator.result_codecs) and plan dumps print. */
+static void test_tensor_codec_names_cover_every_codec(void **state)
+{
+    (void)state;
+    assert_string_equal(nnm_codec_name(NNM_CODEC_NONE), "none");
+    assert_string_equal(nnm_codec_name(NNM_CODEC_F16), "f16");
+    assert_string_equal(nnm_codec_name(NNM_CODEC_INT8_AFFINE), "int8");
+    assert_string_equal(nnm_codec_name(NNM_CODEC_LZ4), "lz4");
+    assert_string_equal(nnm_codec_name(NNM_CODEC_AUTO), "auto");
+    assert_string_equal(nnm_codec_name(NNM_CODEC__COUNT), "?");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_tensor_codec_int8_affine_is_per_channel_on_axis_1),
         cmocka_unit_test(test_tensor_codec_lz4_round_trips_and_auto_keeps_it_only_if_it_pays),
         cmocka_unit_test(test_tensor_codec_empty_and_scalar_tensors_round_trip),
+        cmocka_unit_test(test_tensor_codec_names_cover_every_codec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
