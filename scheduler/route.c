@@ -105,6 +105,10 @@ struct nnm_coord_inbox {
     size_t nw;
     early *e[COORD_INBOX_MAX];
     size_t ne;
+    /* Tasks that ran or were refused lately: a piece for one is a duplicate (a producer's
+     * and the coordinator's copy of it both came), not one to hold. */
+    struct { char coord[NNM_ID_MAX + 1]; uint64_t task; } done[COORD_INBOX_MAX];
+    unsigned ndone;
     nnm_coord_inbox_stats st;
 };
 
@@ -157,6 +161,9 @@ void nnm_coord_inbox_stats_get(const nnm_coord_inbox *ib, nnm_coord_inbox_stats 
 
 static void drop_waiting(nnm_coord_inbox *ib, size_t i)
 {
+    unsigned k = ib->ndone++ % COORD_INBOX_MAX;
+    snprintf(ib->done[k].coord, sizeof ib->done[k].coord, "%s", ib->w[i]->coord);
+    ib->done[k].task = ib->w[i]->task;
     ib->bytes -= ib->w[i]->bytes;
     waiting_free(ib->w[i]);
     ib->w[i] = ib->w[--ib->nw];
@@ -317,6 +324,11 @@ static nnm_err take_piece(const nnm_coord_env *env, const char *coord, uint64_t 
         }
         return complete(w) ? run_waiting(env, i, diag) : NNM_OK;
     }
+    for (unsigned k = 0; k < COORD_INBOX_MAX && k < ib->ndone; k++)
+        if (ib->done[k].task == task && !strcmp(ib->done[k].coord, coord)) {
+            ib->st.pieces_dup++;
+            return NNM_OK;
+        }
     if (ib->ne == COORD_INBOX_MAX || ib->bytes + t->nbytes > ib->max_bytes) {
         ib->st.pieces_dropped++;
         return nnm_diag_set(diag, NNM_ERANGE, "piece for task %016llx of %s dropped: %zu pieces "

@@ -34,7 +34,10 @@ static void *serve_loop(void *arg)
         }
         nnm_link_msg m;
         memset(&m, 0, sizeof m);
-        if (nnm_link_recv(n->e.l, &m, 50, NULL) != NNM_OK) continue;
+        if (nnm_link_recv(n->e.l, &m, 50, NULL) != NNM_OK) {
+            nnm_coord_inbox_expire(&n->env);   /* as a node's idle loop does */
+            continue;
+        }
         if (m.frame && (m.frame->hdr.type == NNM_FRAME_TASK || m.frame->hdr.type == NNM_FRAME_TENSOR)) {
             if (m.frame->hdr.type == NNM_FRAME_TASK)
                 for (size_t k = 0; k < m.frame->u.task.ntensors; k++)
@@ -759,6 +762,214 @@ static void test_coord_forwarding_routes_stage_outputs_peer_to_peer(void **state
     test_broker_cleanup(&br);
 }
 
+/* Sends a TASK or piece frame from c to w1 and returns the status of w1's answer to request
+ * id (-1: no answer within ms). */
+static long answer_of(ep *c, uint64_t id, unsigned ms)
+{
+    for (unsigned waited = 0; waited < ms; waited += 50) {
+        nnm_link_msg m;
+        memset(&m, 0, sizeof m);
+        if (nnm_link_recv(c->l, &m, 50, NULL) != NNM_OK) continue;
+        long st = -2;
+        if (m.frame && m.frame->hdr.type == NNM_FRAME_RESULT && m.frame->hdr.request == id)
+            st = (long)m.frame->u.result.status;
+        nnm_link_msg_cleanup(&m);
+        if (st != -2) return st;
+    }
+    return -1;
+}
+
+static void routed_task(nnm_frame *f, const uint8_t *h, int nodes, uint64_t id,
+                        nnm_task_await *aw, const char **ret)
+{
+    memset(f, 0, sizeof *f);
+    f->hdr.type = NNM_FRAME_TASK;
+    f->hdr.request = id;
+    memcpy(f->u.task.spec.model_hash, h, NNM_WIRE_HASH_BYTES);
+    f->u.task.spec.node_end = (uint32_t)nodes;
+    f->u.task.spec.result_codec = NNM_CODEC_AUTO;
+    f->u.task.routed = 1;
+    f->u.task.nawait = 1;
+    f->u.task.await = aw;
+    f->u.task.nreturn = 1;
+    f->u.task.returns = ret;
+}
+
+static nnm_err send_piece(ep *c, uint64_t id, const nnm_tensor *t, const uint64_t *at)
+{
+    nnm_wire_tensor wt;
+    nnm_diag d;
+    assert_int_equal(nnm_wire_tensor_encode(&wt, t, NNM_CODEC_NONE, &d), NNM_OK);
+    wt.name = "input";
+    nnm_piece_at pa;
+    memset(&pa, 0, sizeof pa);
+    memcpy(pa.v, at, (size_t)t->ndim * sizeof *at);
+    nnm_frame f;
+    memset(&f, 0, sizeof f);
+    f.hdr.type = NNM_FRAME_TENSOR;
+    f.hdr.request = id;
+    f.u.tensor.ntensors = 1;
+    f.u.tensor.tensors = &wt;
+    f.u.tensor.piece = 1;
+    snprintf(f.u.tensor.coord, sizeof f.u.tensor.coord, "coord");
+    f.u.tensor.at = &pa;
+    nnm_err rc = nnm_link_send(c->l, "w1", &f, &d);
+    nnm_wire_tensor_cleanup(&wt);
+    return rc;
+}
+
+/* Bad routed tasks and pieces, each refused with a clear status, the worker serving on:
+ * a piece of another dtype, a piece that does not fit, awaited inputs past the inbox's
+ * bytes, a task whose pieces never come, a piece for no task; then a good one. */
+static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **state)
+{
+    (void)state;
+    if (!test_broker_available()) skip();
+    test_broker br;
+    memset(&br, 0, sizeof br);
+    assert_int_equal(test_broker_start(&br, 0, NULL), 0);
+    ep c;
+    wnode n1;
+    memset(&n1, 0, sizeof n1);
+    ep_new_identity(&c, "coord");
+    ep_new_identity(&n1.e, "w1");
+    nnm_identity *ids[2] = { c.id, n1.e.id };
+    const char *names[2] = { "coord", "w1" };
+    c.trust = trust_of(ids, names, 2);
+    n1.e.trust = trust_of(ids, names, 2);
+    ep_open(&c, br.uri, 0, 3000);
+    ep_open(&n1.e, br.uri, 0, 3000);
+    uint8_t h[NNM_WIRE_HASH_BYTES];
+    FILE *fp = fopen(lenet, "rb");
+    assert_non_null(fp);
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    nnm_model_hash(h, buf, len);
+    nnm_diag d;
+    nnm_graph *g = load();
+    int nodes = nnm_graph_node_count(g);
+    assert_int_equal(nnm_worker_new(&n1.w, NULL, &d), NNM_OK);
+    assert_int_equal(nnm_worker_add_model(n1.w, h, load(), &d), NNM_OK);
+    /* 64 KiB and 400 ms: LeNet's 3 KiB input fits, a 4 MB one does not. */
+    assert_int_equal(nnm_coord_inbox_new(&n1.env.inbox, 65536, 400, &d), NNM_OK);
+    n1.env.link = n1.e.l;
+    n1.env.worker = n1.w;
+    n1.env.self = n1.e.name;
+    assert_int_equal(pthread_create(&n1.th, NULL, serve_loop, &n1), 0);
+
+    nnm_tensor x, want;
+    assert_int_equal(nnm_npy_load(&x, sample, &d), NNM_OK);
+    nnm_exec *ex = NULL;
+    assert_int_equal(nnm_exec_new(&ex, g, NULL, &d), NNM_OK);
+    assert_int_equal(nnm_exec_run(ex, &x, 1, &want, 1, &d), NNM_OK);
+    nnm_exec_free(ex);
+    nnm_task_await aw;
+    memset(&aw, 0, sizeof aw);
+    aw.name = "input";
+    aw.dtype = NNM_DT_F32;
+    aw.ndim = x.ndim;
+    for (int k = 0; k < x.ndim; k++) aw.shape[k] = (uint64_t)x.shape[k];
+    const char *ret[1] = { "output" };
+    uint64_t zero[NNM_MAX_DIMS] = { 0 };
+    nnm_frame f;
+
+    /* A piece of another dtype. */
+    routed_task(&f, h, nodes, 101, &aw, ret);
+    assert_int_equal(nnm_link_send(c.l, "w1", &f, &d), NNM_OK);
+    nnm_tensor bad;
+    assert_int_equal(nnm_tensor_init(&bad, NNM_DT_I32, x.ndim, x.shape), NNM_OK);
+    assert_int_equal(send_piece(&c, 101, &bad, zero), NNM_OK);
+    long st = answer_of(&c, 101, 3000);
+    print_message("piece of another dtype: status %ld (%s)\n", st, nnm_strerror((nnm_err)st));
+    assert_int_equal(st, NNM_ESHAPE);
+    nnm_tensor_cleanup(&bad);
+
+    /* A piece past the awaited input's bounds (one row too low). */
+    routed_task(&f, h, nodes, 102, &aw, ret);
+    assert_int_equal(nnm_link_send(c.l, "w1", &f, &d), NNM_OK);
+    uint64_t low[NNM_MAX_DIMS] = { 0, 0, 1, 0 };
+    assert_int_equal(send_piece(&c, 102, &x, low), NNM_OK);
+    st = answer_of(&c, 102, 3000);
+    print_message("piece out of bounds: status %ld (%s)\n", st, nnm_strerror((nnm_err)st));
+    assert_int_equal(st, NNM_ESHAPE);
+
+    /* Awaited inputs past the inbox's bytes: refused at once. */
+    nnm_task_await big = aw;
+    big.shape[2] = 1000;
+    big.shape[3] = 1000;
+    routed_task(&f, h, nodes, 103, &big, ret);
+    assert_int_equal(nnm_link_send(c.l, "w1", &f, &d), NNM_OK);
+    st = answer_of(&c, 103, 3000);
+    print_message("awaits past the inbox's bytes: status %ld (%s)\n", st, nnm_strerror((nnm_err)st));
+    assert_int_equal(st, NNM_ERANGE);
+
+    /* Pieces that never come: answered with a timeout after the hold time; a piece for a
+     * task that never comes is dropped after it. */
+    routed_task(&f, h, nodes, 104, &aw, ret);
+    assert_int_equal(nnm_link_send(c.l, "w1", &f, &d), NNM_OK);
+    assert_int_equal(send_piece(&c, 999, &x, zero), NNM_OK);
+    st = answer_of(&c, 104, 3000);
+    print_message("pieces never sent: status %ld (%s)\n", st, nnm_strerror((nnm_err)st));
+    assert_int_equal(st, NNM_ETIMEOUT);
+    usleep(500000);
+    nnm_coord_inbox_stats is;
+    nnm_coord_inbox_stats_get(n1.env.inbox, &is);
+    print_message("inbox: routed %llu, completed %llu, expired %llu, rejected %llu, pieces early "
+                  "%llu dropped %llu, waiting %zu, held %zu bytes\n",
+                  (unsigned long long)is.routed, (unsigned long long)is.completed,
+                  (unsigned long long)is.expired, (unsigned long long)is.rejected,
+                  (unsigned long long)is.pieces_early, (unsigned long long)is.pieces_dropped,
+                  is.waiting, is.bytes);
+    assert_int_equal(is.expired, 1);
+    assert_int_equal(is.rejected, 3);
+    assert_int_equal(is.pieces_dropped, 1);
+    assert_int_equal(is.waiting + is.early, 0);
+    assert_int_equal(is.bytes, 0);
+
+    /* The worker still serves: a good routed task, its piece sent first (held until the task
+     * comes); the same piece again after the task ran is a duplicate, not held. */
+    assert_int_equal(send_piece(&c, 105, &x, zero), NNM_OK);
+    usleep(100000);
+    routed_task(&f, h, nodes, 105, &aw, ret);
+    assert_int_equal(nnm_link_send(c.l, "w1", &f, &d), NNM_OK);
+    nnm_tensor got;
+    memset(&got, 0, sizeof got);
+    int ok = 0;
+    for (int waited = 0; waited < 3000 && !ok; waited += 50) {
+        nnm_link_msg m;
+        memset(&m, 0, sizeof m);
+        if (nnm_link_recv(c.l, &m, 50, NULL) != NNM_OK) continue;
+        if (m.frame && m.frame->hdr.type == NNM_FRAME_RESULT && m.frame->hdr.request == 105) {
+            assert_int_equal(m.frame->u.result.status, 0);
+            assert_int_equal(m.ntensors, 1);
+            print_message("good routed task after them: rel diff %.3g\n", rel_diff(&m.tensors[0], &want));
+            assert_true(rel_diff(&m.tensors[0], &want) <= 1e-5);
+            ok = 1;
+        }
+        nnm_link_msg_cleanup(&m);
+    }
+    assert_true(ok);
+    assert_int_equal(send_piece(&c, 105, &x, zero), NNM_OK);
+    usleep(300000);
+    nnm_coord_inbox_stats_get(n1.env.inbox, &is);
+    print_message("the piece again after its task ran: duplicates %llu, held %zu\n",
+                  (unsigned long long)is.pieces_dup, is.early);
+    assert_int_equal(is.pieces_dup, 1);
+    assert_int_equal(is.early, 0);
+
+    atomic_store(&n1.stop, 1);
+    pthread_join(n1.th, NULL);
+    nnm_coord_inbox_free(n1.env.inbox);
+    nnm_worker_free(n1.w);
+    nnm_tensor_cleanup(&x);
+    nnm_tensor_cleanup(&want);
+    nnm_graph_free(g);
+    ep_close(&c);
+    ep_close(&n1.e);
+    test_broker_cleanup(&br);
+}
+
 int main(void)
 {
     const char *src = getenv("top_srcdir");
@@ -769,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_coord_mesh_matches_single_node_ships_weights_survives_stopped_peers),
         cmocka_unit_test(test_coord_spot_check_catches_corrupt_peer_never_flags_honest_ones),
         cmocka_unit_test(test_coord_forwarding_routes_stage_outputs_peer_to_peer),
+        cmocka_unit_test(test_coord_routed_bad_input_refused_worker_keeps_serving),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
