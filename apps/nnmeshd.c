@@ -86,7 +86,7 @@ static const char help_head[] =
 "        advert_interval, cleared by its Last Will if the node dies; keeps a table of\n"
 "        the peers whose adverts verify against the trust file; publishes JSON stats\n"
 "        retained on nnmesh/<mesh>/stats/<id>; obeys control (drain, resume, policy,\n"
-"        objective) signed by a trusted key ('nnmesh ctl'), or as plaintext on\n"
+"        objective, forward) signed by a trusted key ('nnmesh ctl'), or as plaintext on\n"
 "        nnmesh/<mesh>/ctl/<id>/<verb> if allow_plaintext_control is true. The epoch\n"
 "        is counted in KEYFILE.epoch, one more at every start. SIGTERM clears the\n"
 "        advert, says goodbye to peers and disconnects.\n"

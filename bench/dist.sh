@@ -29,6 +29,9 @@
 #     run each: n2 is a worker, n1 the coordinator itself.
 # ROUNDS repeats 1-3 and reports medians of the round p50s. Raw client output (one line per
 # request with its trace sums) goes to DIST_OUT (default ./dist-results). Progress on stderr.
+#  4. forward (not in the default set): 4 boards at 25%, capacity policy, objective throughput
+#     (a pipeline over the boards), batch-1 latency to n1 with stage-to-stage forwarding on,
+#     then off, on the same mesh.
 # DIST_MODELS (default "mobilenet_v2 resnet18"), DIST_EXPERIMENTS (default "scaling policies
 # slowdown") narrow the run. DIST_DEPTH (default 2): the stream's requests in flight per node;
 # with 2 a node receives its next input while it computes (the node queues it), as a camera
@@ -303,6 +306,36 @@ if echo "$experiments" | grep -q policies; then
   for m in $models; do for p in $policies; do
     echo "| $m $p | $(trace_means "$out/pol-$m-$p-r$rounds.txt") |"
   done; done
+  echo
+fi
+
+if echo "$experiments" | grep -q forward; then
+  echo "## 4b. Forwarding: a pipeline over 4 boards at 25%, stage outputs peer to peer or through n1"
+  echo
+  echo "Policy capacity, objective throughput (the planner's pipeline over the 4 boards), batch-1"
+  echo "latency to n1, $count requests with \`forward on\` then $count with \`forward off\` on the"
+  echo "same mesh (the same plan, from the cache). p50 ms, median over rounds; transfer = summed"
+  echo "transfer times of the trace's parts."
+  echo
+  echo "| model | p50 forward on | p50 forward off | off / on | transfer ms on | transfer ms off |"
+  echo "|---|---|---|---|---|---|"
+  for m in $models; do
+    : >"$W/fon"; : >"$W/foff"
+    for r in $(seq $rounds); do
+      log "forward $m round $r"
+      start_mesh 25 25 25 25
+      for j in 1 2 3 4; do ctl n$j policy capacity; ctl n$j objective throughput; done
+      ctl n1 forward on; sleep 0.5
+      client "fwd-$m-on-r$r" $m n1 1 | field p50 >>"$W/fon"
+      ctl n1 forward off; sleep 0.5
+      client "fwd-$m-off-r$r" $m n1 1 | field p50 >>"$W/foff"
+    done
+    on=$(median <"$W/fon"); off=$(median <"$W/foff")
+    ratio=$(echo "$off $on" | awk '{ if ($2 > 0) printf "%.2fx", $1 / $2; else print "-" }')
+    ton=$(trace_means "$out/fwd-$m-on-r$rounds.txt" | cut -d'|' -f2)
+    toff=$(trace_means "$out/fwd-$m-off-r$rounds.txt" | cut -d'|' -f2)
+    echo "| $m | $on | $off | $ratio | $ton | $toff |"
+  done
   echo
 fi
 

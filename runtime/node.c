@@ -328,6 +328,8 @@ struct nnm_node {
     nnm_link_msg reqq[REQ_QUEUE_MAX];   /* sealed requests that arrived meanwhile, in order */
     size_t n_reqq;
     int throughput;              /* objective: stream throughput instead of latency (mu) */
+    int forward;                 /* route stage outputs peer to peer ([scheduler] forward,
+                                  * control verb forward on|off; mu) */
     nnm_coord_stats cst;         /* written under mu (coordinate copies it in and out) */
     nnm_coord_inbox *inbox;      /* routed tasks waiting for pieces (poll thread) */
     nnm_coord_inbox_stats ist;   /* its counters, copied under mu for the stats JSON */
@@ -524,6 +526,16 @@ static nnm_err apply_ctl(nnm_node *n, const char *verb, const char *arg, const c
             n->throughput = strcmp(arg, "throughput") == 0;
             nlog(n, NNM_NODE_LOG_INFO, "objective set to %s (control from %s)", arg, from);
         }
+    } else if (strcmp(verb, "forward") == 0) {
+        if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+            n->st.ctl_bad_arg++;
+            nlog(n, NNM_NODE_LOG_WARN, "control from %s: forward '%.40s' is unknown; use on or "
+                 "off", from, arg);
+            rc = NNM_EINVAL;
+        } else {
+            n->forward = strcmp(arg, "on") == 0;
+            nlog(n, NNM_NODE_LOG_INFO, "forwarding %s (control from %s)", arg, from);
+        }
     } else if (strcmp(verb, "policy") == 0) {
         size_t k = 0;
         while (k < sizeof policy_names / sizeof *policy_names && strcmp(policy_names[k], arg) != 0)
@@ -540,7 +552,7 @@ static nnm_err apply_ctl(nnm_node *n, const char *verb, const char *arg, const c
     } else {
         n->st.ctl_unknown++;
         nlog(n, NNM_NODE_LOG_WARN, "control from %s: unknown verb '%s' ignored (known: drain, "
-             "resume, policy, objective)", from, verb);
+             "resume, policy, objective, forward)", from, verb);
         rc = NNM_ENOTFOUND;
     }
     if (rc == NNM_OK) {
@@ -670,6 +682,7 @@ nnm_err nnm_node_new(nnm_node **out, const nnm_node_opts *o, nnm_diag *diag)
     if (n == NULL) return nnm_diag_set(diag, rc, "out of memory");
     pthread_mutex_init(&n->mu, NULL);
     n->cfg = c;
+    n->forward = c->forward;
     n->ident = o->identity;
     n->trust = o->trust;
     memcpy(n->pk, nnm_identity_get_pubkey(o->identity), sizeof n->pk);
@@ -917,10 +930,11 @@ static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char 
         if (nnm_coord_peer_suspect(&n->cst, n->cst.suspects[i].id))
             json_str(buf, len, &k, "%s\"%s\"", nx++ ? "," : "", n->cst.suspects[i].id);
     json_str(buf, len, &k, "],");
-    json_str(buf, len, &k, "\"forwarding\":{\"routed\":%" PRIu64 ",\"completed\":%" PRIu64
+    json_str(buf, len, &k, "\"forwarding\":{\"on\":%s,\"routed\":%" PRIu64 ",\"completed\":%" PRIu64
              ",\"expired\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"pieces_in\":%" PRIu64
              ",\"pieces_early\":%" PRIu64 ",\"pieces_dup\":%" PRIu64 ",\"pieces_dropped\":%"
-             PRIu64 ",\"pieces_out\":%" PRIu64 ",\"waiting\":%zu},", n->ist.routed,
+             PRIu64 ",\"pieces_out\":%" PRIu64 ",\"waiting\":%zu},", n->forward ? "true" : "false",
+             n->ist.routed,
              n->ist.completed, n->ist.expired, n->ist.rejected, n->ist.pieces_in,
              n->ist.pieces_early, n->ist.pieces_dup, n->ist.pieces_dropped, n->ist.pieces_out,
              n->ist.waiting);
@@ -1250,7 +1264,9 @@ static void coord_env(nnm_node *n, nnm_coord_env *env)
     env->exclude_ms = n->cfg->exclude_ms > 0 ? (unsigned)n->cfg->exclude_ms : 0;
     env->log = coord_log;
     env->corrupt_results = n->corrupt_results;
-    env->forward = n->cfg->forward;
+    pthread_mutex_lock(&n->mu);
+    env->forward = n->forward;
+    pthread_mutex_unlock(&n->mu);
     env->inbox = n->inbox;
 }
 
