@@ -29,9 +29,10 @@
 #     run each: n2 is a worker, n1 the coordinator itself.
 # ROUNDS repeats 1-3 and reports medians of the round p50s. Raw client output (one line per
 # request with its trace sums) goes to DIST_OUT (default ./dist-results). Progress on stderr.
-#  4. forward (not in the default set): 4 boards at 25%, capacity policy, objective throughput
-#     (a pipeline over the boards), batch-1 latency to n1 with stage-to-stage forwarding on,
-#     then off, on the same mesh.
+#  4. forward (not in the default set): 4 boards (DIST_FWD_SHARES, default "12.5 25 25 25":
+#     a slow coordinator n1, which the pipeline leaves out or puts first), capacity policy,
+#     objective throughput (a pipeline over the boards), batch-1 latency to n1 with
+#     stage-to-stage forwarding on, then off, on the same mesh.
 # DIST_MODELS (default "mobilenet_v2 resnet18"), DIST_EXPERIMENTS (default "scaling policies
 # slowdown") narrow the run. DIST_DEPTH (default 2): the stream's requests in flight per node;
 # with 2 a node receives its next input while it computes (the node queues it), as a camera
@@ -310,9 +311,10 @@ if echo "$experiments" | grep -q policies; then
 fi
 
 if echo "$experiments" | grep -q forward; then
-  echo "## 4b. Forwarding: a pipeline over 4 boards at 25%, stage outputs peer to peer or through n1"
+  fwd_shares=${DIST_FWD_SHARES:-12.5 25 25 25}
+  echo "## 4b. Forwarding: a pipeline over boards at $(echo $fwd_shares | sed 's/ /, /g')% CPU (n1 first), stage outputs peer to peer or through n1"
   echo
-  echo "Policy capacity, objective throughput (the planner's pipeline over the 4 boards), batch-1"
+  echo "Policy capacity, objective throughput (the planner's pipeline over the boards), batch-1"
   echo "latency to n1, $count requests with \`forward on\` then $count with \`forward off\` on the"
   echo "same mesh (the same plan, from the cache). p50 ms, median over rounds; transfer = summed"
   echo "transfer times of the trace's parts."
@@ -323,7 +325,7 @@ if echo "$experiments" | grep -q forward; then
     : >"$W/fon"; : >"$W/foff"
     for r in $(seq $rounds); do
       log "forward $m round $r"
-      start_mesh 25 25 25 25
+      start_mesh $fwd_shares
       for j in 1 2 3 4; do ctl n$j policy capacity; ctl n$j objective throughput; done
       ctl n1 forward on; sleep 0.5
       client "fwd-$m-on-r$r" $m n1 1 | field p50 >>"$W/fon"
