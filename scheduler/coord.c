@@ -1488,7 +1488,7 @@ nnm_err coord__send_piece(const nnm_coord_env *env, const char *coord, const cha
     if (rc != NNM_OK) return rc;
     if (!strcmp(node, env->self)) {
         /* This node's own next part: no need for the broker. */
-        rc = coord__piece_local(env, coord, task, name, at, &piece, diag);
+        rc = coord__take_piece(env, coord, task, name, at, &piece, diag);
     } else {
         nnm_wire_tensor wt;
         if ((rc = nnm_wire_tensor_encode(&wt, &piece, codec, diag)) == NNM_OK) {

@@ -19,13 +19,6 @@ static double mono_ms(void)
 
 /* ---- boxes --------------------------------------------------------------------------- */
 
-static size_t numel(const nnm_tensor *t)
-{
-    size_t n = 1;
-    for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
-    return n;
-}
-
 static void box_rec(uint8_t *dst, const int64_t *dshape, const uint64_t *at, const uint8_t *src,
                     const int64_t *sshape, const uint64_t *begin, const uint64_t *end, int ndim,
                     int d, size_t es, size_t doff, size_t soff)
@@ -263,7 +256,7 @@ static nnm_err put_piece(waiting *w, const char *name, const uint64_t *at, const
     s->k = k;
     memcpy(s->at, at, (size_t)t->ndim * sizeof *at);
     memcpy(s->shape, t->shape, (size_t)t->ndim * sizeof *t->shape);
-    w->filled[k] += numel(t);
+    w->filled[k] += (size_t)nnm_shape_numel(t->shape, t->ndim, 1);
     st->pieces_in++;
     return NNM_OK;
 }
@@ -271,7 +264,7 @@ static nnm_err put_piece(waiting *w, const char *name, const uint64_t *at, const
 static int complete(const waiting *w)
 {
     for (size_t k = 0; k < w->msg.frame->u.task.nawait; k++)
-        if (w->filled[k] < numel(&w->in[k])) return 0;
+        if (w->filled[k] < (size_t)nnm_shape_numel(w->in[k].shape, w->in[k].ndim, 1)) return 0;
     return 1;
 }
 
@@ -305,9 +298,7 @@ static nnm_err run_waiting(const nnm_coord_env *env, size_t i, nnm_diag *diag)
     return rc;
 }
 
-/* A piece for (coord, task): into its waiting task, or held until the task comes. t is
- * moved (zeroed) when held. */
-static nnm_err take_piece(const nnm_coord_env *env, const char *coord, uint64_t task,
+nnm_err coord__take_piece(const nnm_coord_env *env, const char *coord, uint64_t task,
                           const char *name, const uint64_t *at, nnm_tensor *t, nnm_diag *diag)
 {
     nnm_coord_inbox *ib = env->inbox;
@@ -352,19 +343,6 @@ static nnm_err take_piece(const nnm_coord_env *env, const char *coord, uint64_t 
     return NNM_OK;
 }
 
-nnm_err coord__piece_local(const nnm_coord_env *env, const char *coord, uint64_t task,
-                           const char *name, const uint64_t *at, const nnm_tensor *t,
-                           nnm_diag *diag)
-{
-    nnm_tensor copy;
-    uint64_t zero[NNM_MAX_DIMS] = { 0 }, end[NNM_MAX_DIMS];
-    for (int d = 0; d < t->ndim; d++) end[d] = (uint64_t)t->shape[d];
-    nnm_err rc = coord__box_crop(&copy, t, zero, end, diag);
-    if (rc == NNM_OK) rc = take_piece(env, coord, task, name, at, &copy, diag);
-    nnm_tensor_cleanup(&copy);
-    return rc;
-}
-
 nnm_err coord__serve_piece(const nnm_coord_env *env, nnm_link_msg *msg, nnm_diag *diag)
 {
     const nnm_frame *f = msg->frame;
@@ -375,7 +353,7 @@ nnm_err coord__serve_piece(const nnm_coord_env *env, nnm_link_msg *msg, nnm_diag
     nnm_err rc = NNM_OK;
     for (size_t i = 0; i < f->u.tensor.ntensors && i < msg->ntensors && rc == NNM_OK; i++) {
         const char *name = f->u.tensor.tensors[i].name ? f->u.tensor.tensors[i].name : "";
-        rc = take_piece(env, f->u.tensor.coord, f->hdr.request, name, f->u.tensor.at[i].v,
+        rc = coord__take_piece(env, f->u.tensor.coord, f->hdr.request, name, f->u.tensor.at[i].v,
                         &msg->tensors[i], diag);
     }
     return rc;

@@ -80,6 +80,46 @@ static double rel_diff(const nnm_tensor *a, const nnm_tensor *b)
     return md / sc;
 }
 
+/* Opens the coordinator "coord" and workers w1..wn on the broker at uri, each trusting all. */
+static void open_mesh(const char *uri, ep *c, wnode *const *ws, int n)
+{
+    nnm_identity *ids[8];
+    const char *names[8] = { "coord", "w1", "w2", "w3", "w4", "w5", "w6", "w7" };
+    assert_true(n + 1 <= 8);
+    ep_new_identity(c, names[0]);
+    ids[0] = c->id;
+    for (int i = 0; i < n; i++) {
+        ep_new_identity(&ws[i]->e, names[i + 1]);
+        ids[i + 1] = ws[i]->e.id;
+    }
+    c->trust = trust_of(ids, names, n + 1);
+    for (int i = 0; i < n; i++) ws[i]->e.trust = trust_of(ids, names, n + 1);
+    ep_open(c, uri, 0, 3000);
+    for (int i = 0; i < n; i++) ep_open(&ws[i]->e, uri, 0, 3000);
+}
+
+/* The model hash of the LeNet file. */
+static void lenet_hash(uint8_t h[NNM_WIRE_HASH_BYTES])
+{
+    FILE *f = fopen(lenet, "rb");
+    assert_non_null(f);
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    nnm_model_hash(h, buf, len);
+}
+
+/* The sample input and g's single-node output for it. */
+static void reference(const nnm_graph *g, nnm_tensor *x, nnm_tensor *want)
+{
+    nnm_diag d;
+    assert_int_equal(nnm_npy_load(x, sample, &d), NNM_OK);
+    nnm_exec *ex = NULL;
+    assert_int_equal(nnm_exec_new(&ex, g, NULL, &d), NNM_OK);
+    assert_int_equal(nnm_exec_run(ex, x, 1, want, 1, &d), NNM_OK);
+    nnm_exec_free(ex);
+}
+
 static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_peers(void **state)
 {
     (void)state;
@@ -91,26 +131,13 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
     wnode n1, n2;
     memset(&n1, 0, sizeof n1);
     memset(&n2, 0, sizeof n2);
-    ep_new_identity(&c, "coord");
-    ep_new_identity(&n1.e, "w1");
-    ep_new_identity(&n2.e, "w2");
-    nnm_identity *ids[3] = { c.id, n1.e.id, n2.e.id };
+    wnode *ws[2] = { &n1, &n2 };
     const char *names[3] = { "coord", "w1", "w2" };
-    c.trust = trust_of(ids, names, 3);
-    n1.e.trust = trust_of(ids, names, 3);
-    n2.e.trust = trust_of(ids, names, 3);
-    ep_open(&c, br.uri, 0, 3000);
-    ep_open(&n1.e, br.uri, 0, 3000);
-    ep_open(&n2.e, br.uri, 0, 3000);
+    open_mesh(br.uri, &c, ws, 2);
 
     /* The model and its hash; every worker, the coordinator's included. */
     uint8_t h[NNM_WIRE_HASH_BYTES];
-    FILE *f = fopen(lenet, "rb");
-    assert_non_null(f);
-    static uint8_t buf[1 << 20];
-    size_t len = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    nnm_model_hash(h, buf, len);
+    lenet_hash(h);
     nnm_diag d;
     nnm_worker *cw = NULL;
     assert_int_equal(nnm_worker_new(&cw, NULL, &d), NNM_OK);
@@ -118,7 +145,6 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
     assert_int_equal(nnm_worker_new(&n1.w, NULL, &d), NNM_OK);
     assert_int_equal(nnm_worker_add_model(n1.w, h, load(), &d), NNM_OK);
     assert_int_equal(nnm_worker_new(&n2.w, NULL, &d), NNM_OK);
-    wnode *ws[2] = { &n1, &n2 };
     for (int i = 0; i < 2; i++) {
         ws[i]->env.link = ws[i]->e.l;
         ws[i]->env.worker = ws[i]->w;
@@ -152,11 +178,7 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
 
     nnm_graph *g = load();
     nnm_tensor x, want, got;
-    assert_int_equal(nnm_npy_load(&x, sample, &d), NNM_OK);
-    nnm_exec *ex = NULL;
-    assert_int_equal(nnm_exec_new(&ex, g, NULL, &d), NNM_OK);
-    assert_int_equal(nnm_exec_run(ex, &x, 1, &want, 1, &d), NNM_OK);
-    nnm_exec_free(ex);
+    reference(g, &x, &want);
 
     nnm_coord_stats st;
     memset(&st, 0, sizeof st);
@@ -392,22 +414,11 @@ static void test_coord_spot_check_catches_corrupt_peer_never_flags_honest_ones(v
     ep c;
     wnode w[3];   /* w1: reference kernels, 2 threads; w2: XNNPACK; w3: byzantine */
     memset(w, 0, sizeof w);
-    const char *names[4] = { "coord", "w1", "w2", "w3" };
-    ep_new_identity(&c, "coord");
-    for (int i = 0; i < 3; i++) ep_new_identity(&w[i].e, names[i + 1]);
-    nnm_identity *ids[4] = { c.id, w[0].e.id, w[1].e.id, w[2].e.id };
-    c.trust = trust_of(ids, names, 4);
-    for (int i = 0; i < 3; i++) w[i].e.trust = trust_of(ids, names, 4);
-    ep_open(&c, br.uri, 0, 3000);
-    for (int i = 0; i < 3; i++) ep_open(&w[i].e, br.uri, 0, 3000);
+    wnode *wl[3] = { &w[0], &w[1], &w[2] };
+    open_mesh(br.uri, &c, wl, 3);
 
     uint8_t h[NNM_WIRE_HASH_BYTES];
-    FILE *f = fopen(lenet, "rb");
-    assert_non_null(f);
-    static uint8_t buf[1 << 20];
-    size_t len = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    nnm_model_hash(h, buf, len);
+    lenet_hash(h);
     nnm_diag d;
     nnm_worker *cw = NULL;
     nnm_worker_opts co = { .threads = 1, .backend = NNM_BACKEND_AUTO };
@@ -618,29 +629,15 @@ static void test_coord_forwarding_routes_stage_outputs_peer_to_peer(void **state
     wnode n1, n2;
     memset(&n1, 0, sizeof n1);
     memset(&n2, 0, sizeof n2);
-    ep_new_identity(&c, "coord");
-    ep_new_identity(&n1.e, "w1");
-    ep_new_identity(&n2.e, "w2");
-    nnm_identity *ids[3] = { c.id, n1.e.id, n2.e.id };
+    wnode *ws[2] = { &n1, &n2 };
     const char *names[3] = { "coord", "w1", "w2" };
-    c.trust = trust_of(ids, names, 3);
-    n1.e.trust = trust_of(ids, names, 3);
-    n2.e.trust = trust_of(ids, names, 3);
-    ep_open(&c, br.uri, 0, 3000);
-    ep_open(&n1.e, br.uri, 0, 3000);
-    ep_open(&n2.e, br.uri, 0, 3000);
+    open_mesh(br.uri, &c, ws, 2);
     uint8_t h[NNM_WIRE_HASH_BYTES];
-    FILE *f = fopen(lenet, "rb");
-    assert_non_null(f);
-    static uint8_t buf[1 << 20];
-    size_t len = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    nnm_model_hash(h, buf, len);
+    lenet_hash(h);
     nnm_diag d;
     nnm_worker *cw = NULL;
     assert_int_equal(nnm_worker_new(&cw, NULL, &d), NNM_OK);
     assert_int_equal(nnm_worker_add_model(cw, h, load(), &d), NNM_OK);
-    wnode *ws[2] = { &n1, &n2 };
     for (int i = 0; i < 2; i++) {
         assert_int_equal(nnm_worker_new(&ws[i]->w, NULL, &d), NNM_OK);
         assert_int_equal(nnm_worker_add_model(ws[i]->w, h, load(), &d), NNM_OK);
@@ -675,11 +672,7 @@ static void test_coord_forwarding_routes_stage_outputs_peer_to_peer(void **state
 
     nnm_graph *g = load();
     nnm_tensor x, want, got;
-    assert_int_equal(nnm_npy_load(&x, sample, &d), NNM_OK);
-    nnm_exec *ex = NULL;
-    assert_int_equal(nnm_exec_new(&ex, g, NULL, &d), NNM_OK);
-    assert_int_equal(nnm_exec_run(ex, &x, 1, &want, 1, &d), NNM_OK);
-    nnm_exec_free(ex);
+    reference(g, &x, &want);
     nnm_plan *pl = NULL;
     assert_int_equal(nnm_sched_plan(s, g, h, &po, &pl, &d), NNM_OK);
     char *txt = NULL;
@@ -831,21 +824,10 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     ep c;
     wnode n1;
     memset(&n1, 0, sizeof n1);
-    ep_new_identity(&c, "coord");
-    ep_new_identity(&n1.e, "w1");
-    nnm_identity *ids[2] = { c.id, n1.e.id };
-    const char *names[2] = { "coord", "w1" };
-    c.trust = trust_of(ids, names, 2);
-    n1.e.trust = trust_of(ids, names, 2);
-    ep_open(&c, br.uri, 0, 3000);
-    ep_open(&n1.e, br.uri, 0, 3000);
+    wnode *ws[1] = { &n1 };
+    open_mesh(br.uri, &c, ws, 1);
     uint8_t h[NNM_WIRE_HASH_BYTES];
-    FILE *fp = fopen(lenet, "rb");
-    assert_non_null(fp);
-    static uint8_t buf[1 << 20];
-    size_t len = fread(buf, 1, sizeof buf, fp);
-    fclose(fp);
-    nnm_model_hash(h, buf, len);
+    lenet_hash(h);
     nnm_diag d;
     nnm_graph *g = load();
     int nodes = nnm_graph_node_count(g);
@@ -859,11 +841,7 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     assert_int_equal(pthread_create(&n1.th, NULL, serve_loop, &n1), 0);
 
     nnm_tensor x, want;
-    assert_int_equal(nnm_npy_load(&x, sample, &d), NNM_OK);
-    nnm_exec *ex = NULL;
-    assert_int_equal(nnm_exec_new(&ex, g, NULL, &d), NNM_OK);
-    assert_int_equal(nnm_exec_run(ex, &x, 1, &want, 1, &d), NNM_OK);
-    nnm_exec_free(ex);
+    reference(g, &x, &want);
     nnm_task_await aw;
     memset(&aw, 0, sizeof aw);
     aw.name = "input";
