@@ -933,11 +933,11 @@ static nnm_err stats_json_locked(nnm_node *n, char *buf, size_t len, const char 
     json_str(buf, len, &k, "\"forwarding\":{\"on\":%s,\"routed\":%" PRIu64 ",\"completed\":%" PRIu64
              ",\"expired\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"pieces_in\":%" PRIu64
              ",\"pieces_early\":%" PRIu64 ",\"pieces_dup\":%" PRIu64 ",\"pieces_dropped\":%"
-             PRIu64 ",\"pieces_out\":%" PRIu64 ",\"waiting\":%zu},", n->forward ? "true" : "false",
-             n->ist.routed,
+             PRIu64 ",\"pieces_foreign\":%" PRIu64 ",\"pieces_out\":%" PRIu64 ",\"waiting\":%zu},",
+             n->forward ? "true" : "false", n->ist.routed,
              n->ist.completed, n->ist.expired, n->ist.rejected, n->ist.pieces_in,
-             n->ist.pieces_early, n->ist.pieces_dup, n->ist.pieces_dropped, n->ist.pieces_out,
-             n->ist.waiting);
+             n->ist.pieces_early, n->ist.pieces_dup, n->ist.pieces_dropped, n->ist.pieces_foreign,
+             n->ist.pieces_out, n->ist.waiting);
     json_str(buf, len, &k, "\"errors\":{\"publish\":%" PRIu64 ",\"frames_unsupported\":%" PRIu64
              ",\"connect_failures\":%" PRIu64 ",\"connections_lost\":%" PRIu64 "},",
              s->publish_errors, s->frames_unsupported, ms.connect_failures, ms.lost);

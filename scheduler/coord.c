@@ -854,8 +854,9 @@ static int routable(const run *r, const job *j)
            !(env->peer_alive && !env->peer_alive(env->ctx, j->node));
 }
 
-/* Adds the piece of producer p's output k that consumer q needs as its input ki. */
-static nnm_err add_piece(run *r, job *p, int k, int q, int ki, nnm_diag *diag)
+/* Adds the piece of producer p's output k that consumer q needs as its input ki, which it
+ * awaits as a: to p's forwards, and to a's pieces, bound to p's node. */
+static nnm_err add_piece(run *r, job *p, int k, int q, int ki, nnm_task_await *a, nnm_diag *diag)
 {
     nnm_io_info io;
     nnm_region rp, rq;
@@ -885,6 +886,17 @@ static nnm_err add_piece(run *r, job *p, int k, int q, int ki, nnm_diag *diag)
     if (nw == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
     p->fw = nw;
     p->fw[p->nfw++] = w;
+    /* a->pieces is this run's own allocation (const only in the frame's view). */
+    nnm_await_piece *np = realloc((void *)a->pieces, (a->npiece + 1) * sizeof *np);
+    if (np == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
+    a->pieces = np;
+    nnm_await_piece *e = &np[a->npiece++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->from, sizeof e->from, "%s", p->node);
+    for (int d = 0; d < w.ndim; d++) {
+        e->at[d] = w.at[d];
+        e->shape[d] = w.end[d] - w.begin[d];
+    }
     return NNM_OK;
 }
 
@@ -937,7 +949,7 @@ static nnm_err plan_routes(run *r, const nnm_plan *plan, int *fed, nnm_diag *dia
             for (int p = 0; p < r->nj; p++) {
                 int k;
                 if (r->jobs[p].stage == c->stage - 1 && slice_has_output(r->jobs[p].slice, io.name, &k)) {
-                    nnm_err rc = add_piece(r, &r->jobs[p], k, q, i, diag);
+                    nnm_err rc = add_piece(r, &r->jobs[p], k, q, i, a, diag);
                     if (rc != NNM_OK) return rc;
                 }
             }
@@ -1160,6 +1172,7 @@ static void run_free(run *r)
     for (int i = 0; r->jobs && i < r->nj; i++) {
         nnm_graph_free(r->jobs[i].slice);
         free(r->jobs[i].fw);
+        for (size_t a = 0; a < r->jobs[i].naw; a++) free((void *)r->jobs[i].aw[a].pieces);
         free(r->jobs[i].aw);
         free(r->jobs[i].ret);
     }
@@ -1488,7 +1501,7 @@ nnm_err coord__send_piece(const nnm_coord_env *env, const char *coord, const cha
     if (rc != NNM_OK) return rc;
     if (!strcmp(node, env->self)) {
         /* This node's own next part: no need for the broker. */
-        rc = coord__take_piece(env, coord, task, name, at, &piece, diag);
+        rc = coord__take_piece(env, env->self, coord, task, name, at, &piece, diag);
     } else {
         nnm_wire_tensor wt;
         if ((rc = nnm_wire_tensor_encode(&wt, &piece, codec, diag)) == NNM_OK) {

@@ -33,9 +33,12 @@ void coord__inbox_sent(nnm_coord_inbox *ib);
 nnm_err coord__serve_routed(const nnm_coord_env *env, nnm_link_msg *msg, nnm_diag *diag);
 /* A TENSOR frame of pieces. */
 nnm_err coord__serve_piece(const nnm_coord_env *env, nnm_link_msg *msg, nnm_diag *diag);
-/* A piece for (coord, task) of this node: into its waiting task, or held until the task
- * comes. t is moved (zeroed) when held; the caller cleans it up either way. */
-nnm_err coord__take_piece(const nnm_coord_env *env, const char *coord, uint64_t task,
-                          const char *name, const uint64_t *at, nnm_tensor *t, nnm_diag *diag);
+/* A piece from node `from` for (coord, task) of this node: into its waiting task, or held
+ * until the task comes. t is moved (zeroed) when held; the caller cleans it up either way.
+ * Errors: NNM_ETRUST (from is not the piece's producer nor the coordinator: dropped, the
+ * task waits on), NNM_ESHAPE (the task is refused), NNM_ERANGE (no room to hold it). */
+nnm_err coord__take_piece(const nnm_coord_env *env, const char *from, const char *coord,
+                          uint64_t task, const char *name, const uint64_t *at, nnm_tensor *t,
+                          nnm_diag *diag);
 
 #endif

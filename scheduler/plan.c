@@ -607,7 +607,10 @@ void sched__entry_free(sched_entry *e)
 
 /* Builds candidate arms of the adaptive policy around the DP plan e->arms[e->dp_arm]:
  * variants first..last of (0) the DP without a node used in a parallel stage, (1) with that
- * node's shares halved, (2) local-only. */
+ * node's shares halved, (2) local-only, (3) the whole model on one peer (each peer; not
+ * with a pinned first slice). Offloading is the plan a loaded coordinator needs, and one the
+ * DP's star model rarely proposes while it is optimistic about splits: a split that measured
+ * badly then leaves nothing but local-only in reach. */
 static nnm_err candidates(sched_ctx *base, sched_entry *e, int first, int last, nnm_diag *diag)
 {
     const nnm_sched *s = base->s;
@@ -626,14 +629,19 @@ static nnm_err candidates(sched_ctx *base, sched_entry *e, int first, int last, 
         for (int j = 0; j < SCHED_MAXN && e->n_arms < s->cfg.max_arms && e->n_arms < 32; j++) {
             if (variant < 2 && !used[j]) continue;
             if (variant == 2 && j > 0) break;
+            if (variant == 3 && (base->pin || j == base->src || !s->nodes[j].present ||
+                                 s->nodes[j].pub.draining || (base->exclude >> j & 1)))
+                continue;
             *c = *base;
             if (variant == 0) {
                 if (base->pin && j == base->src) continue;
                 c->exclude |= 1u << j;
             } else if (variant == 1) {
                 c->perturb[j] = 0.5;
-            } else {
+            } else if (variant == 2) {
                 c->policy = NNM_POLICY_LOCAL;
+            } else {
+                c->exclude = ~(1u << j);
             }
             sched__ctx_configs(c);
             nnm_plan *p = NULL;
@@ -962,8 +970,9 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
         e->dp_ms = mono_ms() - t0;
         if (rc == NNM_OK) {
             e->arms[e->n_arms++] = p;
-            /* The DP plan and local-only; the DP's variants once it proves worth it. */
-            if (adaptive) rc = candidates(c, e, 2, 2, diag);
+            /* The DP plan, local-only and offloads; the DP's variants once it proves
+             * worth it. */
+            if (adaptive) rc = candidates(c, e, 2, 3, diag);
             e->pending = adaptive;
         }
         if (rc != NNM_OK) {

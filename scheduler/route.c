@@ -68,22 +68,20 @@ nnm_err coord__box_crop(nnm_tensor *out, const nnm_tensor *src, const uint64_t *
 
 /* ---- the inbox ------------------------------------------------------------------------ */
 
-typedef struct seen { int k; uint64_t at[NNM_MAX_DIMS]; int64_t shape[NNM_MAX_DIMS]; } seen;
-
 typedef struct waiting {
     nnm_link_msg msg;              /* the TASK (moved here) */
     char coord[NNM_ID_MAX + 1];
     uint64_t task;
     nnm_tensor *in;                /* one per await, zeroed until pieces fill it */
-    size_t *filled;                /* elements written, per await */
-    seen *got;                     /* pieces taken, to drop duplicates */
-    size_t ngot, capgot;
+    unsigned char **got;           /* per await, per listed piece: taken */
+    size_t missing;                /* listed pieces not taken yet */
     size_t bytes;
     double since_ms;
 } waiting;
 
 typedef struct early {
     char coord[NNM_ID_MAX + 1];
+    char from[NNM_ID_MAX + 1];     /* the node that sent it */
     uint64_t task;
     char *name;
     uint64_t at[NNM_MAX_DIMS];
@@ -119,8 +117,8 @@ static void waiting_free(waiting *w)
 {
     if (w == NULL) return;
     for (size_t k = 0; w->in && k < w->msg.frame->u.task.nawait; k++) nnm_tensor_cleanup(&w->in[k]);
+    for (size_t k = 0; w->got && k < w->msg.frame->u.task.nawait; k++) free(w->got[k]);
     free(w->in);
-    free(w->filled);
     free(w->got);
     nnm_link_msg_cleanup(&w->msg);
     free(w);
@@ -223,49 +221,74 @@ void nnm_coord_inbox_expire(const nnm_coord_env *env)
     }
 }
 
-/* Writes piece t (name, at) into w. Returns NNM_OK when taken or a duplicate. */
-static nnm_err put_piece(waiting *w, const char *name, const uint64_t *at, const nnm_tensor *t,
-                         nnm_coord_inbox_stats *st, nnm_diag *diag)
+/* Whether node id may send pieces of w: its coordinator, or a producer of any of them. */
+static int party(const waiting *w, const char *id)
 {
     const nnm_frame *f = w->msg.frame;
+    if (!strcmp(id, w->coord)) return 1;
+    for (size_t k = 0; k < f->u.task.nawait; k++)
+        for (size_t e = 0; e < f->u.task.await[k].npiece; e++)
+            if (!strcmp(f->u.task.await[k].pieces[e].from, id)) return 1;
+    return 0;
+}
+
+/* Writes piece t (name, at) from node `from` into w. A piece is taken only as one of the
+ * pieces its await lists, from that piece's producer or from the coordinator (which stands
+ * in for a producer it re-ran): pieces are bound to their producers, so a node that learns a
+ * task id cannot write into another's task. Returns NNM_OK when taken or a duplicate;
+ * NNM_ETRUST for a piece from a node with no part in the task (dropped: *foreign set, the
+ * task waits on); else the task's parties disagree on its shape (NNM_ESHAPE): it cannot
+ * run right. */
+static nnm_err put_piece(waiting *w, const char *from, const char *name, const uint64_t *at,
+                         const nnm_tensor *t, nnm_coord_inbox_stats *st, int *foreign,
+                         nnm_diag *diag)
+{
+    const nnm_frame *f = w->msg.frame;
+    *foreign = 0;
     int k = -1;
     for (size_t i = 0; i < f->u.task.nawait && k < 0; i++)
         if (!strcmp(f->u.task.await[i].name, name)) k = (int)i;
-    if (k < 0) return nnm_diag_set(diag, NNM_EFORMAT, "piece of '%s': the task awaits no such input", name);
-    for (size_t i = 0; i < w->ngot; i++)
-        if (w->got[i].k == k && !memcmp(w->got[i].at, at, (size_t)t->ndim * sizeof *at) &&
-            !memcmp(w->got[i].shape, t->shape, (size_t)t->ndim * sizeof *t->shape)) {
-            st->pieces_dup++;
-            return NNM_OK;
+    const nnm_task_await *a = k >= 0 ? &f->u.task.await[k] : NULL;
+    size_t e = a ? a->npiece : 0;
+    if (a && t->ndim == a->ndim)
+        for (e = 0; e < a->npiece; e++) {
+            int same = 1;
+            for (int d = 0; d < a->ndim && same; d++)
+                same = a->pieces[e].at[d] == at[d] && a->pieces[e].shape[d] == (uint64_t)t->shape[d];
+            if (same) break;
         }
+    int listed = a && e < a->npiece;
+    if (listed ? strcmp(from, a->pieces[e].from) != 0 && strcmp(from, w->coord) != 0
+               : !party(w, from)) {
+        *foreign = 1;
+        st->pieces_foreign++;
+        return nnm_diag_set(diag, NNM_ETRUST, "piece of '%s' for task %016llx of %s from '%s', "
+                            "which does not produce it: dropped", name,
+                            (unsigned long long)w->task, w->coord, from);
+    }
+    if (a == NULL) return nnm_diag_set(diag, NNM_ESHAPE, "piece of '%s': the task awaits no such input", name);
+    if (!listed)
+        return nnm_diag_set(diag, NNM_ESHAPE, "piece of '%s' (%d dimensions) is none of the %zu "
+                            "pieces the task awaits", name, t->ndim, a->npiece);
+    if (w->got[k][e]) {
+        st->pieces_dup++;
+        return NNM_OK;
+    }
     uint64_t zero[NNM_MAX_DIMS] = { 0 }, end[NNM_MAX_DIMS];
     for (int d = 0; d < t->ndim; d++) end[d] = (uint64_t)t->shape[d];
     nnm_diag d2;
     nnm_diag_clear(&d2);
     nnm_err rc = coord__box_copy(&w->in[k], at, t, zero, end, &d2);
     if (rc != NNM_OK) return nnm_diag_set(diag, rc, "piece of '%s' does not fit it: %s", name, d2.msg);
-    if (w->ngot == w->capgot) {
-        size_t nc = w->capgot ? 2 * w->capgot : 8;
-        seen *q = realloc(w->got, nc * sizeof *q);
-        if (q == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
-        w->got = q;
-        w->capgot = nc;
-    }
-    seen *s = &w->got[w->ngot++];
-    memset(s, 0, sizeof *s);
-    s->k = k;
-    memcpy(s->at, at, (size_t)t->ndim * sizeof *at);
-    memcpy(s->shape, t->shape, (size_t)t->ndim * sizeof *t->shape);
-    w->filled[k] += (size_t)nnm_shape_numel(t->shape, t->ndim, 1);
+    w->got[k][e] = 1;
+    w->missing--;
     st->pieces_in++;
     return NNM_OK;
 }
 
 static int complete(const waiting *w)
 {
-    for (size_t k = 0; k < w->msg.frame->u.task.nawait; k++)
-        if (w->filled[k] < (size_t)nnm_shape_numel(w->in[k].shape, w->in[k].ndim, 1)) return 0;
-    return 1;
+    return w->missing == 0;
 }
 
 /* Runs waiting task i, which is complete, and drops it. */
@@ -298,14 +321,17 @@ static nnm_err run_waiting(const nnm_coord_env *env, size_t i, nnm_diag *diag)
     return rc;
 }
 
-nnm_err coord__take_piece(const nnm_coord_env *env, const char *coord, uint64_t task,
-                          const char *name, const uint64_t *at, nnm_tensor *t, nnm_diag *diag)
+nnm_err coord__take_piece(const nnm_coord_env *env, const char *from, const char *coord,
+                          uint64_t task, const char *name, const uint64_t *at, nnm_tensor *t,
+                          nnm_diag *diag)
 {
     nnm_coord_inbox *ib = env->inbox;
     size_t i;
     waiting *w = find_waiting(ib, coord, task, &i);
     if (w != NULL) {
-        nnm_err rc = put_piece(w, name, at, t, &ib->st, diag);
+        int foreign;
+        nnm_err rc = put_piece(w, from, name, at, t, &ib->st, &foreign, diag);
+        if (rc != NNM_OK && foreign) return rc;      /* not its to send: the task waits on */
         if (rc != NNM_OK) {
             /* A piece that does not fit: the task cannot be right; the coordinator re-runs it. */
             refuse(env, w->coord, w->task, rc, &w->msg.frame->u.task.spec);
@@ -332,6 +358,7 @@ nnm_err coord__take_piece(const nnm_coord_env *env, const char *coord, uint64_t 
         return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
     }
     snprintf(e->coord, sizeof e->coord, "%s", coord);
+    snprintf(e->from, sizeof e->from, "%s", from);
     e->task = task;
     memcpy(e->at, at, (size_t)t->ndim * sizeof *at);
     e->t = *t;
@@ -353,8 +380,8 @@ nnm_err coord__serve_piece(const nnm_coord_env *env, nnm_link_msg *msg, nnm_diag
     nnm_err rc = NNM_OK;
     for (size_t i = 0; i < f->u.tensor.ntensors && i < msg->ntensors && rc == NNM_OK; i++) {
         const char *name = f->u.tensor.tensors[i].name ? f->u.tensor.tensors[i].name : "";
-        rc = coord__take_piece(env, f->u.tensor.coord, f->hdr.request, name, f->u.tensor.at[i].v,
-                        &msg->tensors[i], diag);
+        rc = coord__take_piece(env, f->hdr.sender, f->u.tensor.coord, f->hdr.request, name,
+                               f->u.tensor.at[i].v, &msg->tensors[i], diag);
     }
     return rc;
 }
@@ -389,32 +416,31 @@ nnm_err coord__serve_routed(const nnm_coord_env *env, nnm_link_msg *msg, nnm_dia
                             ib->nw, ib->bytes, ib->max_bytes);
     }
     waiting *w = calloc(1, sizeof *w);
-    if (w == NULL || (w->in = calloc(na + 1, sizeof *w->in)) == NULL ||
-        (w->filled = calloc(na + 1, sizeof *w->filled)) == NULL) {
-        if (w) free(w->in);
-        free(w);
+    if (w == NULL) {
         refuse(env, coord, f->hdr.request, NNM_ENOMEM, &f->u.task.spec);
         return nnm_diag_set(diag, NNM_ENOMEM, "out of memory");
     }
-    for (size_t k = 0; k < na; k++) {
+    snprintf(w->coord, sizeof w->coord, "%s", coord);
+    w->task = f->hdr.request;
+    w->msg = *msg;                 /* moved: freed with w from here on */
+    memset(msg, 0, sizeof *msg);
+    int ok = (w->in = calloc(na + 1, sizeof *w->in)) != NULL &&
+             (w->got = calloc(na + 1, sizeof *w->got)) != NULL;
+    for (size_t k = 0; ok && k < na; k++) {
         const nnm_task_await *a = &f->u.task.await[k];
         int64_t shape[NNM_MAX_DIMS];
         for (int d = 0; d < a->ndim; d++) shape[d] = (int64_t)a->shape[d];
-        if (nnm_tensor_init(&w->in[k], (nnm_dtype)a->dtype, a->ndim, shape) != NNM_OK) {
-            for (size_t j = 0; j < k; j++) nnm_tensor_cleanup(&w->in[j]);
-            free(w->in);
-            free(w->filled);
-            free(w);
-            refuse(env, coord, f->hdr.request, NNM_ENOMEM, &f->u.task.spec);
-            return nnm_diag_set(diag, NNM_ENOMEM, "out of memory for the inputs of a routed task");
-        }
+        ok = nnm_tensor_init(&w->in[k], (nnm_dtype)a->dtype, a->ndim, shape) == NNM_OK &&
+             (w->got[k] = calloc(a->npiece + 1, 1)) != NULL;
+        w->missing += a->npiece;
     }
-    snprintf(w->coord, sizeof w->coord, "%s", coord);
-    w->task = f->hdr.request;
+    if (!ok) {
+        refuse(env, w->coord, w->task, NNM_ENOMEM, &f->u.task.spec);
+        waiting_free(w);
+        return nnm_diag_set(diag, NNM_ENOMEM, "out of memory for the inputs of a routed task");
+    }
     w->bytes = bytes;
     w->since_ms = mono_ms();
-    w->msg = *msg;                 /* moved */
-    memset(msg, 0, sizeof *msg);
     ib->bytes += bytes;
     size_t i = ib->nw;
     ib->w[ib->nw++] = w;
@@ -428,9 +454,10 @@ nnm_err coord__serve_routed(const nnm_coord_env *env, nnm_link_msg *msg, nnm_dia
         }
         nnm_diag d2;
         nnm_diag_clear(&d2);
-        nnm_err rc = put_piece(w, p->name, p->at, &p->t, &ib->st, &d2);
+        int foreign;
+        nnm_err rc = put_piece(w, p->from, p->name, p->at, &p->t, &ib->st, &foreign, &d2);
         drop_early(ib, e);
-        if (rc != NNM_OK) {
+        if (rc != NNM_OK && !foreign) {
             refuse(env, w->coord, w->task, rc, &w->msg.frame->u.task.spec);
             ib->st.rejected++;
             drop_waiting(ib, i);

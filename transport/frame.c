@@ -731,16 +731,49 @@ static nnm_err rd_dims(wire_rd *r, uint64_t v[NNM_MAX_DIMS], int *ndim, int want
     return NNM_OK;
 }
 
-/* await = [name, dtype, shape]: the worker allocates it, so its size is judged as a
+/* piece = [from, at, shape]: the box [at, at + shape) of the awaited input `a` that node
+ * `from` sends. The worker matches every piece it receives against these boxes, so each box
+ * has the await's rank, is not empty and lies within the await's shape: a box the input
+ * cannot hold would only make the task wait for a piece that can never fit. */
+static nnm_err rd_await_piece(wire_rd *r, const nnm_task_await *a, nnm_await_piece *p,
+                              const char *what)
+{
+    nnm_err rc;
+    size_t n;
+    int nd;
+    uint64_t end;
+    char w[96];
+    TRY(transport__rd_array(r, &n, 3, 1, what));
+    snprintf(w, sizeof w, "%s from", what);
+    TRY(rd_id(r, p->from, false, false, w));
+    snprintf(w, sizeof w, "%s at", what);
+    TRY(rd_dims(r, p->at, &nd, a->ndim, "as many as the await's shape", w));
+    snprintf(w, sizeof w, "%s shape", what);
+    TRY(rd_dims(r, p->shape, &nd, a->ndim, "as many as the await's shape", w));
+    for (int d = 0; d < a->ndim; d++)
+        if (p->shape[d] == 0)
+            return rd_fail(r, NNM_EFORMAT, w, "dimension %d is 0; a piece is never empty", d);
+    snprintf(w, sizeof w, "%s box", what);
+    for (int d = 0; d < a->ndim; d++)   /* each <= INT64_MAX: cannot wrap; checked anyway */
+        if (__builtin_add_overflow(p->at[d], p->shape[d], &end) || end > a->shape[d])
+            return rd_fail(r, NNM_EFORMAT, w, "dimension %d: at %llu + shape %llu ends past "
+                           "the await's %llu", d, (unsigned long long)p->at[d],
+                           (unsigned long long)p->shape[d], (unsigned long long)a->shape[d]);
+    transport__rd_leave(r);
+    return NNM_OK;
+}
+
+/* await = [name, dtype, shape, pieces]: the worker allocates it, so its size is judged as a
  * tensor's: a known dtype, no empty dimension, numel x dtype size within 64 bits and the
- * tensor limit. */
+ * tensor limit. pieces lists every piece the input is made of (at least one), each bound to
+ * its producer. */
 static nnm_err rd_await(wire_rd *r, nnm_frame *f, nnm_task_await *a, const char *what)
 {
     nnm_err rc;
     size_t n, es;
     uint64_t v, bytes;
     char w[96];
-    TRY(transport__rd_array(r, &n, 3, 1, what));
+    TRY(transport__rd_array(r, &n, 4, 1, what));
     snprintf(w, sizeof w, "%s name", what);
     TRY(rd_name(r, f, &a->name, w));
     snprintf(w, sizeof w, "%s dtype", what);
@@ -761,6 +794,21 @@ static nnm_err rd_await(wire_rd *r, nnm_frame *f, nnm_task_await *a, const char 
     if (bytes > r->lim->max_tensor_bytes)
         return rd_fail(r, NNM_ERANGE, w, "takes %llu bytes; the tensor limit is %zu",
                        (unsigned long long)bytes, r->lim->max_tensor_bytes);
+    snprintf(w, sizeof w, "%s pieces", what);
+    TRY(transport__rd_array(r, &n, 0, 7, w));   /* [from >= 2, at >= 2, shape >= 2] */
+    if (n == 0)
+        return rd_fail(r, NNM_EFORMAT, w, "is empty; an awaited input comes in at least one "
+                       "piece");
+    nnm_await_piece *ps = pool_alloc(f, n * sizeof *ps);
+    if (ps == NULL) return oom(r);
+    for (size_t i = 0; i < n; i++) {
+        char pw[64];                    /* "await 4095 piece 4095", room for its fields */
+        snprintf(pw, sizeof pw, "%s piece %zu", what, i);
+        TRY(rd_await_piece(r, a, &ps[i], pw));
+    }
+    transport__rd_leave(r);
+    a->npiece = n;
+    a->pieces = ps;
     transport__rd_leave(r);
     return NNM_OK;
 }
@@ -824,7 +872,8 @@ static nnm_err rd_routes(wire_rd *r, nnm_frame *f)
     const char **names = NULL;
     const char *dup;
 
-    TRY(transport__rd_array(r, &n, 0, 6, "awaits"));   /* [name >= 2, dtype, shape >= 2] */
+    /* [name >= 2, dtype, shape >= 2, pieces >= 8 (one piece of 7)] */
+    TRY(transport__rd_array(r, &n, 0, 14, "awaits"));
     nnm_task_await *as = NULL;
     if (n > 0 && ((as = pool_alloc(f, n * sizeof *as)) == NULL ||
                   (names = pool_alloc(f, n * sizeof *names)) == NULL))
@@ -1127,10 +1176,18 @@ static void put_routes(wire_buf *b, const nnm_frame *f)
     msgpack_pack_array(&b->pk, f->u.task.nawait);
     for (size_t i = 0; i < f->u.task.nawait; i++) {
         const nnm_task_await *a = &f->u.task.await[i];
-        msgpack_pack_array(&b->pk, 3);
+        msgpack_pack_array(&b->pk, 4);
         transport__put_str(b, a->name);
         msgpack_pack_uint8(&b->pk, a->dtype);
         put_dims(b, a->shape, a->ndim);
+        msgpack_pack_array(&b->pk, a->npiece);
+        for (size_t k = 0; k < a->npiece; k++) {
+            const nnm_await_piece *p = &a->pieces[k];
+            msgpack_pack_array(&b->pk, 3);
+            transport__put_str(b, p->from);
+            put_dims(b, p->at, a->ndim);
+            put_dims(b, p->shape, a->ndim);
+        }
     }
     msgpack_pack_array(&b->pk, f->u.task.nforward);
     for (size_t i = 0; i < f->u.task.nforward; i++) {
@@ -1261,8 +1318,8 @@ static bool tensors_shaped(size_t n, const nnm_wire_tensor *ts)
 }
 
 /* body_writable for the extended forms, naming the field: a routed TASK's arrays present
- * with 1 to NNM_MAX_DIMS dims and terminated node ids, a piece's at present and its
- * coordinator id terminated. Short forms ignore these fields. */
+ * (an await's pieces too, at least one) with 1 to NNM_MAX_DIMS dims and terminated node ids,
+ * a piece's at present and its coordinator id terminated. Short forms ignore these fields. */
 static nnm_err routes_writable(const nnm_frame *f, nnm_diag *diag)
 {
     if (f->hdr.type == NNM_FRAME_TASK && f->u.task.routed) {
@@ -1272,10 +1329,20 @@ static nnm_err routes_writable(const nnm_frame *f, nnm_diag *diag)
             return nnm_diag_set(diag, NNM_EINVAL, "frame: task awaits, forwards or returns: "
                                 "a NULL array with a count");
         for (size_t i = 0; i < f->u.task.nawait; i++) {
-            int nd = f->u.task.await[i].ndim;
-            if (nd < 1 || nd > NNM_MAX_DIMS)
+            const nnm_task_await *a = &f->u.task.await[i];
+            if (a->ndim < 1 || a->ndim > NNM_MAX_DIMS)
                 return nnm_diag_set(diag, NNM_EINVAL, "frame: await %zu shape: %d dimensions; "
-                                    "expected 1 to %d", i, nd, NNM_MAX_DIMS);
+                                    "expected 1 to %d", i, a->ndim, NNM_MAX_DIMS);
+            if (a->npiece == 0)
+                return nnm_diag_set(diag, NNM_EINVAL, "frame: await %zu pieces: none; an "
+                                    "awaited input comes in at least one piece", i);
+            if (a->pieces == NULL)
+                return nnm_diag_set(diag, NNM_EINVAL, "frame: await %zu pieces: NULL for %zu "
+                                    "pieces", i, a->npiece);
+            for (size_t k = 0; k < a->npiece; k++)
+                if (memchr(a->pieces[k].from, 0, sizeof a->pieces[k].from) == NULL)
+                    return nnm_diag_set(diag, NNM_EINVAL, "frame: await %zu piece %zu from: "
+                                        "not terminated", i, k);
         }
         for (size_t i = 0; i < f->u.task.nforward; i++) {
             const nnm_task_forward *fw = &f->u.task.forward[i];
@@ -1352,9 +1419,12 @@ static nnm_err encode_into(wire_buf *b, const nnm_frame *f, bool with_header, nn
     switch (f->hdr.type) {
     case NNM_FRAME_TASK:
         reserve += tensors_bytes(f->u.task.ntensors, f->u.task.tensors);
-        if (f->u.task.routed)
+        if (f->u.task.routed) {
             reserve += f->u.task.nawait * 48 + f->u.task.nforward * 128 +
                        f->u.task.nreturn * 32;
+            for (size_t i = 0; i < f->u.task.nawait; i++)    /* checked by routes_writable */
+                reserve += f->u.task.await[i].npiece * 64;
+        }
         break;
     case NNM_FRAME_TENSOR:
         reserve += tensors_bytes(f->u.tensor.ntensors, f->u.tensor.tensors);

@@ -90,6 +90,7 @@ typedef struct nnm_coord_inbox_stats {
     uint64_t expired;              /* ... dropped after hold_ms (answered NNM_ETIMEOUT) */
     uint64_t rejected;             /* refused (full, duplicate) or failed by a bad piece */
     uint64_t pieces_in, pieces_early, pieces_dup, pieces_dropped;
+    uint64_t pieces_foreign;       /* from a node that does not produce them: dropped */
     uint64_t pieces_out;           /* pieces this node sent on (coordinator or producer) */
     size_t waiting, early, bytes;  /* now */
 } nnm_coord_inbox_stats;

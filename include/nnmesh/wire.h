@@ -144,7 +144,17 @@ typedef struct nnm_slice_spec {
  * to the next stage's nodes, and the outputs to return to the coordinator. A piece is a box of
  * one output (begin/end per dimension of the producer's output tensor) sent in a TENSOR frame
  * to the consumer's node, under the consumer's task id, to be written at `at` (per dimension)
- * of the consumer's awaited input. */
+ * of the consumer's awaited input.
+ *
+ * One piece an awaited input is made of: the box [at, at + shape) of the input, which node
+ * `from` (its producer) sends. at and shape have the await's ndim values; every shape value
+ * >= 1 and at + shape within the await's shape. */
+typedef struct nnm_await_piece {
+    char from[NNM_ID_MAX + 1];
+    uint64_t at[NNM_MAX_DIMS];
+    uint64_t shape[NNM_MAX_DIMS];
+} nnm_await_piece;
+
 typedef struct nnm_task_await {
     const char *name;                  /* an input of the task's slice (the value's name):
                                         * non-empty, unique among the awaits, not the name
@@ -153,6 +163,11 @@ typedef struct nnm_task_await {
     int ndim;                          /* 1..max_dims */
     uint64_t shape[NNM_MAX_DIMS];      /* every dimension >= 1; numel x dtype size within
                                         * max_tensor_bytes */
+    size_t npiece;                     /* >= 1: every piece the input is made of. The worker
+                                        * takes a piece only from its producer or from the
+                                        * TASK's sender (the coordinator stands in for a
+                                        * producer that failed), and runs once it has all */
+    const nnm_await_piece *pieces;
 } nnm_task_await;
 
 typedef struct nnm_task_forward {

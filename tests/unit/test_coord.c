@@ -772,6 +772,31 @@ static long answer_of(ep *c, uint64_t id, unsigned ms)
     return -1;
 }
 
+/* Waits up to 3 s for c's RESULT of task id: its status (-1 if none came); with status 0,
+ * its one tensor is moved to *out. */
+static long result_of(ep *c, uint64_t id, nnm_tensor *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int waited = 0; waited < 3000; waited += 50) {
+        nnm_link_msg m;
+        memset(&m, 0, sizeof m);
+        if (nnm_link_recv(c->l, &m, 50, NULL) != NNM_OK) continue;
+        long st = -2;
+        if (m.frame && m.frame->hdr.type == NNM_FRAME_RESULT && m.frame->hdr.request == id) {
+            st = (long)m.frame->u.result.status;
+            if (st == 0 && m.ntensors == 1) {
+                *out = m.tensors[0];
+                memset(&m.tensors[0], 0, sizeof m.tensors[0]);
+            } else if (st == 0) {
+                st = -3;               /* not the one output asked for */
+            }
+        }
+        nnm_link_msg_cleanup(&m);
+        if (st != -2) return st;
+    }
+    return -1;
+}
+
 static void routed_task(nnm_frame *f, const uint8_t *h, int nodes, uint64_t id,
                         nnm_task_await *aw, const char **ret)
 {
@@ -788,6 +813,7 @@ static void routed_task(nnm_frame *f, const uint8_t *h, int nodes, uint64_t id,
     f->u.task.returns = ret;
 }
 
+/* Sends t from c as the piece of input "input" at `at` for task id of coordinator "coord". */
 static nnm_err send_piece(ep *c, uint64_t id, const nnm_tensor *t, const uint64_t *at)
 {
     nnm_wire_tensor wt;
@@ -813,7 +839,9 @@ static nnm_err send_piece(ep *c, uint64_t id, const nnm_tensor *t, const uint64_
 
 /* Bad routed tasks and pieces, each refused with a clear status, the worker serving on:
  * a piece of another dtype, a piece that does not fit, awaited inputs past the inbox's
- * bytes, a task whose pieces never come, a piece for no task; then a good one. */
+ * bytes, a task whose pieces never come, a piece for no task; then good ones, their piece
+ * from the producer the task names; a piece from a trusted node that is not its producer is
+ * dropped and the task waits for the real one. */
 static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **state)
 {
     (void)state;
@@ -822,10 +850,11 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     memset(&br, 0, sizeof br);
     assert_int_equal(test_broker_start(&br, 0, NULL), 0);
     ep c;
-    wnode n1;
+    wnode n1, n2;                  /* w1 serves; w2 only sends pieces (a producer, or not) */
     memset(&n1, 0, sizeof n1);
-    wnode *ws[1] = { &n1 };
-    open_mesh(br.uri, &c, ws, 1);
+    memset(&n2, 0, sizeof n2);
+    wnode *ws[2] = { &n1, &n2 };
+    open_mesh(br.uri, &c, ws, 2);
     uint8_t h[NNM_WIRE_HASH_BYTES];
     lenet_hash(h);
     nnm_diag d;
@@ -833,8 +862,9 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     int nodes = nnm_graph_node_count(g);
     assert_int_equal(nnm_worker_new(&n1.w, NULL, &d), NNM_OK);
     assert_int_equal(nnm_worker_add_model(n1.w, h, load(), &d), NNM_OK);
-    /* 64 KiB and 400 ms: LeNet's 3 KiB input fits, a 4 MB one does not. */
-    assert_int_equal(nnm_coord_inbox_new(&n1.env.inbox, 65536, 400, &d), NNM_OK);
+    /* 64 KiB and 1.5 s: LeNet's 3 KiB input fits, a 4 MB one does not; a task waits long enough
+     * for the foreign pieces below, and its pieces that never come time out soon. */
+    assert_int_equal(nnm_coord_inbox_new(&n1.env.inbox, 65536, 1500, &d), NNM_OK);
     n1.env.link = n1.e.l;
     n1.env.worker = n1.w;
     n1.env.self = n1.e.name;
@@ -848,6 +878,13 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     aw.dtype = NNM_DT_F32;
     aw.ndim = x.ndim;
     for (int k = 0; k < x.ndim; k++) aw.shape[k] = (uint64_t)x.shape[k];
+    /* One piece, the whole input, from producer w2 (the coordinator may stand in for it). */
+    nnm_await_piece whole;
+    memset(&whole, 0, sizeof whole);
+    snprintf(whole.from, sizeof whole.from, "w2");
+    for (int k = 0; k < x.ndim; k++) whole.shape[k] = (uint64_t)x.shape[k];
+    aw.npiece = 1;
+    aw.pieces = &whole;
     const char *ret[1] = { "output" };
     uint64_t zero[NNM_MAX_DIMS] = { 0 };
     nnm_frame f;
@@ -874,8 +911,10 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
 
     /* Awaited inputs past the inbox's bytes: refused at once. */
     nnm_task_await big = aw;
-    big.shape[2] = 1000;
-    big.shape[3] = 1000;
+    nnm_await_piece bigp = whole;
+    big.shape[2] = bigp.shape[2] = 1000;
+    big.shape[3] = bigp.shape[3] = 1000;
+    big.pieces = &bigp;
     routed_task(&f, h, nodes, 103, &big, ret);
     assert_int_equal(nnm_link_send(c.l, "w1", &f, &d), NNM_OK);
     st = answer_of(&c, 103, 3000);
@@ -905,36 +944,53 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     assert_int_equal(is.waiting + is.early, 0);
     assert_int_equal(is.bytes, 0);
 
-    /* The worker still serves: a good routed task, its piece sent first (held until the task
-     * comes); the same piece again after the task ran is a duplicate, not held. */
-    assert_int_equal(send_piece(&c, 105, &x, zero), NNM_OK);
+    /* The worker still serves: a good routed task, its piece sent first by its producer w2
+     * (held until the task comes); the same piece again after the task ran is a duplicate,
+     * not held. */
+    assert_int_equal(send_piece(&n2.e, 105, &x, zero), NNM_OK);
     usleep(100000);
     routed_task(&f, h, nodes, 105, &aw, ret);
     assert_int_equal(nnm_link_send(c.l, "w1", &f, &d), NNM_OK);
-    nnm_tensor got;
-    memset(&got, 0, sizeof got);
-    int ok = 0;
-    for (int waited = 0; waited < 3000 && !ok; waited += 50) {
-        nnm_link_msg m;
-        memset(&m, 0, sizeof m);
-        if (nnm_link_recv(c.l, &m, 50, NULL) != NNM_OK) continue;
-        if (m.frame && m.frame->hdr.type == NNM_FRAME_RESULT && m.frame->hdr.request == 105) {
-            assert_int_equal(m.frame->u.result.status, 0);
-            assert_int_equal(m.ntensors, 1);
-            print_message("good routed task after them: rel diff %.3g\n", rel_diff(&m.tensors[0], &want));
-            assert_true(rel_diff(&m.tensors[0], &want) <= 1e-5);
-            ok = 1;
-        }
-        nnm_link_msg_cleanup(&m);
-    }
-    assert_true(ok);
-    assert_int_equal(send_piece(&c, 105, &x, zero), NNM_OK);
+    nnm_tensor out;
+    assert_int_equal(result_of(&c, 105, &out), 0);
+    print_message("good routed task after them, its piece from producer w2: rel diff %.3g\n",
+                  rel_diff(&out, &want));
+    assert_true(rel_diff(&out, &want) <= 1e-5);
+    nnm_tensor_cleanup(&out);
+    assert_int_equal(send_piece(&n2.e, 105, &x, zero), NNM_OK);
     usleep(300000);
     nnm_coord_inbox_stats_get(n1.env.inbox, &is);
     print_message("the piece again after its task ran: duplicates %llu, held %zu\n",
                   (unsigned long long)is.pieces_dup, is.early);
     assert_int_equal(is.pieces_dup, 1);
     assert_int_equal(is.early, 0);
+
+    /* Pieces are bound to their producers: the task names w3 as the producer; w2, trusted
+     * but no party to the task, sends the piece (after the task, and once before it): both
+     * dropped and counted, the task waits on; the coordinator's copy completes it. */
+    nnm_await_piece from_w3 = whole;
+    snprintf(from_w3.from, sizeof from_w3.from, "w3");
+    aw.pieces = &from_w3;
+    assert_int_equal(send_piece(&n2.e, 106, &x, zero), NNM_OK);
+    usleep(100000);
+    routed_task(&f, h, nodes, 106, &aw, ret);
+    assert_int_equal(nnm_link_send(c.l, "w1", &f, &d), NNM_OK);
+    usleep(100000);
+    assert_int_equal(send_piece(&n2.e, 106, &x, zero), NNM_OK);
+    usleep(300000);
+    nnm_coord_inbox_stats_get(n1.env.inbox, &is);
+    print_message("pieces from a node that does not produce them: foreign %llu, task still "
+                  "waiting %zu\n", (unsigned long long)is.pieces_foreign, is.waiting);
+    assert_int_equal(is.pieces_foreign, 2);
+    assert_int_equal(is.waiting, 1);
+    assert_int_equal(send_piece(&c, 106, &x, zero), NNM_OK);
+    assert_int_equal(result_of(&c, 106, &out), 0);
+    print_message("then the coordinator's piece: rel diff %.3g\n", rel_diff(&out, &want));
+    assert_true(rel_diff(&out, &want) <= 1e-5);
+    nnm_tensor_cleanup(&out);
+    nnm_coord_inbox_stats_get(n1.env.inbox, &is);
+    assert_int_equal(is.completed, 2);
+    assert_int_equal(is.waiting + is.early, 0);
 
     atomic_store(&n1.stop, 1);
     pthread_join(n1.th, NULL);
@@ -945,6 +1001,7 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     nnm_graph_free(g);
     ep_close(&c);
     ep_close(&n1.e);
+    ep_close(&n2.e);
     test_broker_cleanup(&br);
 }
 

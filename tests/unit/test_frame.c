@@ -47,6 +47,7 @@ typedef struct sample {
     uint8_t models[2][NNM_WIRE_HASH_BYTES];
     uint8_t bytes[32];
     nnm_task_await awaits[2];
+    nnm_await_piece pieces[3];
     nnm_task_forward forwards[2];
     const char *returns[2];
     nnm_piece_at at[2];
@@ -80,15 +81,23 @@ static void header_of(nnm_frame_header *h, nnm_frame_type type, const char *rece
     strcpy(h->topic, topic);
 }
 
-/* The routes of the routed TASK sample: two awaited inputs, two boxes of one output for two
- * consumers, two outputs to return. */
+/* The routes of the routed TASK sample: two awaited inputs, the first in two row bands from
+ * two producers, the second whole from a third; two boxes of one output for two consumers;
+ * two outputs to return. */
 static void routes_of(sample *s)
 {
     nnm_frame *f = &s->f;
+    s->pieces[0] = (nnm_await_piece){ .from = "node-c", .at = { 0, 0, 0, 0 },
+                                      .shape = { 1, 16, 14, 28 } };
+    s->pieces[1] = (nnm_await_piece){ .from = "node-d", .at = { 0, 0, 14, 0 },
+                                      .shape = { 1, 16, 14, 28 } };
+    s->pieces[2] = (nnm_await_piece){ .from = "node-e", .at = { 0, 0 }, .shape = { 28, 300 } };
     s->awaits[0] = (nnm_task_await){ .name = "act-3", .dtype = NNM_DT_F32, .ndim = 4,
-                                     .shape = { 1, 16, 28, 28 } };
+                                     .shape = { 1, 16, 28, 28 }, .npiece = 2,
+                                     .pieces = &s->pieces[0] };
     s->awaits[1] = (nnm_task_await){ .name = "mask", .dtype = NNM_DT_U8, .ndim = 2,
-                                     .shape = { 28, 300 } };
+                                     .shape = { 28, 300 }, .npiece = 1,
+                                     .pieces = &s->pieces[2] };
     s->forwards[0] = (nnm_task_forward){ .node = "node-c", .task = 77, .name = "act-9",
                                          .ndim = 4, .begin = { 0, 0, 0, 0 },
                                          .end = { 1, 8, 15, 28 }, .at = { 0, 0, 0, 0 } };
@@ -594,6 +603,18 @@ static void test_frame_deep_nesting_is_rejected_without_recursion(void **state)
     assert_int_equal(decode_rc(enc, len, &lim, &d), NNM_ERANGE);
     assert_non_null(strstr(d.msg, "deeper"));
     free(enc);
+
+    /* The deepest frame there is, a routed TASK, nests 6 levels: body > awaits > await >
+     * pieces > piece > at (the header is an array beside the body, not around it). The
+     * default of 8 admits it, and so does 6. */
+    enc = encode_sample_form(NNM_FRAME_TASK, FORM_EXT, &len);
+    assert_int_equal(decode_rc(enc, len, NULL, &d), NNM_OK);
+    lim.max_depth = 6;
+    assert_int_equal(decode_rc(enc, len, &lim, &d), NNM_OK);
+    lim.max_depth = 5;
+    assert_int_equal(decode_rc(enc, len, &lim, &d), NNM_ERANGE);
+    assert_non_null(strstr(d.msg, "await 0 piece 0 at: nests deeper than 5 levels"));
+    free(enc);
 }
 
 static void test_frame_bin32_claiming_4gb_is_rejected(void **state)
@@ -1078,6 +1099,12 @@ static void assert_task_equal(const nnm_frame *want, const nnm_frame *got)
         assert_int_equal(b->dtype, a->dtype);
         assert_int_equal(b->ndim, a->ndim);
         assert_memory_equal(b->shape, a->shape, (size_t)a->ndim * 8);
+        assert_int_equal(b->npiece, a->npiece);
+        for (size_t k = 0; k < a->npiece; k++) {
+            assert_string_equal(b->pieces[k].from, a->pieces[k].from);
+            assert_memory_equal(b->pieces[k].at, a->pieces[k].at, (size_t)a->ndim * 8);
+            assert_memory_equal(b->pieces[k].shape, a->pieces[k].shape, (size_t)a->ndim * 8);
+        }
     }
     assert_int_equal(got->u.task.nforward, want->u.task.nforward);
     for (size_t i = 0; i < want->u.task.nforward; i++) {
@@ -1243,13 +1270,33 @@ static void craft_dims(craft *c, size_t n, const uint64_t *v)
     for (size_t i = 0; i < n; i++) msgpack_pack_uint64(&c->pk, v[i]);
 }
 
-static void craft_await(craft *c, const char *name, uint64_t dtype, size_t ndim,
-                        const uint64_t *shape)
+/* The first three fields of an await; the caller packs its pieces. */
+static void craft_await_head(craft *c, const char *name, uint64_t dtype, size_t ndim,
+                             const uint64_t *shape)
 {
-    msgpack_pack_array(&c->pk, 3);
+    msgpack_pack_array(&c->pk, 4);
     craft_str(c, name);
     msgpack_pack_uint64(&c->pk, dtype);
     craft_dims(c, ndim, shape);
+}
+
+static void craft_await_piece(craft *c, const char *from, size_t nat, const uint64_t *at,
+                              size_t nshape, const uint64_t *shape)
+{
+    msgpack_pack_array(&c->pk, 3);
+    craft_str(c, from);
+    craft_dims(c, nat, at);
+    craft_dims(c, nshape, shape);
+}
+
+/* An await that comes whole, in one piece from node-c. */
+static void craft_await(craft *c, const char *name, uint64_t dtype, size_t ndim,
+                        const uint64_t *shape)
+{
+    static const uint64_t zero[9];
+    craft_await_head(c, name, dtype, ndim, shape);
+    msgpack_pack_array(&c->pk, 1);
+    craft_await_piece(c, "node-c", ndim, zero, ndim, shape);
 }
 
 static void test_frame_bad_awaits_are_rejected(void **state)
@@ -1298,6 +1345,96 @@ static void test_frame_bad_awaits_are_rejected(void **state)
     msgpack_pack_array(&c.pk, 0);
     msgpack_pack_array(&c.pk, 0);
     expect(c.sb.data, c.sb.size, NNM_EFORMAT, "awaits: 'act' is awaited twice");
+    msgpack_sbuffer_destroy(&c.sb);
+}
+
+/* An await's pieces: at least one, each [from, at, shape] with a node id, the await's rank,
+ * no empty dimension and its box within the await's shape. The await is u8 [4, 6]; piece 0
+ * (rows [0, 2) from node-c) is good, piece 1 is the case. */
+static void test_frame_bad_await_pieces_are_rejected(void **state)
+{
+    (void)state;
+    static const uint64_t shape[2] = { 4, 6 }, half[2] = { 2, 6 }, z2[2] = { 0, 0 },
+                          z3[3] = { 0, 0, 0 }, row2[2] = { 2, 0 }, row3[2] = { 3, 0 },
+                          col1[2] = { 2, 1 }, corner[2] = { 3, 5 }, one[2] = { 1, 1 },
+                          flat[2] = { 2, 0 }, d1[1] = { 2 }, near[2] = { INT64_MAX, 0 },
+                          over[2] = { 1ull << 63, 0 };
+    static const char long_id[] = "node-aaaaaaaaaaaaaaaaaaaaaaaaaaaa";   /* 33 bytes */
+    static const struct {
+        size_t fields;                  /* of piece 1: 3, or 2 (no shape) */
+        const char *from;               /* NULL: a uint instead of a string */
+        size_t nat;
+        const uint64_t *at;
+        size_t nshape;
+        const uint64_t *shape;
+        nnm_err rc;
+        const char *needle;
+    } cases[] = {
+        { 2, "node-d", 2, row2, 0, NULL, NNM_EFORMAT,
+          "await 0 piece 1: has 2 items, expected 3" },
+        { 3, "", 2, row2, 2, half, NNM_EFORMAT, "await 0 piece 1 from is empty" },
+        { 3, "node+d", 2, row2, 2, half, NNM_EFORMAT, "await 0 piece 1 from has '+' at byte 4" },
+        { 3, NULL, 2, row2, 2, half, NNM_EFORMAT, "await 0 piece 1 from: expected a string" },
+        { 3, long_id, 2, row2, 2, half, NNM_ERANGE, "await 0 piece 1 from: is 33 bytes" },
+        { 3, "node-d", 3, z3, 2, half, NNM_EFORMAT,
+          "await 0 piece 1 at: has 3 values, expected 2 (as many as the await's shape)" },
+        { 3, "node-d", 1, d1, 2, half, NNM_EFORMAT,
+          "await 0 piece 1 at: has 1 values, expected 2" },
+        { 3, "node-d", 2, row2, 3, z3, NNM_EFORMAT,
+          "await 0 piece 1 shape: has 3 values, expected 2" },
+        { 3, "node-d", 2, row2, 2, flat, NNM_EFORMAT,
+          "await 0 piece 1 shape: dimension 1 is 0; a piece is never empty" },
+        { 3, "node-d", 2, row3, 2, half, NNM_EFORMAT,
+          "await 0 piece 1 box: dimension 0: at 3 + shape 2 ends past the await's 4" },
+        { 3, "node-d", 2, col1, 2, half, NNM_EFORMAT,
+          "await 0 piece 1 box: dimension 1: at 1 + shape 6 ends past the await's 6" },
+        { 3, "node-d", 2, near, 2, half, NNM_EFORMAT,
+          "await 0 piece 1 box: dimension 0: at 9223372036854775807 + shape 2 ends past" },
+        { 3, "node-d", 2, over, 2, half, NNM_ERANGE, "await 0 piece 1 at[0]" },
+        { 3, "node-d", 2, row2, 2, over, NNM_ERANGE, "await 0 piece 1 shape[0]" },
+        { 3, "node-d", 2, row2, 2, half, NNM_OK, NULL },
+        { 3, "node-d", 2, corner, 2, one, NNM_OK, NULL },    /* ends at the await's end */
+    };
+    craft c;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        craft_routed(&c, 5);
+        msgpack_pack_array(&c.pk, 1);
+        craft_await_head(&c, "act", NNM_DT_U8, 2, shape);
+        msgpack_pack_array(&c.pk, 2);
+        craft_await_piece(&c, "node-c", 2, z2, 2, half);
+        msgpack_pack_array(&c.pk, cases[i].fields);
+        if (cases[i].from != NULL) craft_str(&c, cases[i].from);
+        else msgpack_pack_uint8(&c.pk, 7);
+        craft_dims(&c, cases[i].nat, cases[i].at);
+        if (cases[i].fields > 2) craft_dims(&c, cases[i].nshape, cases[i].shape);
+        msgpack_pack_array(&c.pk, 0);
+        msgpack_pack_array(&c.pk, 0);
+        expect(c.sb.data, c.sb.size, cases[i].rc, cases[i].needle);
+        msgpack_sbuffer_destroy(&c.sb);
+    }
+
+    static const uint64_t act[4] = { 1, 16, 28, 28 };
+    craft_routed(&c, 5);                /* the form before pieces, [name, dtype, shape] */
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, 3);
+    craft_str(&c, "act-3");
+    msgpack_pack_uint8(&c.pk, NNM_DT_F32);
+    craft_dims(&c, 4, act);
+    msgpack_pack_array(&c.pk, 0);
+    msgpack_pack_array(&c.pk, 1);
+    craft_str(&c, "logits");
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "await 0: has 3 items, expected 4");
+    msgpack_sbuffer_destroy(&c.sb);
+
+    craft_routed(&c, 5);                /* no pieces (and enough bytes after it for one) */
+    msgpack_pack_array(&c.pk, 1);
+    craft_await_head(&c, "act-3", NNM_DT_F32, 4, act);
+    msgpack_pack_array(&c.pk, 0);
+    msgpack_pack_array(&c.pk, 0);
+    msgpack_pack_array(&c.pk, 1);
+    craft_str(&c, "logits");
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT,
+           "await 0 pieces: is empty; an awaited input comes in at least one piece");
     msgpack_sbuffer_destroy(&c.sb);
 }
 
@@ -1481,12 +1618,20 @@ static void test_frame_routed_and_piece_counts_are_checked(void **state)
     }
     craft_routed(&c, 5);                /* inside an await: its shape */
     msgpack_pack_array(&c.pk, 1);
-    msgpack_pack_array(&c.pk, 3);
+    msgpack_pack_array(&c.pk, 4);
     craft_str(&c, "act");
     msgpack_pack_uint8(&c.pk, NNM_DT_U8);
     craft_raw(&c, arr, sizeof arr);
     craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0", 10);
     expect(c.sb.data, c.sb.size, NNM_EFORMAT, "await 0 shape: claims 4294967295 items");
+    msgpack_sbuffer_destroy(&c.sb);
+    static const uint64_t s4[1] = { 4 };
+    craft_routed(&c, 5);                /* and its pieces */
+    msgpack_pack_array(&c.pk, 1);
+    craft_await_head(&c, "act", NNM_DT_U8, 1, s4);
+    craft_raw(&c, arr, sizeof arr);
+    craft_raw(&c, "\0\0\0\0\0\0\0\0\0\0", 10);
+    expect(c.sb.data, c.sb.size, NNM_EFORMAT, "await 0 pieces: claims 4294967295 items");
     msgpack_sbuffer_destroy(&c.sb);
     craft_piece(&c, 77, "node-a");
     craft_raw(&c, arr, sizeof arr);
@@ -1565,6 +1710,13 @@ static void test_frame_encoder_rejects_bad_routes_and_pieces(void **state)
         { 14, NNM_ERANGE, "await 1 shape: takes" },
         { 15, NNM_ERANGE, "forward 0 at[1]" },
         { 16, NNM_EINVAL, "await 0 name: is empty" },
+        { 17, NNM_EINVAL, "await 0 pieces: none; an awaited input comes in at least one" },
+        { 18, NNM_EINVAL, "await 1 pieces: NULL for 1 pieces" },
+        { 19, NNM_EINVAL, "await 0 piece 1 from: not terminated" },
+        { 20, NNM_EINVAL, "await 1 piece 0 from" },
+        { 21, NNM_EINVAL, "await 0 piece 0 shape: dimension 2 is 0" },
+        { 22, NNM_EINVAL, "await 0 piece 1 box: dimension 2: at 15 + shape 14 ends past" },
+        { 23, NNM_ERANGE, "await 1 piece 0 at[1]" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sample s;
@@ -1587,6 +1739,13 @@ static void test_frame_encoder_rejects_bad_routes_and_pieces(void **state)
         case 14: s.awaits[1].shape[1] = 1ull << 40; break;
         case 15: s.forwards[0].at[1] = 1ull << 63; break;
         case 16: s.awaits[0].name = NULL; break;
+        case 17: s.awaits[0].npiece = 0; break;
+        case 18: s.awaits[1].pieces = NULL; break;
+        case 19: memset(s.pieces[1].from, 'a', sizeof s.pieces[1].from); break;
+        case 20: strcpy(s.pieces[2].from, "A/B"); break;
+        case 21: s.pieces[0].shape[2] = 0; break;
+        case 22: s.pieces[1].at[2] = 15; break;
+        case 23: s.pieces[2].at[1] = 1ull << 63; break;
         default: fail();
         }
         uint8_t *p = (uint8_t *)(uintptr_t)1;
@@ -1682,6 +1841,7 @@ int main(void)
         cmocka_unit_test(test_frame_routed_task_and_piece_round_trip_every_field),
         cmocka_unit_test(test_frame_routed_and_piece_goldens_decode_to_their_samples),
         cmocka_unit_test(test_frame_bad_awaits_are_rejected),
+        cmocka_unit_test(test_frame_bad_await_pieces_are_rejected),
         cmocka_unit_test(test_frame_bad_forwards_and_returns_are_rejected),
         cmocka_unit_test(test_frame_bad_pieces_are_rejected),
         cmocka_unit_test(test_frame_routed_and_piece_counts_are_checked),
