@@ -442,6 +442,11 @@ void sched__ctx_configs(sched_ctx *c)
             int x = order[j]; order[j] = order[j - 1]; order[j - 1] = x;
         }
     c->n_cfg = 0;
+    if (c->whole_on > 0) {
+        int j = c->whole_on - 1;
+        add_cfg(c, NNM_STAGE_SINGLE, 0, &j, 1);
+        return;
+    }
     int maxk = n < s->cfg.max_parts ? n : s->cfg.max_parts;
     if (c->policy == NNM_POLICY_LOCAL) {
         add_cfg(c, NNM_STAGE_SINGLE, 0, &c->sink, 1);

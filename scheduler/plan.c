@@ -551,12 +551,19 @@ static int plans_match(const nnm_plan *x, const nnm_plan *y, int ranges)
 static int plans_equal(const nnm_plan *x, const nnm_plan *y) { return plans_match(x, y, 1); }
 static int plans_alike(const nnm_plan *x, const nnm_plan *y) { return plans_match(x, y, 0); }
 
-static int plan_is_local(const nnm_plan *p)
+/* Parts of p that do not run on its coordinator. */
+static int plan_remote_parts(const nnm_plan *p)
 {
+    int n = 0;
     for (int i = 0; i < p->n_stages; i++)
         for (int q = 0; q < p->stages[i].n_parts; q++)
-            if (strcmp(p->stages[i].parts[q].node, p->coordinator)) return 0;
-    return 1;
+            n += strcmp(p->stages[i].parts[q].node, p->coordinator) != 0;
+    return n;
+}
+
+static int plan_is_local(const nnm_plan *p)
+{
+    return plan_remote_parts(p) == 0;
 }
 
 /* DP + build, retrying while the slicer rejects a split the analytic rules allowed. */
@@ -641,7 +648,7 @@ static nnm_err candidates(sched_ctx *base, sched_entry *e, int first, int last, 
             } else if (variant == 2) {
                 c->policy = NNM_POLICY_LOCAL;
             } else {
-                c->exclude = ~(1u << j);
+                c->whole_on = j + 1;
             }
             sched__ctx_configs(c);
             nnm_plan *p = NULL;
@@ -679,8 +686,14 @@ static nnm_err candidates(sched_ctx *base, sched_entry *e, int first, int last, 
 #define MEASURED_MIN 0.1
 #define EXPLORE_RATIO 1.5
 
-static double cal_ratio(const sched_entry *e)
+/* The calibration of arm i's prediction. Arms with one remote part (an offload, a stage on
+ * one peer) have their own: a split's per-part costs, which a measured split puts into the
+ * shared ratio (7x on the boards), do not apply to them, and a loaded coordinator could
+ * never try the offload it needs. Until one is measured they take the model's prediction,
+ * which has learned the per-part overhead and the links from the split. */
+static double cal_ratio(const sched_entry *e, int i)
 {
+    if (e->one[i]) return e->cal1_cnt >= MEASURED_MIN ? exp(e->cal1_sum / e->cal1_cnt) : 1;
     return e->cal_cnt >= MEASURED_MIN ? exp(e->cal_sum / e->cal_cnt) : 1;
 }
 
@@ -696,12 +709,11 @@ int sched__pick_arm(const nnm_sched *s, const sched_entry *e)
     for (int i = 0; i < e->n_arms; i++)
         if (e->local[i] && (e->cnt[i] < MEASURED_MIN || e->runs[i] < 2) && !isinf(best_meas))
             return i;
-    double r = cal_ratio(e);
     double N = 0, scale = INFINITY;
     double mean[32], cnt[32];
     int ok[32];
     for (int i = 0; i < e->n_arms; i++) {
-        double q = e->local[i] ? e->prior[i] : e->prior[i] * r;
+        double q = e->local[i] ? e->prior[i] : e->prior[i] * cal_ratio(e, i);
         int measured = e->cnt[i] >= MEASURED_MIN;
         ok[i] = (measured ? e->sum[i] / e->cnt[i] : q) <= EXPLORE_RATIO * best_meas ||
                 isinf(best_meas);
@@ -736,17 +748,24 @@ nnm_err nnm_sched_observe_latency(nnm_sched *s, const nnm_plan *plan, double obs
         }
         e->cal_cnt *= s->cfg.discount;
         e->cal_sum *= s->cfg.discount;
+        e->cal1_cnt *= s->cfg.discount;
+        e->cal1_sum *= s->cfg.discount;
         /* A plan's first run pays one-time costs (slice executors built, weights shipped:
          * 260 ms more than a warm run of ResNet-18 on a 25% board), so its second
          * measurement replaces the first. */
+        int cold = e->runs[plan->arm] == 0;
         if (e->runs[plan->arm] == 1) e->cnt[plan->arm] = e->sum[plan->arm] = 0;
         if (e->runs[plan->arm] < 2) e->runs[plan->arm]++;
         e->cnt[plan->arm] += 1;
         e->sum[plan->arm] += observed_ms;
         e->served_ms += observed_ms;
-        if (!e->local[plan->arm] && e->prior[plan->arm] > 0) {
-            e->cal_cnt += 1;
-            e->cal_sum += log(observed_ms / e->prior[plan->arm]);
+        /* A cold run's one-time costs are not the model's error: it does not calibrate
+         * (else the offload that shipped its weights once looks 2-3x off for good). */
+        if (!cold && !e->local[plan->arm] && e->prior[plan->arm] > 0) {
+            double *cc = e->one[plan->arm] ? &e->cal1_cnt : &e->cal_cnt,
+                   *cs = e->one[plan->arm] ? &e->cal1_sum : &e->cal_sum;
+            *cc += 1;
+            *cs += log(observed_ms / e->prior[plan->arm]);
         }
         return NNM_OK;
     }
@@ -823,6 +842,7 @@ static void arms_init(sched_entry *e, int from, int to, int adaptive)
     for (int i = from; i < to; i++) {
         e->prior[i] = e->arms[i]->pred_latency_ms;
         e->local[i] = (unsigned char)plan_is_local(e->arms[i]);
+        e->one[i] = plan_remote_parts(e->arms[i]) == 1;
         e->cnt[i] = e->sum[i] = 0;
         e->runs[i] = 0;
         e->arms[i]->generation = e->generation;
@@ -843,14 +863,12 @@ static int dp_in_bounds(const sched_entry *e)
     return e->cnt[d] < MEASURED_MIN || e->sum[d] / e->cnt[d] <= EXPLORE_RATIO * best;
 }
 
-/* The refined model drifted (a new epoch) in the same mesh. Rebuilding the candidates costs
- * one DP each (about 0.5 s for MobileNetV2 on a board at 25% CPU) and the epoch can move
- * every few requests, so instead every arm is predicted again under the refined model and
- * the DP runs once: its plan takes a free slot, or replaces the arm that looks worst
- * (measured mean, else calibrated prediction; never the local-only arm). Evidence stays
- * with its plans; the set gets a new generation so that a late observation of a replaced
- * arm is not credited to its successor. A failed DP leaves the arms as they are. */
-static void refresh(nnm_sched *s, sched_entry *e, sched_ctx *c)
+/* The refined model drifted (a new epoch): every arm is predicted again under it and the
+ * calibration re-based. This costs no DP (a plan's prediction is a pass over its parts), so
+ * it happens at once, while the DP that may follow (refresh) waits for its budget: on a
+ * loaded board that can be tens of requests, and until the re-basing one bad split's
+ * calibration kept the offload that would help out of reach. */
+static void repredict(nnm_sched *s, sched_entry *e)
 {
     for (int i = 0; i < e->n_arms; i++) {
         double L, P;
@@ -863,16 +881,34 @@ static void refresh(nnm_sched *s, sched_entry *e, sched_ctx *c)
      * overhead). Re-based on the measured arms that use peers, against their new
      * predictions: else one bad split would keep every plan using peers out of bounds for
      * good, since the local-only baseline is what then runs. No such arm: kept. */
-    double cs = 0, cc = 0;
+    double cs[2] = { 0, 0 }, cc[2] = { 0, 0 };
     for (int i = 0; i < e->n_arms; i++)
         if (!e->local[i] && e->cnt[i] >= MEASURED_MIN && e->prior[i] > 0) {
-            cs += e->cnt[i] * log(e->sum[i] / e->cnt[i] / e->prior[i]);
-            cc += e->cnt[i];
+            cs[e->one[i]] += e->cnt[i] * log(e->sum[i] / e->cnt[i] / e->prior[i]);
+            cc[e->one[i]] += e->cnt[i];
         }
-    if (cc > 0) {
-        e->cal_sum = cs;
-        e->cal_cnt = cc;
+    if (cc[0] > 0) {
+        e->cal_sum = cs[0];
+        e->cal_cnt = cc[0];
     }
+    if (cc[1] > 0) {
+        e->cal1_sum = cs[1];
+        e->cal1_cnt = cc[1];
+    }
+    e->pred_epoch = s->epoch;
+}
+
+/* The refined model drifted (a new epoch) in the same mesh. Rebuilding the candidates costs
+ * one DP each (about 0.5 s for MobileNetV2 on a board at 25% CPU) and the epoch can move
+ * every few requests, so instead every arm is predicted again under the refined model
+ * (repredict) and the DP runs once: its plan takes a free slot, or replaces the arm that
+ * looks worst (measured mean, else calibrated prediction; never the local-only arm).
+ * Evidence stays with its plans; the set gets a new generation so that a late observation
+ * of a replaced arm is not credited to its successor. A failed DP leaves the arms as they
+ * are. */
+static void refresh(nnm_sched *s, sched_entry *e, sched_ctx *c)
+{
+    if (e->pred_epoch != s->epoch) repredict(s, e);
     e->epoch = s->epoch;
     e->prev_generation = e->generation;
     e->generation = ++s->generation;
@@ -892,9 +928,10 @@ static void refresh(nnm_sched *s, sched_entry *e, sched_ctx *c)
     if (p && e->n_arms < s->cfg.max_arms && e->n_arms < 32) {
         slot = e->n_arms++;
     } else if (p) {
-        double r = cal_ratio(e), worst = -1;
+        double worst = -1;
         for (int i = 0; i < e->n_arms; i++) {
-            double est = e->cnt[i] >= MEASURED_MIN ? e->sum[i] / e->cnt[i] : e->prior[i] * r;
+            double est = e->cnt[i] >= MEASURED_MIN ? e->sum[i] / e->cnt[i]
+                                                   : e->prior[i] * cal_ratio(e, i);
             if (!e->local[i] && est > worst) { worst = est; slot = i; }
         }
     }
@@ -982,7 +1019,7 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
         }
         memcpy(e->hash, hash, NNM_WIRE_HASH_BYTES);
         e->version = s->version;
-        e->epoch = epoch;
+        e->epoch = e->pred_epoch = epoch;
         e->objective = opts->objective;
         e->policy = opts->policy;
         e->pin = !!opts->pin_first;
@@ -997,6 +1034,8 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
             e->prev_generation = o->generation;
             e->cal_cnt = o->cal_cnt;
             e->cal_sum = o->cal_sum;
+            e->cal1_cnt = o->cal1_cnt;
+            e->cal1_sum = o->cal1_sum;
             e->served_ms = o->served_ms;
             /* the old set had its variants: so does this one, if the DP plan still earns
              * them and the planning budget allows (else later, with no evidence) */
@@ -1022,6 +1061,7 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
     } else {
         /* A new epoch refreshes the set; the DP plan measured within bounds gets its
          * variants (they inherit nothing: new plans). */
+        if (adaptive && e->pred_epoch != epoch) repredict(s, e);
         int fresh = e->epoch != epoch && budget_ok(s, e, e->dp_ms);
         int more = !fresh && e->pending && e->cnt[e->dp_arm] >= MEASURED_MIN && dp_in_bounds(e) &&
                    budget_ok(s, e, (s->cfg.max_arms - e->n_arms) * e->dp_ms);

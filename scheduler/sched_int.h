@@ -61,6 +61,7 @@ typedef struct sched_model {
 typedef struct sched_entry {
     uint8_t hash[NNM_WIRE_HASH_BYTES];
     uint64_t version, epoch;
+    uint64_t pred_epoch;            /* epoch the arms' predictions are from (epoch: the DP's) */
     int objective, policy, pin, lossy, src;
     uint64_t generation;
     int n_arms;
@@ -74,7 +75,10 @@ typedef struct sched_entry {
     double dp_ms;                   /* measured time of one DP run for this set */
     double served_ms;               /* request time observed since the last planning */
     double cal_cnt, cal_sum;        /* discounted count and sum of log(measured / predicted)
-                                     * over the arms that use peers (prior calibration) */
+                                     * over the arms with several remote parts (prior
+                                     * calibration) */
+    double cal1_cnt, cal1_sum;      /* the same over the arms with one remote part */
+    unsigned char one[32];          /* the arm has one remote part (an offload, say) */
     uint64_t prev_generation;       /* the set this one replaced (late observations) */
     signed char prev_map[32];       /* its arm i -> arm here, or -1 */
     struct sched_entry *next;
@@ -127,6 +131,8 @@ typedef struct sched_ctx {
     double weight[SCHED_MAXN];     /* fixed share weights (EQUAL/MEMORY), 0 = equalize */
     double perturb[SCHED_MAXN];    /* share multipliers (bandit candidates), 1 = none */
     uint32_t exclude;              /* mesh indices not to use for parts */
+    int whole_on;                  /* 1 + the mesh index every stage runs on (the adaptive
+                                    * policy's offload candidates); 0: none */
     int groups;                    /* throughput: configurations are chained groups */
     int n_cfg;
     sched_cfg cfg[SCHED_MAX_CFG];

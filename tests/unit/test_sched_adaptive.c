@@ -268,10 +268,11 @@ static void test_sched_adaptive_epoch_refreshes_in_place(void **state)
     uint64_t gen = e->generation, epoch = s->epoch;
     for (int i = 0; i < n_arms; i++) { cnt[i] = e->cnt[i]; prior[i] = e->prior[i]; }
     /* node b computes 3x slower than it advertises: the refined model moves at once */
+    const nnm_plan *dp = e->arms[e->dp_arm];
     const nnm_plan_part *pb = NULL;
-    for (int i = 0; i < p->n_stages && !pb; i++)
-        for (int q = 0; q < p->stages[i].n_parts && !pb; q++)
-            if (!strcmp(p->stages[i].parts[q].node, "b")) pb = &p->stages[i].parts[q];
+    for (int i = 0; i < dp->n_stages && !pb; i++)
+        for (int q = 0; q < dp->stages[i].n_parts && !pb; q++)
+            if (!strcmp(dp->stages[i].parts[q].node, "b")) pb = &dp->stages[i].parts[q];
     assert_non_null(pb);
     for (int k = 0; k < 8 && s->epoch == epoch; k++)
         assert_int_equal(nnm_sched_observe_slice(s, pb, 3 * pb->pred_ms, NULL), NNM_OK);
@@ -317,16 +318,19 @@ static void test_sched_adaptive_planning_waits_for_budget(void **state)
     /* measured at its prediction, the DP plan is within bounds, but its variants wait */
     assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
     assert_true(e->pending);
-    assert_int_equal(e->n_arms, 2);
-    /* the refined model moves: the refresh waits too */
+    assert_int_equal(e->n_arms, 2 + 3);               /* DP, local-only, 3 offloads */
+    /* the refined model moves: the refresh (its DP) waits too, but every arm is predicted
+     * again at once, which costs no DP */
     const nnm_plan_part *pb = &e->arms[e->dp_arm]->stages[0].parts[0];
     uint64_t epoch = s->epoch, gen = e->generation;
+    double prior0 = e->prior[e->dp_arm];
     for (int k = 0; k < 8 && s->epoch == epoch; k++)
         assert_int_equal(nnm_sched_observe_slice(s, pb, 3 * pb->pred_ms, NULL), NNM_OK);
     assert_true(s->epoch > epoch);
     nnm_plan_free(p);
     assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
     assert_true(e->generation == gen && e->epoch != s->epoch);
+    assert_true(e->pred_epoch == s->epoch && e->prior[e->dp_arm] > prior0 * 1.05);
     /* a request long enough to pay for it (1e15 ms x 1e-12 = 1 s of planning) */
     assert_int_equal(nnm_sched_observe_latency(s, p, 1e15, NULL), NNM_OK);
     nnm_plan_free(p);
