@@ -502,6 +502,22 @@ static void on_advert(nnm_node *n, const char *id, const uint8_t *buf, size_t le
     pthread_mutex_unlock(&n->mu);
 }
 
+/* A control verb that switches between two words: *flag = (arg is `one`). Called under
+ * n->mu. Returns NNM_OK or NNM_EINVAL (another word, logged and counted). */
+static nnm_err ctl_switch(nnm_node *n, const char *verb, const char *arg, const char *from,
+                          const char *one, const char *other, const char *done, int *flag)
+{
+    if (strcmp(arg, one) != 0 && strcmp(arg, other) != 0) {
+        n->st.ctl_bad_arg++;
+        nlog(n, NNM_NODE_LOG_WARN, "control from %s: %s '%.40s' is unknown; use %s or %s", from,
+             verb, arg, one, other);
+        return NNM_EINVAL;
+    }
+    *flag = strcmp(arg, one) == 0;
+    nlog(n, NNM_NODE_LOG_INFO, "%s %s (control from %s)", done, arg, from);
+    return NNM_OK;
+}
+
 /* Applies a control verb; returns NNM_OK, NNM_ENOTFOUND (unknown verb) or NNM_EINVAL. */
 static nnm_err apply_ctl(nnm_node *n, const char *verb, const char *arg, const char *from)
 {
@@ -517,25 +533,10 @@ static nnm_err apply_ctl(nnm_node *n, const char *verb, const char *arg, const c
             nlog(n, NNM_NODE_LOG_INFO, "resuming (control from %s): accepting work again", from);
         n->st.draining = 0;
     } else if (strcmp(verb, "objective") == 0) {
-        if (strcmp(arg, "latency") != 0 && strcmp(arg, "throughput") != 0) {
-            n->st.ctl_bad_arg++;
-            nlog(n, NNM_NODE_LOG_WARN, "control from %s: objective '%.40s' is unknown; use "
-                 "latency or throughput", from, arg);
-            rc = NNM_EINVAL;
-        } else {
-            n->throughput = strcmp(arg, "throughput") == 0;
-            nlog(n, NNM_NODE_LOG_INFO, "objective set to %s (control from %s)", arg, from);
-        }
+        rc = ctl_switch(n, verb, arg, from, "throughput", "latency", "objective set to",
+                        &n->throughput);
     } else if (strcmp(verb, "forward") == 0) {
-        if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
-            n->st.ctl_bad_arg++;
-            nlog(n, NNM_NODE_LOG_WARN, "control from %s: forward '%.40s' is unknown; use on or "
-                 "off", from, arg);
-            rc = NNM_EINVAL;
-        } else {
-            n->forward = strcmp(arg, "on") == 0;
-            nlog(n, NNM_NODE_LOG_INFO, "forwarding %s (control from %s)", arg, from);
-        }
+        rc = ctl_switch(n, verb, arg, from, "on", "off", "forwarding", &n->forward);
     } else if (strcmp(verb, "policy") == 0) {
         size_t k = 0;
         while (k < sizeof policy_names / sizeof *policy_names && strcmp(policy_names[k], arg) != 0)

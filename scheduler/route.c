@@ -286,11 +286,6 @@ static nnm_err put_piece(waiting *w, const char *from, const char *name, const u
     return NNM_OK;
 }
 
-static int complete(const waiting *w)
-{
-    return w->missing == 0;
-}
-
 /* Runs waiting task i, which is complete, and drops it. */
 static nnm_err run_waiting(const nnm_coord_env *env, size_t i, nnm_diag *diag)
 {
@@ -339,7 +334,7 @@ nnm_err coord__take_piece(const nnm_coord_env *env, const char *from, const char
             drop_waiting(ib, i);
             return rc;
         }
-        return complete(w) ? run_waiting(env, i, diag) : NNM_OK;
+        return w->missing == 0 ? run_waiting(env, i, diag) : NNM_OK;
     }
     for (unsigned k = 0; k < COORD_INBOX_MAX && k < ib->ndone; k++)
         if (ib->done[k].task == task && !strcmp(ib->done[k].coord, coord)) {
@@ -464,7 +459,7 @@ nnm_err coord__serve_routed(const nnm_coord_env *env, nnm_link_msg *msg, nnm_dia
             return nnm_diag_set(diag, rc, "%s", d2.msg);
         }
     }
-    return complete(w) ? run_waiting(env, i, diag) : NNM_OK;
+    return w->missing == 0 ? run_waiting(env, i, diag) : NNM_OK;
 }
 
 void coord__inbox_sent(nnm_coord_inbox *ib)

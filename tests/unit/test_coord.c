@@ -81,6 +81,37 @@ static double rel_diff(const nnm_tensor *a, const nnm_tensor *b)
 }
 
 /* Opens the coordinator "coord" and workers w1..wn on the broker at uri, each trusting all. */
+/* Node id in s: gflops for every op class, draining or not. */
+static void set_node(nnm_sched *s, const char *id, double gflops, int draining)
+{
+    nnm_mesh_node mn;
+    memset(&mn, 0, sizeof mn);
+    snprintf(mn.id, sizeof mn.id, "%s", id);
+    for (int k = 0; k < NNM_OPC__COUNT; k++) mn.gflops[k] = gflops;
+    mn.draining = draining;
+    nnm_diag d;
+    assert_int_equal(nnm_sched_node_set(s, &mn, &d), NNM_OK);
+}
+
+/* Starts n serving its link with its worker (n->w set; inbox and test switches as set). */
+static void serve_start(wnode *n)
+{
+    n->env.link = n->e.l;
+    n->env.worker = n->w;
+    n->env.self = n->e.name;
+    assert_int_equal(pthread_create(&n->th, NULL, serve_loop, n), 0);
+}
+
+/* The coordinator "coord" on c's link, with its own worker cw and scheduler s. */
+static void coord_env_init(nnm_coord_env *env, const ep *c, nnm_worker *cw, nnm_sched *s)
+{
+    memset(env, 0, sizeof *env);
+    env->link = c->l;
+    env->worker = cw;
+    env->sched = s;
+    env->self = "coord";
+}
+
 static void open_mesh(const char *uri, ep *c, wnode *const *ws, int n)
 {
     nnm_identity *ids[8];
@@ -145,30 +176,15 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
     assert_int_equal(nnm_worker_new(&n1.w, NULL, &d), NNM_OK);
     assert_int_equal(nnm_worker_add_model(n1.w, h, load(), &d), NNM_OK);
     assert_int_equal(nnm_worker_new(&n2.w, NULL, &d), NNM_OK);
-    for (int i = 0; i < 2; i++) {
-        ws[i]->env.link = ws[i]->e.l;
-        ws[i]->env.worker = ws[i]->w;
-        ws[i]->env.self = ws[i]->e.name;
-        assert_int_equal(pthread_create(&ws[i]->th, NULL, serve_loop, ws[i]), 0);
-    }
+    for (int i = 0; i < 2; i++) serve_start(ws[i]);
 
     /* A slow coordinator and two fast peers: the capacity-proportional plan hands the
      * work to the peers. */
     nnm_sched *s = NULL;
     assert_int_equal(nnm_sched_new(&s, "coord", NULL, &d), NNM_OK);
-    for (int i = 0; i < 3; i++) {
-        nnm_mesh_node mn;
-        memset(&mn, 0, sizeof mn);
-        snprintf(mn.id, sizeof mn.id, "%s", names[i]);
-        for (int k = 0; k < NNM_OPC__COUNT; k++) mn.gflops[k] = i == 0 ? 0.001 : 20;
-        assert_int_equal(nnm_sched_node_set(s, &mn, &d), NNM_OK);
-    }
+    for (int i = 0; i < 3; i++) set_node(s, names[i], i == 0 ? 0.001 : 20, 0);
     nnm_coord_env env;
-    memset(&env, 0, sizeof env);
-    env.link = c.l;
-    env.worker = cw;
-    env.sched = s;
-    env.self = "coord";
+    coord_env_init(&env, &c, cw, s);
     env.peer_has_model = has_model;
     atomic_store(&w1_has_model, 1);
     env.task_timeout_ms = 4000;
@@ -385,17 +401,6 @@ static int all_have_model(void *ctx, const char *peer, const uint8_t *hash)
     return 1;
 }
 
-static void set_node(nnm_sched *s, const char *id, int draining)
-{
-    nnm_mesh_node mn;
-    memset(&mn, 0, sizeof mn);
-    snprintf(mn.id, sizeof mn.id, "%s", id);
-    for (int k = 0; k < NNM_OPC__COUNT; k++) mn.gflops[k] = 20;
-    mn.draining = draining;
-    nnm_diag d;
-    assert_int_equal(nnm_sched_node_set(s, &mn, &d), NNM_OK);
-}
-
 /* Parts the trace credits to node. */
 static int parts_on(const nnm_trace_entry *tr, size_t ntr, const char *node)
 {
@@ -430,25 +435,18 @@ static void test_coord_spot_check_catches_corrupt_peer_never_flags_honest_ones(v
     for (int i = 0; i < 3; i++) {
         assert_int_equal(nnm_worker_new(&w[i].w, &wo[i], &d), NNM_OK);
         assert_int_equal(nnm_worker_add_model(w[i].w, h, load(), &d), NNM_OK);
-        w[i].env.link = w[i].e.l;
-        w[i].env.worker = w[i].w;
-        w[i].env.self = w[i].e.name;
         w[i].env.corrupt_results = i == 2;   /* set before its thread starts */
-        assert_int_equal(pthread_create(&w[i].th, NULL, serve_loop, &w[i]), 0);
+        serve_start(&w[i]);
     }
 
     nnm_sched *s = NULL;
     assert_int_equal(nnm_sched_new(&s, "coord", NULL, &d), NNM_OK);
-    set_node(s, "coord", 0);
-    set_node(s, "w1", 0);
-    set_node(s, "w2", 0);
-    set_node(s, "w3", 1);          /* the liar gets no parts while the honest ones are run */
+    set_node(s, "coord", 20, 0);
+    set_node(s, "w1", 20, 0);
+    set_node(s, "w2", 20, 0);
+    set_node(s, "w3", 20, 1);      /* the liar gets no parts while the honest ones are run */
     nnm_coord_env env;
-    memset(&env, 0, sizeof env);
-    env.link = c.l;
-    env.worker = cw;
-    env.sched = s;
-    env.self = "coord";
+    coord_env_init(&env, &c, cw, s);
     env.peer_has_model = all_have_model;
     env.task_timeout_ms = 8000;
     env.spot_check = 1;
@@ -502,7 +500,7 @@ static void test_coord_spot_check_catches_corrupt_peer_never_flags_honest_ones(v
     nnm_tensor_cleanup(&xs);
 
     /* The liar joins. Without spot checks its wrong numbers reach the answer. */
-    set_node(s, "w3", 0);
+    set_node(s, "w3", 20, 0);
     assert_int_equal(nnm_exec_run(ex, &x, 1, &want, 1, &d), NNM_OK);
     env.spot_check = 0;
     memset(&st, 0, sizeof st);
@@ -642,26 +640,13 @@ static void test_coord_forwarding_routes_stage_outputs_peer_to_peer(void **state
         assert_int_equal(nnm_worker_new(&ws[i]->w, NULL, &d), NNM_OK);
         assert_int_equal(nnm_worker_add_model(ws[i]->w, h, load(), &d), NNM_OK);
         assert_int_equal(nnm_coord_inbox_new(&ws[i]->env.inbox, 0, 0, &d), NNM_OK);
-        ws[i]->env.link = ws[i]->e.l;
-        ws[i]->env.worker = ws[i]->w;
-        ws[i]->env.self = ws[i]->e.name;
-        assert_int_equal(pthread_create(&ws[i]->th, NULL, serve_loop, ws[i]), 0);
+        serve_start(ws[i]);
     }
     nnm_sched *s = NULL;
     assert_int_equal(nnm_sched_new(&s, "coord", NULL, &d), NNM_OK);
-    for (int i = 0; i < 3; i++) {
-        nnm_mesh_node mn;
-        memset(&mn, 0, sizeof mn);
-        snprintf(mn.id, sizeof mn.id, "%s", names[i]);
-        for (int k = 0; k < NNM_OPC__COUNT; k++) mn.gflops[k] = i == 0 ? 0.001 : 20;
-        assert_int_equal(nnm_sched_node_set(s, &mn, &d), NNM_OK);
-    }
+    for (int i = 0; i < 3; i++) set_node(s, names[i], i == 0 ? 0.001 : 20, 0);
     nnm_coord_env env;
-    memset(&env, 0, sizeof env);
-    env.link = c.l;
-    env.worker = cw;
-    env.sched = s;
-    env.self = "coord";
+    coord_env_init(&env, &c, cw, s);
     env.peer_has_model = all_have_model;
     env.task_timeout_ms = 4000;
     env.forward = 1;
@@ -865,10 +850,7 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     /* 64 KiB and 1.5 s: LeNet's 3 KiB input fits, a 4 MB one does not; a task waits long enough
      * for the foreign pieces below, and its pieces that never come time out soon. */
     assert_int_equal(nnm_coord_inbox_new(&n1.env.inbox, 65536, 1500, &d), NNM_OK);
-    n1.env.link = n1.e.l;
-    n1.env.worker = n1.w;
-    n1.env.self = n1.e.name;
-    assert_int_equal(pthread_create(&n1.th, NULL, serve_loop, &n1), 0);
+    serve_start(&n1);
 
     nnm_tensor x, want;
     reference(g, &x, &want);

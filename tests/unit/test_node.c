@@ -302,9 +302,20 @@ static void test_node_control_plaintext_and_leave_clears_advert(void **state)
     nnm_node_stats st;
     nnm_node_get_stats(f->node, &st);
     assert_string_equal(st.policy, "equal");
+    /* The two-word switches: another word is refused and counted, the node serves on. */
+    static const char *const sw[][2] = { { "objective", "sideways" }, { "forward", "maybe" },
+                                         { "objective", "throughput" }, { "forward", "off" } };
+    for (int i = 0; i < 4; i++) {
+        char topic[64];
+        snprintf(topic, sizeof topic, "nnmesh/t/ctl/n1/%s", sw[i][0]);
+        assert_int_equal(nnm_mqtt_publish(f->pub, topic, sw[i][1], strlen(sw[i][1]), 1, 0, 5000,
+                                          NULL), NNM_OK);
+        if (i == 1) WAIT_FOR(f, ST(ctl_bad_arg), 2);
+    }
+    assert_true(log_has(f, "forward 'maybe' is unknown; use on or off"));
     assert_int_equal(nnm_mqtt_publish(f->pub, "nnmesh/t/ctl/n1/resume", "", 0, 1, 0, 5000, NULL),
                      NNM_OK);
-    WAIT_FOR(f, ST(ctl_accepted), 3);
+    WAIT_FOR(f, ST(ctl_accepted), 5);
     WAIT_FOR(f, ST(draining), 0);
 
     /* Its retained advert is there; after leaving it is not. */
