@@ -36,7 +36,9 @@
 # DIST_MODELS (default "mobilenet_v2 resnet18"), DIST_EXPERIMENTS (default "scaling policies
 # slowdown") narrow the run. DIST_DEPTH (default 2): the stream's requests in flight per node;
 # with 2 a node receives its next input while it computes (the node queues it), as a camera
-# stream would; 1 measures each node's request round trips back to back.
+# stream would; 1 measures each node's request round trips back to back. DIST_LOG_LEVEL
+# (default info; debug logs each adaptive choice with every arm's prediction and measured
+# mean): the nodes' log level; their logs are copied to DIST_OUT as n1.log ... at the end.
 set -eu
 top_srcdir=$(cd "$(dirname "$0")/.." && pwd)
 top_builddir=$(pwd)
@@ -49,6 +51,7 @@ rate=${DIST_RATE:-100mbit}
 net=${DIST_NET:-htb}
 out=${DIST_OUT:-$top_builddir/dist-results}
 depth=${DIST_DEPTH:-2}
+log_level=${DIST_LOG_LEVEL:-info}
 slow_nodes=${DIST_SLOW:-n2 n1}
 SYS_PYTHON=${SYS_PYTHON:-/usr/bin/python3}
 NNMESH=$top_builddir/apps/nnmesh
@@ -86,6 +89,7 @@ stop_nodes() {
 }
 cleanup() {
   stop_nodes
+  cp "$W"/n*.log "$out"/ 2>/dev/null || true
   if [ -f "$W/broker.pid" ]; then kill -TERM "$(cat "$W/broker.pid")" 2>/dev/null || true; fi
   for i in 1 2 3 4; do
     ip netns del nnmb-n$i 2>/dev/null || true
@@ -182,7 +186,7 @@ start_mesh() {
     set_quota n$i "$share"
     ns=""; [ "$net" = none ] || ns="ip netns exec nnmb-n$i"
     sh -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' sh $CG/nnm-bench-n$i \
-      $ns "$NNMESHD" --config "$W/n$i.conf" 2>>"$W/n$i.log" &
+      $ns "$NNMESHD" --config "$W/n$i.conf" --log-level "$log_level" 2>>"$W/n$i.log" &
     echo $! >"$W/n$i.pid"
   done
   n=$#
@@ -279,7 +283,7 @@ if echo "$experiments" | grep -q scaling; then
   echo
 fi
 
-policies="local equal memory capacity adaptive"
+policies=${DIST_POLICIES:-local equal memory capacity adaptive}
 if echo "$experiments" | grep -q policies; then
   echo "## 2. Policies on a heterogeneous mesh: n1 50%, n2 25%, n3 25%, n4 12.5% CPU"
   echo

@@ -1244,9 +1244,10 @@ static void dispatch(void *ctx, nnm_link_msg *m)
     nnm_link_msg_cleanup(m);
 }
 
-static void coord_log(void *ctx, int is_error, const char *msg)
+static void coord_log(void *ctx, int level, const char *msg)
 {
-    nlog(ctx, is_error ? NNM_NODE_LOG_ERROR : NNM_NODE_LOG_INFO, "%s", msg);
+    nlog(ctx, level == NNM_COORD_LOG_ERROR ? NNM_NODE_LOG_ERROR
+              : level == NNM_COORD_LOG_DEBUG ? NNM_NODE_LOG_DEBUG : NNM_NODE_LOG_INFO, "%s", msg);
 }
 
 static void coord_env(nnm_node *n, nnm_coord_env *env)

@@ -272,7 +272,7 @@ static void prune_excluded(const nnm_coord_env *env, nnm_coord_stats *stats)
                 char msg[160];
                 snprintf(msg, sizeof msg, "peer %s: its exclusion for wrong results expired; it "
                          "may get parts again", e->id);
-                env->log(env->ctx, 0, msg);
+                env->log(env->ctx, NNM_COORD_LOG_INFO, msg);
             }
             continue;
         }
@@ -320,7 +320,7 @@ static void suspect_peer(const nnm_coord_env *env, nnm_coord_stats *stats, const
         snprintf(msg, sizeof msg, "peer %s did not answer %s within its %u ms deadline: the part "
                  "runs here, and %s gets no part for %u ms or until it answers again", peer,
                  env->request ? env->request : "a request", tmo, peer, ms);
-        env->log(env->ctx, 0, msg);
+        env->log(env->ctx, NNM_COORD_LOG_INFO, msg);
     }
 }
 
@@ -762,7 +762,7 @@ static int caught(const nnm_coord_env *env, nnm_coord_stats *stats, job *jobs, i
                  c->tol, peer, until,
                  redo ? "; the request runs again without it (it used other unchecked results "
                         "of that peer)" : "");
-        env->log(env->ctx, 1, msg);
+        env->log(env->ctx, NNM_COORD_LOG_ERROR, msg);
     }
     /* The part's result is now the coordinator's own. */
     snprintf(bad->node, sizeof bad->node, "%s", env->self);
@@ -785,7 +785,7 @@ static void plan_timed(const nnm_coord_env *env, nnm_coord_stats *stats, double 
         snprintf(msg, sizeof msg, "planning %s took %.1f ms (candidate plans built or refreshed: "
                  "a new model, mesh or refined cost model); it is part of the first part's wait",
                  env->request ? env->request : "a request", ms);
-        env->log(env->ctx, 0, msg);
+        env->log(env->ctx, NNM_COORD_LOG_INFO, msg);
     }
 }
 
@@ -1207,6 +1207,13 @@ static nnm_err run_once(const nnm_coord_env *env, const nnm_graph *g,
     if (rc != NNM_OK) return rc;
     double plan_ms = now_ms() - tp;
     plan_timed(env, stats, plan_ms);
+    if (env->log && plan->arm >= 0) {
+        char msg[4096];
+        int k = snprintf(msg, sizeof msg, "adaptive plan for %s: ",
+                         env->request ? env->request : "a request");
+        nnm_sched_explain(env->sched, plan, msg + k, sizeof msg - (size_t)k);
+        env->log(env->ctx, NNM_COORD_LOG_DEBUG, msg);
+    }
     rc = NNM_ENOMEM;
     for (int s = 0; s < plan->n_stages; s++) r.nj += plan->stages[s].n_parts;
     tr = calloc((size_t)r.nj + 1, sizeof *tr);

@@ -12,6 +12,7 @@
  * Throughput uses the same table with chained node groups (each node in one stage) and
  * max instead of sum (cost.c, sched__ctx_configs). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -685,6 +686,12 @@ static nnm_err candidates(sched_ctx *base, sched_entry *e, int first, int last, 
  * observation, exploration bonus c * best mean * sqrt(2 ln N / n_i). */
 #define MEASURED_MIN 0.1
 #define EXPLORE_RATIO 1.5
+/* Change detection: two warm measurements in a row this far off an arm's mean, on the same
+ * side, start its history over (see nnm_sched_observe_latency). */
+#define SHIFT_RATIO 1.5
+/* How much slower a plan's cold first run may be than its warm runs (ResNet-18 offloaded to a
+ * 25% board: 1235 ms cold, ~370 warm). */
+#define COLD_RATIO 3.0
 
 /* The calibration of arm i's prediction. Arms with one remote part (an offload, a stage on
  * one peer) have their own: a split's per-part costs, which a measured split puts into the
@@ -693,7 +700,7 @@ static nnm_err candidates(sched_ctx *base, sched_entry *e, int first, int last, 
  * which has learned the per-part overhead and the links from the split. */
 static double cal_ratio(const sched_entry *e, int i)
 {
-    if (e->one[i]) return e->cal1_cnt >= MEASURED_MIN ? exp(e->cal1_sum / e->cal1_cnt) : 1;
+    if (i >= 0 && e->one[i]) return e->cal1_cnt >= MEASURED_MIN ? exp(e->cal1_sum / e->cal1_cnt) : 1;
     return e->cal_cnt >= MEASURED_MIN ? exp(e->cal_sum / e->cal_cnt) : 1;
 }
 
@@ -703,6 +710,18 @@ int sched__pick_arm(const nnm_sched *s, const sched_entry *e)
     for (int i = 0; i < e->n_arms; i++)
         if (e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] < best_meas)
             best_meas = e->sum[i] / e->cnt[i];
+    /* An arm whose only run was its cold first one runs again at once, if a warm run
+     * COLD_RATIO times faster would be within the bound: that run paid one-time costs (slice
+     * executors built on a peer, weights loaded: 3x a warm run of ResNet-18 on a 25% board),
+     * and as its mean it kept the plan out of bounds for ~45 requests. */
+    int la = e->last_arm;
+    if (la >= 0 && la < e->n_arms && e->runs[la] == 1 && e->cnt[la] >= MEASURED_MIN) {
+        double other = INFINITY;
+        for (int i = 0; i < e->n_arms; i++)
+            if (i != la && e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] < other)
+                other = e->sum[i] / e->cnt[i];
+        if (e->sum[la] / e->cnt[la] <= COLD_RATIO * EXPLORE_RATIO * other) return la;
+    }
     /* The local-only plan is the baseline a mesh must beat, and its prediction rests on the
      * coordinator's advertised speed alone: once any arm is measured, so is it (twice: the
      * first run is a cold one, see nnm_sched_observe_latency). */
@@ -753,19 +772,44 @@ nnm_err nnm_sched_observe_latency(nnm_sched *s, const nnm_plan *plan, double obs
         /* A plan's first run pays one-time costs (slice executors built, weights shipped:
          * 260 ms more than a warm run of ResNet-18 on a 25% board), so its second
          * measurement replaces the first. */
-        int cold = e->runs[plan->arm] == 0;
-        if (e->runs[plan->arm] == 1) e->cnt[plan->arm] = e->sum[plan->arm] = 0;
-        if (e->runs[plan->arm] < 2) e->runs[plan->arm]++;
-        e->cnt[plan->arm] += 1;
-        e->sum[plan->arm] += observed_ms;
+        int a = plan->arm;
+        int cold = e->runs[a] == 0;
+        if (e->runs[a] == 1) e->cnt[a] = e->sum[a] = 0;
+        /* Change detection. The discounted mean forgets slowly (one measurement weighs for
+         * ~45 requests) and the arm that runs is the one that drifts first: a coordinator
+         * slowed 5x kept its local-only arm's mean at a quarter of what it now measured for
+         * 10 requests, and the offload that would have halved the latency out of reach.
+         * Two warm measurements in a row more than SHIFT_RATIO off the mean, on the same
+         * side (one can be a hiccup), restart the arm's history from them; the other arms'
+         * evidence, from the same changed mesh, is halved (same means, less certain: the
+         * bandit tries them again sooner). */
+        if (e->runs[a] >= 2 && e->cnt[a] >= MEASURED_MIN) {
+            double r = observed_ms / (e->sum[a] / e->cnt[a]);
+            int dir = r > SHIFT_RATIO ? 1 : r < 1 / SHIFT_RATIO ? -1 : 0;
+            if (dir != 0 && dir == e->drift[a]) {
+                for (int i = 0; i < e->n_arms; i++) {
+                    e->cnt[i] *= 0.5;
+                    e->sum[i] *= 0.5;
+                }
+                e->cnt[a] = 1;
+                e->sum[a] = e->last_ms[a];
+                dir = 0;
+            }
+            e->drift[a] = (signed char)dir;
+        }
+        if (!cold) e->last_ms[a] = observed_ms;
+        e->last_arm = a;
+        if (e->runs[a] < 2) e->runs[a]++;
+        e->cnt[a] += 1;
+        e->sum[a] += observed_ms;
         e->served_ms += observed_ms;
         /* A cold run's one-time costs are not the model's error: it does not calibrate
          * (else the offload that shipped its weights once looks 2-3x off for good). */
-        if (!cold && !e->local[plan->arm] && e->prior[plan->arm] > 0) {
-            double *cc = e->one[plan->arm] ? &e->cal1_cnt : &e->cal_cnt,
-                   *cs = e->one[plan->arm] ? &e->cal1_sum : &e->cal_sum;
+        if (!cold && !e->local[a] && e->prior[a] > 0) {
+            double *cc = e->one[a] ? &e->cal1_cnt : &e->cal_cnt,
+                   *cs = e->one[a] ? &e->cal1_sum : &e->cal_sum;
             *cc += 1;
-            *cs += log(observed_ms / e->prior[plan->arm]);
+            *cs += log(observed_ms / e->prior[a]);
         }
         return NNM_OK;
     }
@@ -799,6 +843,8 @@ static void carry(const sched_entry *o, sched_entry *e, int from)
                 e->cnt[i] = o->cnt[j];
                 e->sum[i] = o->sum[j];
                 e->runs[i] = o->runs[j];
+                e->last_ms[i] = o->last_ms[j];
+                e->drift[i] = o->drift[j];
                 break;
             }
         }
@@ -843,8 +889,10 @@ static void arms_init(sched_entry *e, int from, int to, int adaptive)
         e->prior[i] = e->arms[i]->pred_latency_ms;
         e->local[i] = (unsigned char)plan_is_local(e->arms[i]);
         e->one[i] = plan_remote_parts(e->arms[i]) == 1;
-        e->cnt[i] = e->sum[i] = 0;
+        e->cnt[i] = e->sum[i] = e->last_ms[i] = 0;
         e->runs[i] = 0;
+        e->drift[i] = 0;
+        if (e->last_arm == i) e->last_arm = -1;
         e->arms[i]->generation = e->generation;
         e->arms[i]->arm = adaptive ? i : -1;
     }
@@ -878,8 +926,8 @@ static void repredict(nnm_sched *s, sched_entry *e)
     }
     /* The calibration described the old model's error; the refined model has just absorbed
      * the observations behind it (a split measured 10x its prediction teaches the per-part
-     * overhead). Re-based on the measured arms that use peers, against their new
-     * predictions: else one bad split would keep every plan using peers out of bounds for
+     * overhead). Re-based on the arms that use peers measured warm (a cold first run's
+     * one-time costs are not the model's error), against their new predictions: else one bad split would keep every plan using peers out of bounds for
      * good, since the local-only baseline is what then runs. No such arm: kept. */
     double cs[2] = { 0, 0 }, cc[2] = { 0, 0 };
     for (int i = 0; i < e->n_arms; i++)
@@ -1018,6 +1066,7 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
             return rc;
         }
         memcpy(e->hash, hash, NNM_WIRE_HASH_BYTES);
+        e->last_arm = -1;
         e->version = s->version;
         e->epoch = e->pred_epoch = epoch;
         e->objective = opts->objective;
@@ -1031,6 +1080,7 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
         sched_entry *o = replaced(s, e);
         if (o) {
             carry(o, e, 0);
+            e->last_arm = o->last_arm >= 0 && o->last_arm < 32 ? e->prev_map[o->last_arm] : -1;
             e->prev_generation = o->generation;
             e->cal_cnt = o->cal_cnt;
             e->cal_sum = o->cal_sum;
@@ -1088,4 +1138,38 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
     }
     int arm = adaptive ? sched__pick_arm(s, e) : 0;
     return nnm_plan_copy(out, e->arms[arm], diag);
+}
+
+void nnm_sched_explain(const nnm_sched *s, const nnm_plan *plan, char *buf, size_t len)
+{
+    if (len == 0) return;
+    buf[0] = 0;
+    const sched_entry *e = s->cache;
+    while (e && e->generation != plan->generation) e = e->next;
+    if (e == NULL || plan->arm < 0 || plan->arm >= e->n_arms) return;
+    size_t k = 0;
+#define OUT(...) do { if (k < len) { int w_ = snprintf(buf + k, len - k, __VA_ARGS__); \
+                                     k += w_ > 0 ? (size_t)w_ : 0; } } while (0)
+    OUT("arm %d of %d; calibration %.2f (n %.1f), one-remote %.2f (n %.1f);", plan->arm,
+        e->n_arms, cal_ratio(e, -1), e->cal_cnt, e->cal1_cnt >= MEASURED_MIN ?
+        exp(e->cal1_sum / e->cal1_cnt) : 1, e->cal1_cnt);
+    for (int i = 0; i < e->n_arms; i++) {
+        const nnm_plan *p = e->arms[i];
+        int parts = 0;
+        uint32_t on = 0;
+        for (int st = 0; st < p->n_stages; st++)
+            for (int q = 0; q < p->stages[st].n_parts; q++, parts++) {
+                int j = sched__node_find(s, p->stages[st].parts[q].node);
+                if (j >= 0) on |= 1u << j;
+            }
+        OUT(" [%d%s%s%s %d/%d on", i, i == plan->arm ? "*" : "", i == e->dp_arm ? " dp" : "",
+            e->local[i] ? " local" : e->one[i] ? " one" : "", p->n_stages, parts);
+        for (int j = 0; j < SCHED_MAXN; j++)
+            if (on >> j & 1) OUT(" %s", s->nodes[j].pub.id);
+        double q = e->local[i] ? e->prior[i] : e->prior[i] * cal_ratio(e, i);
+        OUT(" pred %.0f prior %.0f n %.2f", e->prior[i], q, e->cnt[i]);
+        if (e->cnt[i] > 0) OUT(" mean %.0f", e->sum[i] / e->cnt[i]);
+        OUT("]");
+    }
+#undef OUT
 }

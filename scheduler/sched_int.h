@@ -79,6 +79,9 @@ typedef struct sched_entry {
                                      * calibration) */
     double cal1_cnt, cal1_sum;      /* the same over the arms with one remote part */
     unsigned char one[32];          /* the arm has one remote part (an offload, say) */
+    double last_ms[32];             /* the arm's latest warm measurement */
+    signed char drift[32];          /* it was off the arm's mean: +1 slower, -1 faster, 0 */
+    int last_arm;                   /* the arm measured last, -1 none */
     uint64_t prev_generation;       /* the set this one replaced (late observations) */
     signed char prev_map[32];       /* its arm i -> arm here, or -1 */
     struct sched_entry *next;

@@ -44,6 +44,8 @@ extern "C" {
 /* Name of the uint8 tensor that carries an ONNX slice model in a TENSOR frame. */
 #define NNM_MODEL_TENSOR "#model"
 
+enum { NNM_COORD_LOG_INFO, NNM_COORD_LOG_ERROR, NNM_COORD_LOG_DEBUG };
+
 typedef struct nnm_coord_env {
     nnm_link *link;
     nnm_worker *worker;            /* runs local parts; holds the request's model */
@@ -68,8 +70,9 @@ typedef struct nnm_coord_env {
     unsigned exclude_ms;           /* how long a peer caught by a spot check stays excluded;
                                     * 0: for the life of the stats (the node's run) */
     const char *request;           /* names the request in log lines (NULL: "a request") */
-    /* Log lines (a peer caught: is_error 1); NULL: silent. */
-    void (*log)(void *ctx, int is_error, const char *msg);
+    /* Log lines, level NNM_COORD_LOG_* (a peer caught: ERROR; how a plan was chosen:
+     * DEBUG); NULL: silent. */
+    void (*log)(void *ctx, int level, const char *msg);
     int corrupt_results;           /* failpoint, for tests only: nnm_coord_serve perturbs
                                     * every output it sends (a byzantine peer) */
     unsigned suspect_ms;           /* a peer that let a task time out gets no part for this

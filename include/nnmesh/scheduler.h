@@ -284,6 +284,11 @@ double nnm_sched_send_overhead(const nnm_sched *s);
 nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
                        const uint8_t hash[NNM_WIRE_HASH_BYTES], const nnm_plan_opts *opts,
                        nnm_plan **out, nnm_diag *diag);
+/* Writes one line into buf (NUL-terminated, truncated to len) on how the adaptive policy chose
+ * plan (returned by nnm_sched_plan): per candidate arm its parts and nodes, its prediction
+ * and calibrated prior, its discounted count and measured mean, and the calibration ratios;
+ * "" when plan is not an adaptive arm of a cached set. For logs and experiments. */
+void nnm_sched_explain(const nnm_sched *s, const nnm_plan *plan, char *buf, size_t len);
 /* Predicts plan's batch-1 latency and streaming period under s's model (refined or not),
  * following every edge of the plan (regions, codecs) as a timed DAG.
  * Errors: NNM_ENOTFOUND (a node of the plan is not in s). */

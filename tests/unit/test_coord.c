@@ -385,10 +385,10 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
 static char caught_log[4096];
 static int n_error_logs;
 
-static void grab_log(void *ctx, int is_error, const char *msg)
+static void grab_log(void *ctx, int level, const char *msg)
 {
     (void)ctx;
-    if (!is_error) return;
+    if (level != NNM_COORD_LOG_ERROR) return;
     n_error_logs++;
     snprintf(caught_log, sizeof caught_log, "%s", msg);
 }
