@@ -711,16 +711,19 @@ int sched__pick_arm(const nnm_sched *s, const sched_entry *e)
         if (e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] < best_meas)
             best_meas = e->sum[i] / e->cnt[i];
     /* An arm whose only run was its cold first one runs again at once, if a warm run
-     * COLD_RATIO times faster would be within the bound: that run paid one-time costs (slice
-     * executors built on a peer, weights loaded: 3x a warm run of ResNet-18 on a 25% board),
-     * and as its mean it kept the plan out of bounds for ~45 requests. */
+     * COLD_RATIO times faster would be within the bound of another measured arm: that run
+     * paid one-time costs (slice executors built on a peer, weights loaded: 3x a warm run of
+     * ResNet-18 on a 25% board), and as its mean it kept the plan out of bounds for ~45
+     * requests. Nothing else measured (a set's first request): the baseline comes first; a
+     * stream's first split re-run at once cost 5-8 s on 4 loaded boards. */
     int la = e->last_arm;
     if (la >= 0 && la < e->n_arms && e->runs[la] == 1 && e->cnt[la] >= MEASURED_MIN) {
         double other = INFINITY;
         for (int i = 0; i < e->n_arms; i++)
             if (i != la && e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] < other)
                 other = e->sum[i] / e->cnt[i];
-        if (e->sum[la] / e->cnt[la] <= COLD_RATIO * EXPLORE_RATIO * other) return la;
+        if (!isinf(other) && e->sum[la] / e->cnt[la] <= COLD_RATIO * EXPLORE_RATIO * other)
+            return la;
     }
     /* The local-only plan is the baseline a mesh must beat, and its prediction rests on the
      * coordinator's advertised speed alone: once any arm is measured, so is it (twice: the
@@ -780,17 +783,13 @@ nnm_err nnm_sched_observe_latency(nnm_sched *s, const nnm_plan *plan, double obs
          * slowed 5x kept its local-only arm's mean at a quarter of what it now measured for
          * 10 requests, and the offload that would have halved the latency out of reach.
          * Two warm measurements in a row more than SHIFT_RATIO off the mean, on the same
-         * side (one can be a hiccup), restart the arm's history from them; the other arms'
-         * evidence, from the same changed mesh, is halved (same means, less certain: the
-         * bandit tries them again sooner). */
+         * side (one can be a hiccup), restart the arm's history from them. The other arms
+         * keep theirs: halving it too would make every node of a loaded stream, whose
+         * latencies move with its peers' load, explore again. */
         if (e->runs[a] >= 2 && e->cnt[a] >= MEASURED_MIN) {
             double r = observed_ms / (e->sum[a] / e->cnt[a]);
             int dir = r > SHIFT_RATIO ? 1 : r < 1 / SHIFT_RATIO ? -1 : 0;
             if (dir != 0 && dir == e->drift[a]) {
-                for (int i = 0; i < e->n_arms; i++) {
-                    e->cnt[i] *= 0.5;
-                    e->sum[i] *= 0.5;
-                }
                 e->cnt[a] = 1;
                 e->sum[a] = e->last_ms[a];
                 dir = 0;

@@ -347,6 +347,22 @@ nnm_err coord__take_piece(const nnm_coord_env *env, const char *from, const char
                             "and %zu bytes already wait for their tasks",
                             (unsigned long long)task, coord, ib->ne, ib->bytes);
     }
+    /* Whom an early piece may come from is known only when its TASK comes: until then each
+     * sender holds at most a quarter of the early slots and of the bytes, so one trusted
+     * node sending pieces for tasks that never come cannot crowd out the others' pieces. */
+    size_t held = 0, held_bytes = 0;
+    for (size_t k = 0; k < ib->ne; k++)
+        if (!strcmp(ib->e[k]->from, from)) {
+            held++;
+            held_bytes += ib->e[k]->t.nbytes;
+        }
+    if (held >= COORD_INBOX_MAX / 4 || held_bytes + t->nbytes > ib->max_bytes / 4) {
+        ib->st.pieces_dropped++;
+        return nnm_diag_set(diag, NNM_ERANGE, "piece for task %016llx of %s dropped: its sender "
+                            "'%s' already holds %zu early pieces, %zu bytes (its share: %d, %zu)",
+                            (unsigned long long)task, coord, from, held, held_bytes,
+                            COORD_INBOX_MAX / 4, ib->max_bytes / 4);
+    }
     early *e = calloc(1, sizeof *e);
     if (e == NULL || (e->name = strdup(name)) == NULL) {
         free(e);
@@ -381,6 +397,40 @@ nnm_err coord__serve_piece(const nnm_coord_env *env, nnm_link_msg *msg, nnm_diag
     return rc;
 }
 
+typedef struct {
+    const nnm_await_piece *p;
+    int ndim;
+} box_ref;
+
+static int box_cmp(const void *x, const void *y)
+{
+    const box_ref *a = x, *b = y;
+    for (int d = 0; d < a->ndim; d++) {
+        if (a->p->at[d] != b->p->at[d]) return a->p->at[d] < b->p->at[d] ? -1 : 1;
+        if (a->p->shape[d] != b->p->shape[d]) return a->p->shape[d] < b->p->shape[d] ? -1 : 1;
+    }
+    return 0;
+}
+
+/* Whether an await lists one box twice: its task would wait for a piece that can come only
+ * once, until it timed out. Sorted, so that a frame listing tens of thousands of pieces
+ * costs n log n, not n^2. 1: a duplicate; -1: out of memory; 0: none. */
+static int box_listed_twice(const nnm_task_await *a)
+{
+    if (a->npiece < 2) return 0;
+    box_ref *r = malloc(a->npiece * sizeof *r);
+    if (r == NULL) return -1;
+    for (size_t k = 0; k < a->npiece; k++) {
+        r[k].p = &a->pieces[k];
+        r[k].ndim = a->ndim;
+    }
+    qsort(r, a->npiece, sizeof *r, box_cmp);
+    int dup = 0;
+    for (size_t k = 1; k < a->npiece && !dup; k++) dup = box_cmp(&r[k - 1], &r[k]) == 0;
+    free(r);
+    return dup;
+}
+
 nnm_err coord__serve_routed(const nnm_coord_env *env, nnm_link_msg *msg, nnm_diag *diag)
 {
     const nnm_frame *f = msg->frame;
@@ -397,6 +447,17 @@ nnm_err coord__serve_routed(const nnm_coord_env *env, nnm_link_msg *msg, nnm_dia
         size_t b = nnm_dtype_size((nnm_dtype)f->u.task.await[k].dtype);
         for (int d = 0; d < f->u.task.await[k].ndim; d++) b *= (size_t)f->u.task.await[k].shape[d];
         bytes += b;
+    }
+    for (size_t k = 0; k < na; k++) {
+        int dup = box_listed_twice(&f->u.task.await[k]);
+        if (dup == 0) continue;
+        nnm_err why = dup < 0 ? NNM_ENOMEM : NNM_ESHAPE;
+        ib->st.rejected++;
+        refuse(env, coord, f->hdr.request, why, &f->u.task.spec);
+        return nnm_diag_set(diag, why, "routed task %016llx from '%s' %s",
+                            (unsigned long long)f->hdr.request, coord,
+                            dup < 0 ? "refused: out of memory checking its pieces"
+                                    : "lists one piece of an input twice; refused");
     }
     if (find_waiting(ib, coord, f->hdr.request, NULL) != NULL) {
         ib->st.rejected++;

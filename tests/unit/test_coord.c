@@ -824,9 +824,10 @@ static nnm_err send_piece(ep *c, uint64_t id, const nnm_tensor *t, const uint64_
 
 /* Bad routed tasks and pieces, each refused with a clear status, the worker serving on:
  * a piece of another dtype, a piece that does not fit, awaited inputs past the inbox's
- * bytes, a task whose pieces never come, a piece for no task; then good ones, their piece
+ * bytes, an await listing one box twice, a task whose pieces never come, a piece for no task; then good ones, their piece
  * from the producer the task names; a piece from a trusted node that is not its producer is
- * dropped and the task waits for the real one. */
+ * dropped and the task waits for the real one; one sender's early pieces are held up to its
+ * share of the inbox. */
 static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **state)
 {
     (void)state;
@@ -903,6 +904,18 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     print_message("awaits past the inbox's bytes: status %ld (%s)\n", st, nnm_strerror((nnm_err)st));
     assert_int_equal(st, NNM_ERANGE);
 
+    /* An await listing one box twice (a task that would wait for a piece coming once):
+     * refused at once, not left to time out. */
+    nnm_task_await twice = aw;
+    nnm_await_piece two[2] = { whole, whole };
+    twice.npiece = 2;
+    twice.pieces = two;
+    routed_task(&f, h, nodes, 107, &twice, ret);
+    assert_int_equal(nnm_link_send(c.l, "w1", &f, &d), NNM_OK);
+    st = answer_of(&c, 107, 3000);
+    print_message("one box listed twice: status %ld (%s)\n", st, nnm_strerror((nnm_err)st));
+    assert_int_equal(st, NNM_ESHAPE);
+
     /* Pieces that never come: answered with a timeout after the hold time; a piece for a
      * task that never comes is dropped after it. */
     routed_task(&f, h, nodes, 104, &aw, ret);
@@ -921,7 +934,7 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
                   (unsigned long long)is.pieces_early, (unsigned long long)is.pieces_dropped,
                   is.waiting, is.bytes);
     assert_int_equal(is.expired, 1);
-    assert_int_equal(is.rejected, 3);
+    assert_int_equal(is.rejected, 4);
     assert_int_equal(is.pieces_dropped, 1);
     assert_int_equal(is.waiting + is.early, 0);
     assert_int_equal(is.bytes, 0);
@@ -973,6 +986,20 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     nnm_coord_inbox_stats_get(n1.env.inbox, &is);
     assert_int_equal(is.completed, 2);
     assert_int_equal(is.waiting + is.early, 0);
+
+    /* Early pieces for tasks that never come: one sender holds at most its share (a quarter
+     * of the inbox's 64 KiB: 5 of LeNet's 3136-byte inputs); another sender's piece is still
+     * held. */
+    nnm_coord_inbox_stats before = is;
+    for (uint64_t id = 200; id < 206; id++) assert_int_equal(send_piece(&n2.e, id, &x, zero), NNM_OK);
+    assert_int_equal(send_piece(&c, 206, &x, zero), NNM_OK);
+    usleep(300000);
+    nnm_coord_inbox_stats_get(n1.env.inbox, &is);
+    print_message("6 early pieces from one sender, 1 from another: held %zu, dropped %llu\n",
+                  is.early, (unsigned long long)(is.pieces_dropped - before.pieces_dropped));
+    assert_int_equal(is.early, 6);
+    assert_int_equal(is.pieces_early - before.pieces_early, 6);
+    assert_int_equal(is.pieces_dropped - before.pieces_dropped, 1);
 
     atomic_store(&n1.stop, 1);
     pthread_join(n1.th, NULL);
