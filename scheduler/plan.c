@@ -925,9 +925,11 @@ static void repredict(nnm_sched *s, sched_entry *e)
     }
     /* The calibration described the old model's error; the refined model has just absorbed
      * the observations behind it (a split measured 10x its prediction teaches the per-part
-     * overhead). Re-based on the arms that use peers measured warm (a cold first run's
-     * one-time costs are not the model's error), against their new predictions: else one bad split would keep every plan using peers out of bounds for
-     * good, since the local-only baseline is what then runs. No such arm: kept. */
+     * overhead). Re-based on the measured arms that use peers, against their new
+     * predictions: else one bad split would keep every plan using peers out of bounds for
+     * good, since the local-only baseline is what then runs. No such arm: kept. (A cold
+     * first run counts here: leaving it out let a stream's splits, new at every mesh
+     * version, look as cheap as the prior says; test_sched_adaptive, slow links.) */
     double cs[2] = { 0, 0 }, cc[2] = { 0, 0 };
     for (int i = 0; i < e->n_arms; i++)
         if (!e->local[i] && e->cnt[i] >= MEASURED_MIN && e->prior[i] > 0) {
