@@ -357,7 +357,7 @@ if echo "$experiments" | grep -q slowdown; then
   echo "|$(for _ in $(seq 13); do printf -- '---|'; done)"
   for sn in $slow_nodes; do
     for m in $models; do
-      before="" after="" best=
+      before="" after="" best= bestp=- ad=
       for p in $policies; do
         : >"$W/b"; : >"$W/a"
         for r in $(seq $rounds); do
@@ -373,7 +373,7 @@ if echo "$experiments" | grep -q slowdown; then
         if [ $p = adaptive ]; then ad=$a
         elif [ -z "$best" ] || awk "BEGIN{exit !($a < $best)}"; then best=$a; bestp=$p; fi
       done
-      echo "| $m | $sn |$before$after $(echo "$best $ad" | awk '{printf "%.2fx", $1/$2}') (best static: '$bestp') |"
+      echo "| $m | $sn |$before$after $(echo "$best $ad" | awk '{if (NF == 2 && $2 > 0) printf "%.2fx", $1/$2; else printf "-"}') (best static: '$bestp') |"
     done
   done
   echo

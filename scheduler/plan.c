@@ -698,18 +698,29 @@ static nnm_err candidates(sched_ctx *base, sched_entry *e, int first, int last, 
  * shared ratio (7x on the boards), do not apply to them, and a loaded coordinator could
  * never try the offload it needs. Until one is measured they take the model's prediction,
  * which has learned the per-part overhead and the links from the split. */
+static double cal_of(double cnt, double sum)
+{
+    return cnt >= MEASURED_MIN ? exp(sum / cnt) : 1;
+}
+
 static double cal_ratio(const sched_entry *e, int i)
 {
-    if (i >= 0 && e->one[i]) return e->cal1_cnt >= MEASURED_MIN ? exp(e->cal1_sum / e->cal1_cnt) : 1;
-    return e->cal_cnt >= MEASURED_MIN ? exp(e->cal_sum / e->cal_cnt) : 1;
+    return e->one[i] ? cal_of(e->cal1_cnt, e->cal1_sum) : cal_of(e->cal_cnt, e->cal_sum);
+}
+
+/* The best measured mean over the arms but `skip` (-1: none); INFINITY if none is measured. */
+static double best_mean(const sched_entry *e, int skip)
+{
+    double best = INFINITY;
+    for (int i = 0; i < e->n_arms; i++)
+        if (i != skip && e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] < best)
+            best = e->sum[i] / e->cnt[i];
+    return best;
 }
 
 int sched__pick_arm(const nnm_sched *s, const sched_entry *e)
 {
-    double best_meas = INFINITY;
-    for (int i = 0; i < e->n_arms; i++)
-        if (e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] < best_meas)
-            best_meas = e->sum[i] / e->cnt[i];
+    double best_meas = best_mean(e, -1);
     /* An arm whose only run was its cold first one runs again at once, if a warm run
      * COLD_RATIO times faster would be within the bound of another measured arm: that run
      * paid one-time costs (slice executors built on a peer, weights loaded: 3x a warm run of
@@ -718,10 +729,7 @@ int sched__pick_arm(const nnm_sched *s, const sched_entry *e)
      * stream's first split re-run at once cost 5-8 s on 4 loaded boards. */
     int la = e->last_arm;
     if (la >= 0 && la < e->n_arms && e->runs[la] == 1 && e->cnt[la] >= MEASURED_MIN) {
-        double other = INFINITY;
-        for (int i = 0; i < e->n_arms; i++)
-            if (i != la && e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] < other)
-                other = e->sum[i] / e->cnt[i];
+        double other = best_mean(e, la);
         if (!isinf(other) && e->sum[la] / e->cnt[la] <= COLD_RATIO * EXPLORE_RATIO * other)
             return la;
     }
@@ -903,11 +911,8 @@ static void arms_init(sched_entry *e, int from, int to, int adaptive)
  * (one DP each, ~60 ms for MobileNetV2 on a board at 25% CPU) is wasted planning time. */
 static int dp_in_bounds(const sched_entry *e)
 {
-    double best = INFINITY;
-    for (int i = 0; i < e->n_arms; i++)
-        if (e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] < best) best = e->sum[i] / e->cnt[i];
     int d = e->dp_arm;
-    return e->cnt[d] < MEASURED_MIN || e->sum[d] / e->cnt[d] <= EXPLORE_RATIO * best;
+    return e->cnt[d] < MEASURED_MIN || e->sum[d] / e->cnt[d] <= EXPLORE_RATIO * best_mean(e, -1);
 }
 
 /* The refined model drifted (a new epoch): every arm is predicted again under it and the
@@ -1152,8 +1157,8 @@ void nnm_sched_explain(const nnm_sched *s, const nnm_plan *plan, char *buf, size
 #define OUT(...) do { if (k < len) { int w_ = snprintf(buf + k, len - k, __VA_ARGS__); \
                                      k += w_ > 0 ? (size_t)w_ : 0; } } while (0)
     OUT("arm %d of %d; calibration %.2f (n %.1f), one-remote %.2f (n %.1f);", plan->arm,
-        e->n_arms, cal_ratio(e, -1), e->cal_cnt, e->cal1_cnt >= MEASURED_MIN ?
-        exp(e->cal1_sum / e->cal1_cnt) : 1, e->cal1_cnt);
+        e->n_arms, cal_of(e->cal_cnt, e->cal_sum), e->cal_cnt, cal_of(e->cal1_cnt, e->cal1_sum),
+        e->cal1_cnt);
     for (int i = 0; i < e->n_arms; i++) {
         const nnm_plan *p = e->arms[i];
         int parts = 0;
