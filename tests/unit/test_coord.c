@@ -19,7 +19,7 @@ typedef struct wnode {
     nnm_worker *w;
     nnm_coord_env env;
     pthread_t th;
-    atomic_int stop, mute;
+    atomic_int stop, mute, parked;   /* parked: the loop saw mute and reads nothing */
     atomic_int served;
     atomic_uint codecs;      /* bit per wire codec seen on task inputs */
 } wnode;
@@ -29,6 +29,7 @@ static void *serve_loop(void *arg)
     wnode *n = arg;
     while (!atomic_load(&n->stop)) {
         if (atomic_load(&n->mute)) {       /* a stopped peer: reads nothing */
+            atomic_store(&n->parked, 1);
             usleep(20000);
             continue;
         }
@@ -101,6 +102,26 @@ static void serve_start(wnode *n)
     n->env.self = n->e.name;
     assert_int_equal(pthread_create(&n->th, NULL, serve_loop, n), 0);
 }
+
+/* Stops n reading (a SIGSTOPped peer) and waits until its loop has parked: a receive it was
+ * inside has ended, so nothing sent from now on is read until it is unmuted. */
+static void mute(wnode *n)
+{
+    atomic_store(&n->parked, 0);
+    atomic_store(&n->mute, 1);
+    for (int i = 0; i < 1000 && !atomic_load(&n->parked); i++) usleep(10000);
+    assert_true(atomic_load(&n->parked));
+}
+
+/* Polls what's inbox counts into *is until cond holds (up to 10 s); the caller asserts. */
+#define INBOX_WAIT(inbox, is, cond)                                                             \
+    do {                                                                                         \
+        for (int w_ = 0; w_ < 1000; w_++) {                                                      \
+            nnm_coord_inbox_stats_get((inbox), &(is));                                           \
+            if (cond) break;                                                                     \
+            usleep(10000);                                                                       \
+        }                                                                                        \
+    } while (0)
 
 /* The coordinator "coord" on c's link, with its own worker cw and scheduler s. */
 static void coord_env_init(nnm_coord_env *env, const ep *c, nnm_worker *cw, nnm_sched *s)
@@ -246,9 +267,8 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
 
     /* Both peers stop reading (SIGSTOP-like): their parts time out and run on the
      * coordinator; the answer is still exact. */
-    atomic_store(&n1.mute, 1);
-    atomic_store(&n2.mute, 1);
-    usleep(200000);   /* a worker inside its 50 ms receive finishes it and parks */
+    mute(&n1);
+    mute(&n2);
     env.task_timeout_ms = 1500;
     memset(&st, 0, sizeof st);
     rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
@@ -260,9 +280,14 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
     free(tr);
     nnm_tensor_cleanup(&got);
 
-    /* They wake up: the stale tasks they now answer are discarded, the new request is exact. */
+    /* They wake up and answer the stale tasks (waited for, so their results are on the way
+     * before the next request); those results are discarded, the new request is exact. */
+    int stale = atomic_load(&n1.served) + atomic_load(&n2.served) + (int)st.tasks_sent;
     atomic_store(&n1.mute, 0);
     atomic_store(&n2.mute, 0);
+    for (int i = 0; i < 1000 && atomic_load(&n1.served) + atomic_load(&n2.served) < stale; i++)
+        usleep(10000);
+    usleep(100000);
     env.task_timeout_ms = 4000;
     memset(&st, 0, sizeof st);
     rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
@@ -580,15 +605,15 @@ static void test_coord_spot_check_catches_corrupt_peer_never_flags_honest_ones(v
                   requests, at);
     assert_true(reruns > 0);
 
-    /* A timed exclusion ends. */
+    /* A timed exclusion ends (1.5 s: long enough that a slow request still sees it). */
     env.spot_check = 1;
-    env.exclude_ms = 300;
+    env.exclude_ms = 1500;
     memset(&st, 0, sizeof st);
     assert_int_equal(nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d), NNM_OK);
     assert_true(nnm_coord_peer_excluded(&st, "w3"));
     free(tr);
     nnm_tensor_cleanup(&got);
-    usleep(400000);
+    for (int i = 0; i < 500 && nnm_coord_peer_excluded(&st, "w3"); i++) usleep(10000);
     assert_false(nnm_coord_peer_excluded(&st, "w3"));
 
     for (int i = 0; i < 3; i++) {
@@ -706,8 +731,7 @@ static void test_coord_forwarding_routes_stage_outputs_peer_to_peer(void **state
      * on the coordinator, which also sends the pieces a waiting peer still needs. */
     env.task_timeout_ms = 1500;
     for (int i = 0; i < 2; i++) {
-        atomic_store(&ws[i]->mute, 1);
-        usleep(200000);
+        mute(ws[i]);
         memset(&st, 0, sizeof st);
         rc = nnm_coord_run(&env, g, h, &po, &x, 1, &got, 1, 0, &tr, &ntr, &st, &d);
         if (rc != NNM_OK) fprintf(stderr, "coord: %s\n", d.msg);
@@ -924,9 +948,8 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     st = answer_of(&c, 104, 3000);
     print_message("pieces never sent: status %ld (%s)\n", st, nnm_strerror((nnm_err)st));
     assert_int_equal(st, NNM_ETIMEOUT);
-    usleep(500000);
     nnm_coord_inbox_stats is;
-    nnm_coord_inbox_stats_get(n1.env.inbox, &is);
+    INBOX_WAIT(n1.env.inbox, is, is.pieces_dropped == 1 && is.waiting + is.early == 0);
     print_message("inbox: routed %llu, completed %llu, expired %llu, rejected %llu, pieces early "
                   "%llu dropped %llu, waiting %zu, held %zu bytes\n",
                   (unsigned long long)is.routed, (unsigned long long)is.completed,
@@ -953,7 +976,8 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     assert_true(rel_diff(&out, &want) <= 1e-5);
     nnm_tensor_cleanup(&out);
     assert_int_equal(send_piece(&n2.e, 105, &x, zero), NNM_OK);
-    usleep(300000);
+    INBOX_WAIT(n1.env.inbox, is, is.pieces_dup == 1);
+    usleep(100000);                 /* and it is not held either */
     nnm_coord_inbox_stats_get(n1.env.inbox, &is);
     print_message("the piece again after its task ran: duplicates %llu, held %zu\n",
                   (unsigned long long)is.pieces_dup, is.early);
@@ -972,8 +996,7 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     assert_int_equal(nnm_link_send(c.l, "w1", &f, &d), NNM_OK);
     usleep(100000);
     assert_int_equal(send_piece(&n2.e, 106, &x, zero), NNM_OK);
-    usleep(300000);
-    nnm_coord_inbox_stats_get(n1.env.inbox, &is);
+    INBOX_WAIT(n1.env.inbox, is, is.pieces_foreign == 2);
     print_message("pieces from a node that does not produce them: foreign %llu, task still "
                   "waiting %zu\n", (unsigned long long)is.pieces_foreign, is.waiting);
     assert_int_equal(is.pieces_foreign, 2);
@@ -983,7 +1006,7 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     print_message("then the coordinator's piece: rel diff %.3g\n", rel_diff(&out, &want));
     assert_true(rel_diff(&out, &want) <= 1e-5);
     nnm_tensor_cleanup(&out);
-    nnm_coord_inbox_stats_get(n1.env.inbox, &is);
+    INBOX_WAIT(n1.env.inbox, is, is.completed == 2 && is.waiting + is.early == 0);
     assert_int_equal(is.completed, 2);
     assert_int_equal(is.waiting + is.early, 0);
 
@@ -993,8 +1016,8 @@ static void test_coord_routed_bad_input_refused_worker_keeps_serving(void **stat
     nnm_coord_inbox_stats before = is;
     for (uint64_t id = 200; id < 206; id++) assert_int_equal(send_piece(&n2.e, id, &x, zero), NNM_OK);
     assert_int_equal(send_piece(&c, 206, &x, zero), NNM_OK);
-    usleep(300000);
-    nnm_coord_inbox_stats_get(n1.env.inbox, &is);
+    INBOX_WAIT(n1.env.inbox, is,
+               is.pieces_early + is.pieces_dropped == before.pieces_early + before.pieces_dropped + 7);
     print_message("6 early pieces from one sender, 1 from another: held %zu, dropped %llu\n",
                   is.early, (unsigned long long)(is.pieces_dropped - before.pieces_dropped));
     assert_int_equal(is.early, 6);
