@@ -98,6 +98,26 @@ for k in sys.argv[1].split("."): v = v[k]
 print(v)' "$2" 2>/dev/null
 }
 
+# stats_since MS NODE...: each NODE's retained stats were published at or after wall-clock MS
+# (their time_ms), so they count everything the node did before MS. A node publishes its
+# stats every advert interval and when a request ends, but a reader may still get the copy
+# from before: a baseline or a check read after a fixed sleep can be stale on a slow machine.
+# (Own variable names: it runs inside wait_until, whose _t it must not overwrite.)
+stats_since() {
+  _ss_ms=$1; shift
+  for _ss_n in "$@"; do
+    _ss_t=$(node_stat "$_ss_n" time_ms)
+    [ -n "$_ss_t" ] && [ "$_ss_t" -ge "$_ss_ms" ] || return 1
+  done
+}
+now_ms() { date +%s%3N; }
+# fresh_stats NODE...: waits (<= 30 s) until the nodes' stats were published after now.
+fresh_stats() {
+  _fs_since=$(now_ms)
+  wait_until 30 stats_since "$_fs_since" "$@" ||
+    { dump_logs; fail "no stats of $* published within 30 s"; }
+}
+
 ctl() {  # NODE VERB ARG
   mosquitto_pub -h 127.0.0.1 -p "$BROKER_A_PORT" -u shell -P "$pw" -t "nnmesh/$MESH/ctl/$1/$2" -m "$3"
 }
@@ -105,7 +125,7 @@ ctl() {  # NODE VERB ARG
 set_policy() {
   for _n in $NODES; do ctl "$_n" policy "$1"; done
   for _n in $NODES; do
-    wait_until 10 policy_is "$_n" "$1" || fail "$_n did not take policy $1"
+    wait_until 30 policy_is "$_n" "$1" || fail "$_n did not take policy $1"
   done
 }
 policy_is() { [ "$(node_stat "$1" policy)" = "$2" ]; }

@@ -34,7 +34,7 @@ for r in "$work"/recipes/*.sh; do
       echo ". '$DIR/mesh.env'" >>"$prelude"
       . "$DIR/mesh.env" ;;
     peers)
-      wait_until 10 sh -c "cd '$top_srcdir' && bash -c \". '$prelude'; . '$r'\" >'$work/out' 2>&1 && grep -q '^mesh lab: 3 nodes' '$work/out'" ||
+      wait_until 30 sh -c "cd '$top_srcdir' && bash -c \". '$prelude'; . '$r'\" >'$work/out' 2>&1 && grep -q '^mesh lab: 3 nodes' '$work/out'" ||
         fail "recipe peers: $(cat "$work/out")" ;;
     watch-adverts)
       run "$r" || fail "recipe $name: $(cat "$work/err")"
@@ -47,15 +47,15 @@ for r in "$work"/recipes/*.sh; do
       [ "$(grep -Ec '^n[1-3] peers [0-9]+ draining False ignored' "$work/out")" = 3 ] || fail "recipe $name: $(cat "$work/out")" ;;
     drain)
       run "$r" || fail "recipe $name: $(cat "$work/err")"
-      wait_until 5 stats_has n1 '"draining":true' || fail "recipe drain: n1 not draining: $(stats n1)"
-      wait_until 5 sh -c "'$NNMESH' peers --config '$DIR/shell.conf' --wait 0.5 | grep -q '^n1 .* draining '" ||
+      wait_until 30 stats_has n1 '"draining":true' || fail "recipe drain: n1 not draining: $(stats n1)"
+      wait_until 30 sh -c "'$NNMESH' peers --config '$DIR/shell.conf' --wait 0.5 | grep -q '^n1 .* draining '" ||
         fail "recipe drain: the advert does not say draining" ;;
     policy)
       run "$r" || fail "recipe $name: $(cat "$work/err")"
-      wait_until 5 stats_has n1 '"policy":"capacity"' || fail "recipe policy: $(stats n1)" ;;
+      wait_until 30 stats_has n1 '"policy":"capacity"' || fail "recipe policy: $(stats n1)" ;;
     resume)
       run "$r" || fail "recipe $name: $(cat "$work/err")"
-      wait_until 5 stats_has n1 '"draining":false' || fail "recipe resume: $(stats n1)" ;;
+      wait_until 30 stats_has n1 '"draining":false' || fail "recipe resume: $(stats n1)" ;;
     drain-anonymous)
       before=$(grep -c "draining (control" "$DIR/n1.log")
       run "$r" || fail "recipe $name: $(cat "$work/err")"

@@ -30,16 +30,16 @@ wait_until 10 absent n4 || fail "n4 still listed 10 s after SIGTERM"
 el=$(since "$t")
 # "At once": within one poll of the table (each `nnmesh peers` connects and listens 0.5 s).
 le "$el" 2 || fail "n4 gone only after $el s after SIGTERM"
-wait_until 5 grep -q "peer n4 left (advert cleared" "$work/n1.log" || fail "n1 did not log n4 leaving: $(tail "$work/n1.log")"
+wait_until 30 grep -q "peer n4 left (advert cleared" "$work/n1.log" || fail "n1 did not log n4 leaving: $(tail "$work/n1.log")"
 grep -q "left the mesh (advert cleared)" "$work/n4.log" || fail "n4 did not log its leave"
 echo "PASS SIGTERM n4: gone after $el s; n1 logged: $(grep 'peer n4 left' "$work/n1.log" | head -1 | cut -d' ' -f5-)"
 
 "$NNMESHD" --config "$work/n4.conf" 2>>"$work/n4.log" &
 echo $! >"$work/n4.pid"
-wait_until 10 all_present n4 || fail "n4 did not come back"
+wait_until 30 all_present n4 || fail "n4 did not come back"
 epoch2=$(peer_line n4 | awk '{ print $3 }')
 [ "$epoch2" -gt "$epoch" ] || fail "restarted n4 has epoch $epoch2, not above $epoch"
-wait_until 5 grep -q "peer n4 rejoined" "$work/n1.log" || fail "n1 did not log n4 rejoining"
+wait_until 30 grep -q "peer n4 rejoined" "$work/n1.log" || fail "n1 did not log n4 rejoining"
 echo "PASS restarted n4: epoch $epoch -> $epoch2"
 # The peers kept running: no advert was refused on the way.
 for n in n1 n2 n5; do

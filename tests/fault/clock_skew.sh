@@ -92,13 +92,13 @@ for phase in ahead behind; do
   # Rejections both ways, logged and counted.
   for n in n1 n2; do
     wait_until 20 rejects $n n3 $them || { dump_logs; fail "$n logged no rejection of n3's adverts ($them) naming the clock tolerance"; }
-    wait_until 10 eval "[ \"\$(ignored $n $them)\" -gt \"\$i0_$n\" ]" || fail "$n does not count n3's adverts as ignored '$them'"
+    wait_until 30 eval "[ \"\$(ignored $n $them)\" -gt \"\$i0_$n\" ]" || fail "$n does not count n3's adverts as ignored '$them'"
   done
   # Refusals are logged at most once a second per verdict, whoever sent them (runtime/node.c),
   # so n3's log may name only one of n1 and n2; its counter counts both.
-  wait_until 10 rejects n3 'n[12]' $own || { dump_logs; fail "n3 logged no rejection of the others' adverts ($own) naming the clock tolerance"; }
-  wait_until 10 eval "[ \"\$(ignored n3 $own)\" -ge \$((o0 + 2)) ]" || fail "n3 does not count the others' adverts as ignored '$own'"
-  wait_until 10 peers_are n1 n2 && wait_until 10 peers_are n2 n1 && peers_are n3 "" ||
+  wait_until 30 rejects n3 'n[12]' $own || { dump_logs; fail "n3 logged no rejection of the others' adverts ($own) naming the clock tolerance"; }
+  wait_until 30 eval "[ \"\$(ignored n3 $own)\" -ge \$((o0 + 2)) ]" || fail "n3 does not count the others' adverts as ignored '$own'"
+  wait_until 30 peers_are n1 n2 && wait_until 30 peers_are n2 n1 && peers_are n3 "" ||
     fail "peer lists: n1 [$(node_stat n1 peer_ids)], n2 [$(node_stat n2 peer_ids)], n3 [$(node_stat n3 peer_ids)]"
   set_policy equal   # n3 started again with its configured policy
   echo "  n3's clock $c s from ours; n1 logged: $(grep "advert of 'n3' ignored ($them)" "$dir/n1.log" | tail -1 | sed 's/.*ignored/ignored/')"

@@ -17,7 +17,7 @@ proxy_start() {
   "$IMPAIR" --listen 127.0.0.1:0 --to "127.0.0.1:$_to" --control "$dir/$_n.ctl" \
     --log "$dir/$_n-impair.log" "$@" >"$dir/$_n.out" 2>>"$dir/$_n-impair.log" &
   bg_pids="$bg_pids $!"
-  wait_until 10 test -s "$dir/$_n.out" || fail "proxy $_n did not start: $(cat "$dir/$_n-impair.log")"
+  wait_until 30 test -s "$dir/$_n.out" || fail "proxy $_n did not start: $(cat "$dir/$_n-impair.log")"
   proxy_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$dir/$_n.out")
   [ -n "$proxy_port" ] || fail "proxy $_n: $(cat "$dir/$_n.out")"
 }

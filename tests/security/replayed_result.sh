@@ -24,7 +24,7 @@ witness "$dir/captured" "nnmesh/$MESH/inbox/+"
 infer_ok req-1
 infer_ok req-2
 shell_ok rec-1 rec-2
-sleep 1
+witness_sync "$dir/captured"   # every frame of those requests is in the capture
 # What to replay: sealed frames (not HELLO) to the nodes, each once.
 $FRAMES list "$dir/captured" >"$dir/frames"
 awk '$3 != "HELLO" && $5 ~ /^n[0-9]+$/ { print $1 }' "$dir/frames" >"$dir/replay.idx"
@@ -35,7 +35,9 @@ echo "recorded: $(wc -l <"$dir/frames") frames to the inboxes; replaying $n_all 
      "$(awk '$3 != "HELLO" && $5 ~ /^n[0-9]+$/ { print $3 }' "$dir/frames" | sort | uniq -c | awk '{ printf "%s%s %s", s, $1, $2; s = ", " }')" \
      "($n_nodes_fr between nodes)"
 results0=$($FRAMES count "$dir/captured" "nnmesh/$MESH/inbox/shell" RESULT)
-sleep 2.5   # the requests' stats are published
+# The baselines: stats published after the requests ended (a fixed wait could read copies
+# from before their last slices, and those slices would then look like work of the replay).
+fresh_stats $NODES
 rp0=$(stat_sum drops.replay)
 ns0=$(stat_sum drops.no_session)
 sr0=$(stat_sum slices_run)
@@ -55,7 +57,8 @@ wait_until 30 stat_sum_ge drops.replay $((rp0 + n_nodes_fr)) ||
   { dump_logs; fail "replays counted: $(( $(stat_sum drops.replay) - rp0 )), not $n_nodes_fr"; }
 wait_until 10 eval '[ $(( $(stat_sum drops.replay) + $(stat_sum drops.no_session) )) -ge $((rp0 + ns0 + n_all)) ]' ||
   fail "replayed frames not all dropped: replay +$(( $(stat_sum drops.replay) - rp0 )), no_session +$(( $(stat_sum drops.no_session) - ns0 )) of $n_all"
-sleep 2.5   # one more stats period: anything the frames could have started would show
+sleep 2.5   # room for anything the frames could have started to run
+fresh_stats $NODES   # and stats published after it, so that it would show
 sr1=$(stat_sum slices_run) rq1=$(stat_sum requests) late1=$(stat_sum coordinator.results_late)
 [ "$sr1" = "$sr0" ] && [ "$rq1" = "$rq0" ] && [ "$late1" = "$late0" ] ||
   fail "replayed frames did work: slices_run $sr0 -> $sr1, requests $rq0 -> $rq1, results_late $late0 -> $late1"

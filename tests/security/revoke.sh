@@ -90,10 +90,10 @@ shell_round post 4
 echo "== (b) a broken trust file: logged, the old store kept"
 cp "$dir/mesh.trust" "$dir/mesh.trust.good"
 replace_trust '$a node broken-line'
-wait_until 10 grep -q "file changed: .*keeping the trust file loaded before" "$dir/n1.log" ||
+wait_until 30 grep -q "file changed: .*keeping the trust file loaded before" "$dir/n1.log" ||
   fail "n1 did not log the broken trust file"
 kill -HUP "$(pid_of n1)"
-wait_until 10 grep -q "SIGHUP: .*keeping the trust file loaded before" "$dir/n1.log" ||
+wait_until 30 grep -q "SIGHUP: .*keeping the trust file loaded before" "$dir/n1.log" ||
   fail "n1 did not log the broken trust file on SIGHUP"
 echo "  $(grep -h "SIGHUP: .*keeping" "$dir/n1.log" | tail -1 | cut -c1-170)"
 for n in n1 n2 n3; do alive $n || fail "$n died on a broken trust file"; done
@@ -109,8 +109,9 @@ wait_until 15 n3_back || { dump_logs; fail "n3 did not rejoin within 15 s of bei
 echo "  n3 back in n1's and n2's peers after $(since "$t0") s"
 infer_run again
 case " $(trace_nodes again) " in *" n3 "*) ;; *) fail "n3 ran no part after it was admitted again" ;; esac
-sess2=$(node_stat n1 link.sessions)
-[ "$sess2" -gt "$sess" ] || fail "n1 made no new session after n3 was admitted again"
+# polled: n1's stats may be published after the client got the answer
+more_sessions() { sess2=$(node_stat n1 link.sessions); [ "${sess2:-0}" -gt "$sess" ]; }
+wait_until 30 more_sessions || fail "n1 made no new session after n3 was admitted again"
 echo "  nnmesh infer via n1: ok, parts on: $(trace_nodes again) (n1 link sessions $sess -> $sess2)"
 t0=$(now)
 "$NNMESH" trust revoke "$dir/mesh.trust" "$key3" >/dev/null

@@ -52,6 +52,20 @@ witness() {
     sleep 0.1
   done
 }
+# witness_sync FILE: waits until the witness writing FILE received a probe published now on
+# an inbox no node has: the broker queues it behind everything published before, so the
+# witness has then written all of that (a fixed sleep may stop short on a slow machine).
+witness_sync() {
+  _sp=nnmesh/$MESH/inbox/witness-sync-$(date +%s%N)
+  _i=0
+  until grep -q "^$_sp " "$1"; do
+    _i=$((_i + 1))
+    [ $_i -le 300 ] || fail "the witness subscriber did not receive a probe within 30 s"
+    [ $((_i % 10)) -ne 1 ] ||
+      mosquitto_pub -h 127.0.0.1 -p "$BROKER_A_PORT" -q 1 -t "$_sp" -m x 2>/dev/null || true
+    sleep 0.1
+  done
+}
 # seen_in FILE TOPIC BINFILE: the witness FILE received exactly these bytes on TOPIC.
 seen_in() {
   grep -q "^$2 $(od -An -v -tx1 "$3" | tr -d ' \n')\$" "$1"

@@ -76,11 +76,15 @@ apub "$BROKER_A_PORT" -u n2 -P "$n2pw" -t "nnmesh/$MESH/advert/n2" -f "$dir/forg
   fail "n2's account could not publish on advert/n2: $(cat "$dir/apub.err")"
 ! grep -q "Not authorized" "$dir/apub.err" || fail "n2's own advert topic denied"
 apub "$BROKER_A_PORT" -u n2 -P "$n2pw" -t "nnmesh/$MESH/advert/n2" -f "$dir/forged-n1.bin" || true
-refused_both() {  # NODE: its log has both refusals and its stats count them
+# NODE IC0 WT0: its log has both refusals and its stats count them beyond the counts before
+# (its stats are published after its log lines: waited for here, not read once afterwards)
+refused_both() {
   grep -q "advert of 'n2' ignored (id-conflict)" "$dir/$1.log" && grep -q "ignored (wrong-topic)" "$dir/$1.log" &&
-    [ "$(node_stat "$1" adverts.ignored.id-conflict)" -gt 0 ] && [ "$(node_stat "$1" adverts.ignored.wrong-topic)" -gt 0 ]
+    [ "$(node_stat "$1" adverts.ignored.id-conflict)" -gt "$2" ] &&
+    [ "$(node_stat "$1" adverts.ignored.wrong-topic)" -gt "$3" ]
 }
-wait_until 10 refused_both n1 && wait_until 10 refused_both n3 || { dump_logs; fail "n1 or n3 did not refuse the forged adverts"; }
+wait_until 30 refused_both n1 "$ic0" "$wt0" && wait_until 30 refused_both n3 "$ic3" "$wt3" ||
+  { dump_logs; fail "n1 or n3 did not refuse the forged adverts"; }
 ic1=$(node_stat n1 adverts.ignored.id-conflict) wt1=$(node_stat n1 adverts.ignored.wrong-topic)
 ic31=$(node_stat n3 adverts.ignored.id-conflict) wt31=$(node_stat n3 adverts.ignored.wrong-topic)
 [ "$ic1" -gt "$ic0" ] && [ "$wt1" -gt "$wt0" ] || fail "n1's stats do not count them: id-conflict $ic0 -> $ic1, wrong-topic $wt0 -> $wt1"

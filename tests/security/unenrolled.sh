@@ -47,7 +47,7 @@ bg_pids="$bg_pids $intruder"
 # It runs, trusts the mesh's nodes and sees them: its side of the join is real.
 wait_until 30 grep -q "peer n1 joined" "$dir/intruder.log" ||
   { dump_logs; fail "the intruder did not even see n1: $(tail "$dir/intruder.log")"; }
-wait_until 10 grep -q "^nnmesh/$MESH/advert/intruder " "$dir/adverts" || fail "the broker did not carry the intruder's advert"
+wait_until 30 grep -q "^nnmesh/$MESH/advert/intruder " "$dir/adverts" || fail "the broker did not carry the intruder's advert"
 echo "attempt: intruder (key $fp, not in mesh.trust) runs, sees $(grep -c 'joined' "$dir/intruder.log") peers;" \
      "the broker carried $(grep -c "^nnmesh/$MESH/advert/intruder " "$dir/adverts") advert(s) of it"
 
@@ -57,7 +57,7 @@ for n in $NODES; do
 done
 logged n1 "advert of 'intruder' ignored (untrusted)"
 wait_until 30 stat_sum_ge drops.untrusted $((h0 + 1)) || { dump_logs; fail "no node counted a refused hello (drops.untrusted)"; }
-wait_until 10 stat_sum_ge adverts.ignored.untrusted $((u0 + 3)) || fail "the refused adverts are not counted"
+wait_until 30 stat_sum_ge adverts.ignored.untrusted $((u0 + 3)) || fail "the refused adverts are not counted"
 for n in $NODES; do
   ids=$(node_stat "$n" peer_ids)
   case $ids in *intruder*) fail "$n lists the intruder as a peer: $ids" ;; esac
