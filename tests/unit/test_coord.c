@@ -103,25 +103,25 @@ static void serve_start(wnode *n)
     assert_int_equal(pthread_create(&n->th, NULL, serve_loop, n), 0);
 }
 
+/* Re-evaluates cond every 10 ms until it holds, for up to 10 s; the caller asserts after.
+ * Messages and timers are waited for, never assumed done after a fixed sleep. */
+#define WAIT_UNTIL(cond)                                                                       \
+    do {                                                                                       \
+        for (int w_ = 0; w_ < 1000 && !(cond); w_++) usleep(10000);                           \
+    } while (0)
+
+/* Reads inbox's counts into is until cond (over is) holds, as WAIT_UNTIL. */
+#define INBOX_WAIT(inbox, is, cond) WAIT_UNTIL((nnm_coord_inbox_stats_get((inbox), &(is)), (cond)))
+
 /* Stops n reading (a SIGSTOPped peer) and waits until its loop has parked: a receive it was
  * inside has ended, so nothing sent from now on is read until it is unmuted. */
 static void mute(wnode *n)
 {
     atomic_store(&n->parked, 0);
     atomic_store(&n->mute, 1);
-    for (int i = 0; i < 1000 && !atomic_load(&n->parked); i++) usleep(10000);
+    WAIT_UNTIL(atomic_load(&n->parked));
     assert_true(atomic_load(&n->parked));
 }
-
-/* Polls what's inbox counts into *is until cond holds (up to 10 s); the caller asserts. */
-#define INBOX_WAIT(inbox, is, cond)                                                             \
-    do {                                                                                         \
-        for (int w_ = 0; w_ < 1000; w_++) {                                                      \
-            nnm_coord_inbox_stats_get((inbox), &(is));                                           \
-            if (cond) break;                                                                     \
-            usleep(10000);                                                                       \
-        }                                                                                        \
-    } while (0)
 
 /* The coordinator "coord" on c's link, with its own worker cw and scheduler s. */
 static void coord_env_init(nnm_coord_env *env, const ep *c, nnm_worker *cw, nnm_sched *s)
@@ -285,8 +285,7 @@ static void test_coord_mesh_matches_single_node_ships_weights_survives_stopped_p
     int stale = atomic_load(&n1.served) + atomic_load(&n2.served) + (int)st.tasks_sent;
     atomic_store(&n1.mute, 0);
     atomic_store(&n2.mute, 0);
-    for (int i = 0; i < 1000 && atomic_load(&n1.served) + atomic_load(&n2.served) < stale; i++)
-        usleep(10000);
+    WAIT_UNTIL(atomic_load(&n1.served) + atomic_load(&n2.served) >= stale);
     usleep(100000);
     env.task_timeout_ms = 4000;
     memset(&st, 0, sizeof st);
@@ -613,7 +612,7 @@ static void test_coord_spot_check_catches_corrupt_peer_never_flags_honest_ones(v
     assert_true(nnm_coord_peer_excluded(&st, "w3"));
     free(tr);
     nnm_tensor_cleanup(&got);
-    for (int i = 0; i < 500 && nnm_coord_peer_excluded(&st, "w3"); i++) usleep(10000);
+    WAIT_UNTIL(!nnm_coord_peer_excluded(&st, "w3"));
     assert_false(nnm_coord_peer_excluded(&st, "w3"));
 
     for (int i = 0; i < 3; i++) {
