@@ -74,6 +74,7 @@ nnm_err nnm_sched_new(nnm_sched **out, const char *self_id, const nnm_sched_conf
     s->cfg = *cfg;
     strcpy(s->self, self_id);
     s->version = 1;
+    s->members = 1;
     s->rng = (uint64_t)cfg->seed * 0x9E3779B97F4A7C15ull + 1;
     *out = s;
     return NNM_OK;
@@ -145,14 +146,16 @@ nnm_err nnm_sched_node_set(nnm_sched *s, const nnm_mesh_node *n, nnm_diag *diag)
     }
     /* commit */
     sched_node *sn = &s->nodes[i];
-    int changed = fresh;
+    int changed = fresh, members = fresh;
     if (!fresh) {
         for (int c = 0; c < NNM_OPC__COUNT; c++) changed |= differs(sn->pub.gflops[c], n->gflops[c]);
-        changed |= differs((double)sn->pub.free_mem, (double)n->free_mem);
         changed |= abs((int)sn->pub.load_permille - (int)n->load_permille) > 300;
-        changed |= sn->pub.draining != n->draining;
-        changed |= sn->pub.nmodels != n->nmodels ||
+        /* what a plan may depend on to be valid at all (not only fast) */
+        members |= differs((double)sn->pub.free_mem, (double)n->free_mem);
+        members |= sn->pub.draining != n->draining;
+        members |= sn->pub.nmodels != n->nmodels ||
                    (n->nmodels && memcmp(sn->models, models, n->nmodels * sizeof *models));
+        changed |= members;
     } else {
         memset(sn, 0, sizeof *sn);
         for (int j = 0; j < SCHED_MAXN; j++) {
@@ -166,6 +169,7 @@ nnm_err nnm_sched_node_set(nnm_sched *s, const nnm_mesh_node *n, nnm_diag *diag)
     sn->models = models;
     sn->pub.models = (const uint8_t (*)[NNM_WIRE_HASH_BYTES])models;
     if (changed) s->version++;
+    if (members) s->members++;
     return NNM_OK;
 }
 
@@ -176,6 +180,7 @@ nnm_err nnm_sched_node_remove(nnm_sched *s, const char *id, nnm_diag *diag)
     free(s->nodes[i].models);
     memset(&s->nodes[i], 0, sizeof s->nodes[i]);
     s->version++;
+    s->members++;
     return NNM_OK;
 }
 

@@ -920,7 +920,7 @@ static int dp_in_bounds(const sched_entry *e)
  * it happens at once, while the DP that may follow (refresh) waits for its budget: on a
  * loaded board that can be tens of requests, and until the re-basing one bad split's
  * calibration kept the offload that would help out of reach. */
-static void repredict(nnm_sched *s, sched_entry *e)
+static void predict_arms(nnm_sched *s, sched_entry *e)
 {
     for (int i = 0; i < e->n_arms; i++) {
         double L, P;
@@ -928,6 +928,11 @@ static void repredict(nnm_sched *s, sched_entry *e)
         e->arms[i]->pred_latency_ms = e->prior[i] = L;
         e->arms[i]->pred_period_ms = P;
     }
+}
+
+static void repredict(nnm_sched *s, sched_entry *e)
+{
+    predict_arms(s, e);
     /* The calibration described the old model's error; the refined model has just absorbed
      * the observations behind it (a split measured 10x its prediction teaches the per-part
      * overhead). Re-based on the measured arms that use peers, against their new
@@ -964,6 +969,7 @@ static void refresh(nnm_sched *s, sched_entry *e, sched_ctx *c)
 {
     if (e->pred_epoch != s->epoch) repredict(s, e);
     e->epoch = s->epoch;
+    e->stale = 0;
     e->prev_generation = e->generation;
     e->generation = ++s->generation;
     memset(e->prev_map, -1, sizeof e->prev_map);
@@ -1041,7 +1047,8 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
     uint64_t epoch = adaptive ? s->epoch : 0;
     sched_entry *e = s->cache, *prev = NULL;
     for (; e; prev = e, e = e->next)
-        if (!memcmp(e->hash, hash, NNM_WIRE_HASH_BYTES) && e->version == s->version &&
+        if (!memcmp(e->hash, hash, NNM_WIRE_HASH_BYTES) &&
+            (adaptive ? e->members == s->members : e->version == s->version) &&
             e->objective == (int)opts->objective &&
             e->policy == (int)opts->policy && e->pin == !!opts->pin_first &&
             e->lossy == !!opts->allow_lossy && e->src == src)
@@ -1074,6 +1081,7 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
         memcpy(e->hash, hash, NNM_WIRE_HASH_BYTES);
         e->last_arm = -1;
         e->version = s->version;
+        e->members = s->members;
         e->epoch = e->pred_epoch = epoch;
         e->objective = opts->objective;
         e->policy = opts->policy;
@@ -1118,7 +1126,18 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
         /* A new epoch refreshes the set; the DP plan measured within bounds gets its
          * variants (they inherit nothing: new plans). */
         if (adaptive && e->pred_epoch != epoch) repredict(s, e);
-        int fresh = e->epoch != epoch && budget_ok(s, e, e->dp_ms);
+        /* Speeds, load or links changed, the members did not: every plan is still valid and
+         * its evidence still about it. The arms are predicted again under the new figures
+         * (the calibration stays: it describes the model's error, as across a rebuild), and
+         * the DP runs once, when the planning budget allows (refresh). Rebuilding the set
+         * instead cost a loaded 25% board 64-88 ms per change (docs/BENCH_DIST.md, 9). */
+        if (adaptive && e->version != s->version) {
+            predict_arms(s, e);
+            for (int i = 0; i < e->n_arms; i++) e->arms[i]->mesh_version = s->version;
+            e->version = s->version;
+            e->stale = 1;
+        }
+        int fresh = (e->epoch != epoch || e->stale) && budget_ok(s, e, e->dp_ms);
         int more = !fresh && e->pending && e->cnt[e->dp_arm] >= MEASURED_MIN && dp_in_bounds(e) &&
                    budget_ok(s, e, (s->cfg.max_arms - e->n_arms) * e->dp_ms);
         if (fresh || more) {

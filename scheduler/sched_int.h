@@ -61,6 +61,8 @@ typedef struct sched_model {
 typedef struct sched_entry {
     uint8_t hash[NNM_WIRE_HASH_BYTES];
     uint64_t version, epoch;
+    uint64_t members;               /* s->members it was built for (adaptive sets) */
+    int stale;                      /* conditions changed since its last DP (see plan.c) */
     uint64_t pred_epoch;            /* epoch the arms' predictions are from (epoch: the DP's) */
     int objective, policy, pin, lossy, src;
     uint64_t generation;
@@ -92,7 +94,10 @@ struct nnm_sched {
     char self[NNM_ID_MAX + 1];
     sched_node nodes[SCHED_MAXN];
     sched_link links[SCHED_MAXN][SCHED_MAXN];
-    uint64_t version;
+    uint64_t version;                /* any change that should re-plan (nnm_sched_version) */
+    uint64_t members;                /* changes of membership, models, memory or draining
+                                      * only: the plans of an adaptive set stay valid
+                                      * across other changes (speeds, load, links) */
     uint64_t epoch;                  /* bumped when the refined model drifted */
     unsigned obs_since_epoch;        /* observations since the last bump */
     double send_logm;                /* the coordinator's send work per remote part: EMA of

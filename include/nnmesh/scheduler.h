@@ -181,8 +181,10 @@ nnm_err nnm_sched_new(nnm_sched **out, const char *self_id, const nnm_sched_conf
 /* Frees the scheduler, its plan cache and model analyses. NULL-safe. */
 void nnm_sched_free(nnm_sched *s);
 
-/* Adds or updates a node (copied). Bumps the mesh version when the node is new or its
- * capacities, memory or load change by more than 10%. Errors: NNM_EINVAL (bad id, negative
+/* Adds or updates a node (copied). Bumps the mesh version when the node is new, its models,
+ * memory (25%) or draining flag change (members: adaptive plan sets are rebuilt), or its
+ * capacities (25%) or load (300 permille) change (conditions: adaptive sets are predicted
+ * again in place; other policies re-plan). Errors: NNM_EINVAL (bad id, negative
  * rate, load > 1000), NNM_ERANGE (more than NNM_SCHED_MAX_NODES), NNM_ENOMEM. */
 nnm_err nnm_sched_node_set(nnm_sched *s, const nnm_mesh_node *n, nnm_diag *diag);
 /* Removes a node (left or dead). NNM_ENOTFOUND if unknown. */
@@ -194,7 +196,7 @@ nnm_err nnm_sched_node_remove(nnm_sched *s, const char *id, nnm_diag *diag);
  * (rtt < 0, mbps <= 0). */
 nnm_err nnm_sched_link_set(nnm_sched *s, const char *from, const char *to, double rtt_ms,
                            double mbps, nnm_diag *diag);
-/* Mesh version: changes whenever plans should be recomputed. */
+/* Mesh version: changes whenever plans should be recomputed or predicted again. */
 uint64_t nnm_sched_version(const nnm_sched *s);
 
 /* Fills n from a decoded advert: capacities "mflops-conv3x3", "mflops-conv1x1",

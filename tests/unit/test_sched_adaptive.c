@@ -17,8 +17,9 @@
  * history; a cold first run that may be within bounds runs again at once; and with a cost
  * model that thinks the links 50x faster than they are (the emulated boards of
  * bench/dist.sh), requests are not slower than local ones
- * after the first few, across mesh versions changing every 7 requests. A new refined epoch
- * refreshes the set in place (one DP); optional planning waits for its time budget; a
+ * after the first few, across load changes every 7 requests. A change of speeds, load or
+ * links keeps the set in place, predicted again (its DP when the budget allows); a change of
+ * members or memory rebuilds it. A new refined epoch refreshes the set in place (one DP); optional planning waits for its time budget; a
  * plan's cold first run is replaced by its second. The learned per-part overhead: with
  * 45 ms per remote part (the boards of docs/BENCH_DIST.md) the DP plan drops from many
  * remote parts to at most 3 within a few requests, predicted within 2x of its run; with ~0
@@ -195,7 +196,8 @@ static void test_sched_adaptive_local_best_then_coordinator_slowed(void **state)
     simulate_node(0, 0.125, 1.0, 0.1, 1, 6, 5);
 }
 
-/* Sets node id with load (permille): a load change of more than 300 is a new version. */
+/* Sets node id with load (permille): a load change of more than 300 is a new mesh version
+ * (the same members: adaptive sets are predicted again in place). */
 static void node_load(nnm_sched *s, const char *id, uint32_t load)
 {
     nnm_mesh_node n;
@@ -272,6 +274,78 @@ static void test_sched_adaptive_version_keeps_learning(void **state)
     assert_int_equal(nnm_sched_observe_latency(s, keep, 50.0, NULL), NNM_OK);
     assert_true(fabs(e->cnt[ka] - (before * 0.95 + 1)) < 1e-9);
     nnm_plan_free(keep);
+    nnm_plan_free(p);
+    nnm_sched_free(s);
+    ir__graph_free(g);
+}
+
+/* A change of speeds, load or links (not of members, models, memory or draining) keeps the
+ * set: the same plans, their evidence and calibration, predictions made again under the new
+ * figures; the DP runs once when the planning budget allows. (Rebuilding cost a loaded board
+ * 64-88 ms per change, docs/BENCH_DIST.md section 9.) */
+static void test_sched_adaptive_load_change_repredicts_in_place(void **state)
+{
+    (void)state;
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *s = make("a", 1.0);
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    for (int r = 0; r < 12; r++) {
+        nnm_plan *p = NULL;
+        assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+        assert_int_equal(nnm_sched_observe_latency(s, p, 1.2 * p->pred_latency_ms, NULL), NNM_OK);
+        nnm_plan_free(p);
+    }
+    int na;
+    sched_entry *e = entry_of(s, &na);
+    assert_int_equal(na, 1);
+    int n_arms = e->n_arms, uses_d[32], measured = 0, on_d = 0;
+    double cnt[32], sum[32], prior[32], cal_cnt = e->cal_cnt, cal_sum = e->cal_sum;
+    for (int i = 0; i < n_arms; i++) {
+        cnt[i] = e->cnt[i];
+        sum[i] = e->sum[i];
+        prior[i] = e->prior[i];
+        uses_d[i] = 0;
+        const nnm_plan *p = e->arms[i];
+        for (int st = 0; st < p->n_stages; st++)
+            for (int q = 0; q < p->stages[st].n_parts; q++)
+                uses_d[i] |= !strcmp(p->stages[st].parts[q].node, "d");
+        measured += cnt[i] > 0;
+        on_d += uses_d[i];
+    }
+    assert_true(measured >= 2 && on_d >= 1);
+    /* node d gets loaded: a new mesh version, the same members */
+    uint64_t v = nnm_sched_version(s);
+    s->cfg.plan_share = 0;                    /* let the refresh's DP run at once */
+    node_load(s, "d", 900);
+    assert_true(nnm_sched_version(s) > v);
+    nnm_plan *p = NULL;
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    assert_true(entry_of(s, &na) == e);       /* the same set, not a rebuilt one */
+    assert_int_equal(na, 1);
+    assert_true(e->n_arms >= n_arms);         /* the DP may have added its plan */
+    assert_int_equal(e->stale, 0);            /* and it has run */
+    assert_true(e->cal_cnt == cal_cnt && e->cal_sum == cal_sum);
+    int kept = 0;
+    for (int i = 0; i < n_arms; i++) {
+        if (e->prev_map[i] != i) continue;    /* replaced by the DP's new plan */
+        kept++;
+        assert_true(e->cnt[i] == cnt[i] && e->sum[i] == sum[i]);
+        if (uses_d[i]) assert_true(e->prior[i] > prior[i] * 1.3);    /* d at load 900 */
+        else assert_true(fabs(e->prior[i] - prior[i]) < 1e-9 * prior[i]);
+        assert_true(e->arms[i]->mesh_version == nnm_sched_version(s));
+    }
+    assert_true(kept >= n_arms - 1);
+    print_message("load change: %d arms kept in place with their evidence, %d of them on the "
+                  "loaded node predicted again\n", kept, on_d);
+    nnm_plan_free(p);
+    /* the node's memory changes: the set is rebuilt (a plan may no longer fit) */
+    uint64_t gen = e->generation;
+    tu_node_set(s, "d", 1.0, (uint64_t)1 << 34);
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    sched_entry *e2 = entry_of(s, &na);
+    assert_int_equal(na, 1);
+    assert_true(e2->generation != gen && e2->members == s->members);
     nnm_plan_free(p);
     nnm_sched_free(s);
     ir__graph_free(g);
@@ -525,7 +599,7 @@ static void test_sched_adaptive_slow_links_never_slower_than_local(void **state)
     int slow = 0, worst_arm_ms = 0;
     nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
     for (int r = 0; r < N; r++) {
-        if (r % 7 == 6) node_load(pol, "d", (r / 7) % 2 ? 0 : 400);   /* new mesh version */
+        if (r % 7 == 6) node_load(pol, "d", (r / 7) % 2 ? 0 : 400);   /* re-predicted */
         nnm_plan *p = NULL;
         assert_int_equal(nnm_sched_plan(pol, g, HASH, &o, &p, NULL), NNM_OK);
         double L;
@@ -959,6 +1033,7 @@ int main(void)
         cmocka_unit_test(test_sched_adaptive_slowed_coordinator_offloads),
         cmocka_unit_test(test_sched_adaptive_local_best_then_coordinator_slowed),
         cmocka_unit_test(test_sched_adaptive_version_keeps_learning),
+        cmocka_unit_test(test_sched_adaptive_load_change_repredicts_in_place),
         cmocka_unit_test(test_sched_adaptive_epoch_refreshes_in_place),
         cmocka_unit_test(test_sched_adaptive_planning_waits_for_budget),
         cmocka_unit_test(test_sched_adaptive_cold_first_run_replaced),
