@@ -1340,6 +1340,7 @@ static nnm_err coordinate(nnm_node *n, const uint8_t *hash, const char *const *n
     po.policy = current_policy(n);
     pthread_mutex_lock(&n->mu);
     po.objective = n->throughput ? NNM_OBJ_THROUGHPUT : NNM_OBJ_LATENCY;
+    po.backlog = (int)(n->n_shq + n->n_reqq);    /* n_reqq: this thread's own */
     pthread_mutex_unlock(&n->mu);
     n->coordinating = 1;
     /* A copy: the stats JSON (other threads, under mu) never sees it half updated. Only

@@ -884,9 +884,13 @@ static double mono_ms(void)
 /* Whether optional planning of about cost_ms may run now: at most cfg.plan_share of the
  * request time served since the last planning step (a DP of MobileNetV2 takes ~0.1 s on a
  * board at 25% CPU, as long as a request). */
-static int budget_ok(const nnm_sched *s, const sched_entry *e, double cost_ms)
+static int budget_ok(const nnm_sched *s, const sched_entry *e, double cost_ms, int backlog)
 {
-    return s->cfg.plan_share <= 0 || e->served_ms * s->cfg.plan_share >= cost_ms;
+    /* Planning delays this request and each one waiting behind it (a node with a stream
+     * queued planned ~10% of its time and lost that much throughput, docs/BENCH_DIST.md):
+     * its cost counts once per request it holds up. */
+    double held = 1.0 + (backlog > 0 ? backlog : 0);
+    return s->cfg.plan_share <= 0 || e->served_ms * s->cfg.plan_share >= cost_ms * held;
 }
 
 /* Fills the bandit's view of arms [from, to) just placed in e. */
@@ -1104,7 +1108,7 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
             /* the old set had its variants: so does this one, if the DP plan still earns
              * them and the planning budget allows (else later, with no evidence) */
             if (adaptive && !o->pending && e->cnt[e->dp_arm] >= MEASURED_MIN && dp_in_bounds(e) &&
-                budget_ok(s, e, (s->cfg.max_arms - e->n_arms) * e->dp_ms)) {
+                budget_ok(s, e, (s->cfg.max_arms - e->n_arms) * e->dp_ms, opts->backlog)) {
                 int from = e->n_arms;
                 nnm_diag d;
                 if (candidates(c, e, 0, 1, &d) == NNM_OK) e->pending = 0;
@@ -1137,9 +1141,9 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
             e->version = s->version;
             e->stale = 1;
         }
-        int fresh = (e->epoch != epoch || e->stale) && budget_ok(s, e, e->dp_ms);
+        int fresh = (e->epoch != epoch || e->stale) && budget_ok(s, e, e->dp_ms, opts->backlog);
         int more = !fresh && e->pending && e->cnt[e->dp_arm] >= MEASURED_MIN && dp_in_bounds(e) &&
-                   budget_ok(s, e, (s->cfg.max_arms - e->n_arms) * e->dp_ms);
+                   budget_ok(s, e, (s->cfg.max_arms - e->n_arms) * e->dp_ms, opts->backlog);
         if (fresh || more) {
             sched_ctx *c = malloc(sizeof *c);
             if (c == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory planning");

@@ -111,6 +111,9 @@ typedef struct nnm_plan_opts {
     const char *source;         /* node holding the request input (NULL: the coordinator) */
     int pin_first;              /* the first stage runs whole on the source (sensor owner) */
     int allow_lossy;            /* f16 / int8 codecs may be chosen for f32 edges */
+    int backlog;                /* requests waiting behind this one at the coordinator:
+                                 * optional planning (adaptive refreshes and variants) would
+                                 * hold each of them up, so its budget shrinks by 1 + backlog */
 } nnm_plan_opts;
 
 /* One input of a part: a value of the original graph, the region the part reads, where it

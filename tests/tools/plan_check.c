@@ -76,7 +76,7 @@ int main(int argc, char **argv)
         for (int pol = 0; pol < NNM_POLICY__COUNT; pol++)
             for (int obj = 0; obj < NNM_OBJ__COUNT; obj++)
                 for (int pin = 0; pin < 2; pin++) {
-                    nnm_plan_opts o = { (nnm_objective)obj, (nnm_policy)pol, pin ? "d" : NULL, pin, 0 };
+                    nnm_plan_opts o = { (nnm_objective)obj, (nnm_policy)pol, pin ? "d" : NULL, pin, 0, 0 };
                     nnm_plan *p = NULL;
                     struct timespec t0, t1;
                     clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -434,13 +434,21 @@ static void test_sched_adaptive_planning_waits_for_budget(void **state)
     assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
     assert_true(e->generation == gen && e->epoch != s->epoch);
     assert_true(e->pred_epoch == s->epoch && e->prior[e->dp_arm] > prior0 * 1.05);
-    /* a request long enough to pay for it (1e15 ms x 1e-12 = 1 s of planning) */
-    assert_int_equal(nnm_sched_observe_latency(s, p, 1e15, NULL), NNM_OK);
+    /* requests served worth two DPs: not enough while 3 requests wait behind this one
+     * (the DP would hold up four), enough when none waits */
+    assert_int_equal(nnm_sched_observe_latency(s, p, 1.0, NULL), NNM_OK);
     nnm_plan_free(p);
+    e->served_ms = 2 * e->dp_ms / 1e-12;
+    o.backlog = 3;
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    assert_true(e->generation == gen && e->epoch != s->epoch);
+    nnm_plan_free(p);
+    o.backlog = 0;
     assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
     assert_true(e->generation != gen && e->epoch == s->epoch);
     assert_true(e->served_ms == 0);
-    print_message("planning budget: one DP %.3f ms; refresh and variants wait for 1e12x that\n",
+    print_message("planning budget: one DP %.3f ms; refresh and variants wait for 1e12x that, "
+                  "times 1 + the requests waiting\n",
                   e->dp_ms);
     nnm_plan_free(p);
     nnm_sched_free(s);
