@@ -5,7 +5,6 @@
  * and times every second, re-reads the trust file. A thin main over libnnmesh:
  * argument parsing, logging and signals. Request handling arrives with the scheduler. */
 #include <errno.h>
-#include <malloc.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -737,11 +736,7 @@ static int parse_num(const char *s, int lo, int hi, int *out)
 
 int main(int argc, char **argv)
 {
-    /* Frames and tensors of up to tens of MiB are allocated and freed per message; glibc
-     * would mmap and unmap each one (page faults and zeroing cost about 1 ms per MiB,
-     * halving sealing throughput: docs/BENCH_WIRE.md). Keep them on the heap instead. */
-    mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    mallopt(M_TRIM_THRESHOLD, 128 << 20);
+    nnm_node_tune_malloc();   /* big message buffers stay on the heap (docs/BENCH_WIRE.md) */
     const char *config = NULL, *check = NULL;
     int do_measure = 0, threads = 0, budget = 0;
     for (int i = 1; i < argc; i++) {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,6 +62,12 @@ uint64_t nnm_node_peer_get_cap(const nnm_node_peer *p, const char *name, uint64_
     for (size_t i = 0; i < p->ncaps; i++)
         if (strcmp(p->caps[i].name, name) == 0) return p->caps[i].value;
     return def;
+}
+
+void nnm_node_tune_malloc(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
 }
 
 /* ---- advert codec ------------------------------------------------------------------------- */

@@ -154,6 +154,14 @@ typedef struct nnm_node_stats {
  * Errors: NNM_EIO (cannot write; errno named), NNM_EFORMAT (garbage in the file). */
 nnm_err nnm_node_epoch_next(uint64_t *epoch, const char *path, nnm_diag *diag);
 
+/* Keeps large buffers (up to 64 MiB) on the process heap instead of mapping and unmapping
+ * each one (mallopt M_MMAP_THRESHOLD 64 MiB, M_TRIM_THRESHOLD 128 MiB). Frames and tensors
+ * of up to tens of MiB are allocated and freed per message; with glibc's defaults each one
+ * is mapped, faulted in and zeroed afresh (about 1 ms per MiB: sealing runs at ~570 MB/s
+ * instead of ~1.3 GB/s, docs/BENCH_WIRE.md). nnmeshd calls it first thing; the wire
+ * benchmark's `--malloc node` too. Process-wide: call before threads start. */
+void nnm_node_tune_malloc(void);
+
 /* Creates the node and its link (not connected): Last Will = empty retained message on the
  * advert topic; subscriptions to adverts and (always; refused unless allowed) plaintext
  * control. Errors: NNM_EINVAL (bad option), NNM_ENOMEM, those of nnm_link_new. */
