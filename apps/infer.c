@@ -5,15 +5,15 @@
  * The request is a TASK frame whose node range is [0, NNM_TASK_WHOLE_MODEL) and whose
  * model hash is the BLAKE2b-256 of the model file (the node must hold that model). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <sodium.h>
 
 #include <sodium.h>
 
@@ -32,6 +32,34 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* One identity, one request at a time: a node keeps one session per peer id, so a second
+ * client of the same key would replace the first one's session and the first one's answer
+ * could not be opened (it timed out with no clue). Two `nnmesh infer` of one config take
+ * turns on an exclusive lock of the key file, held until the process exits. Returns the
+ * locked descriptor (kept open), -1 when the file cannot be locked at all (the identity
+ * loader then reports what is wrong with it), or -2 when it stayed busy for wait_ms. */
+static int lock_identity(const char *key_file, double wait_ms)
+{
+    int fd = open(key_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+    if (errno != EWOULDBLOCK) {
+        close(fd);
+        return -1;
+    }
+    fprintf(stderr, "nnmesh infer: waiting for another nnmesh infer using the identity in %s "
+            "(a node keeps one session per peer id: clients that must run at the same time "
+            "need keys of their own)\n", key_file);
+    double t0 = now_ms();
+    while (now_ms() - t0 < wait_ms) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+    }
+    close(fd);
+    return -2;
 }
 
 static int usage(const char *msg)
@@ -82,6 +110,7 @@ int nnm_cli_infer(int argc, char **argv)
     nnm_identity *id = NULL;
     nnm_trust *trust = NULL;
     nnm_link *l = NULL;
+    int lock_fd = -1;
     nnm_tensor in[MAX_IN];
     nnm_wire_tensor wt[MAX_IN];
     char names[MAX_IN][128];
@@ -114,8 +143,21 @@ int nnm_cli_infer(int argc, char **argv)
         }
         wt[i].name = names[i];
     }
-    if (nnm_config_load(&cfg, cfg_path, &d) != NNM_OK ||
-        nnm_identity_load(&id, cfg->key_file, &d) != NNM_OK ||
+    if (nnm_config_load(&cfg, cfg_path, &d) != NNM_OK) {
+        fprintf(stderr, "nnmesh infer: %s\n", d.msg);
+        goto out;
+    }
+    double t_lock = now_ms();
+    lock_fd = lock_identity(cfg->key_file, (double)timeout_s * 1000.0);
+    if (lock_fd == -2) {
+        fprintf(stderr, "nnmesh infer: the identity in %s was still in use by another nnmesh "
+                "infer after %d s; give clients that run at the same time keys of their own "
+                "(nnmesh keygen, and a line in the trust file)\n", cfg->key_file, timeout_s);
+        goto out;
+    }
+    timeout_s -= (int)((now_ms() - t_lock) / 1000.0);   /* the wait counts against it */
+    if (timeout_s < 1) timeout_s = 1;
+    if (nnm_identity_load(&id, cfg->key_file, &d) != NNM_OK ||
         nnm_trust_load(&trust, cfg->trust_file, &d) != NNM_OK) {
         fprintf(stderr, "nnmesh infer: %s\n", d.msg);
         goto out;
@@ -127,8 +169,7 @@ int nnm_cli_infer(int argc, char **argv)
     o.identity = id;
     o.trust = trust;
     /* A client id of its own, so that two clients of one config do not take each other's
-     * broker session (they still need identities of their own to talk to one node at once:
-     * a node keeps one session per peer id). */
+     * broker session (they take turns on the identity: lock_identity). */
     char cid[64], password[NNM_CONFIG_PASSWORD_MAX];
     snprintf(cid, sizeof cid, "%s-infer-%ld", cfg->node_id, (long)getpid());
     o.mqtt.client_id = cid;
@@ -247,5 +288,6 @@ out:
     nnm_trust_free(trust);
     nnm_identity_free(id);
     nnm_config_free(cfg);
+    if (lock_fd >= 0) close(lock_fd);
     return status;
 }

@@ -195,5 +195,7 @@ nnm_err sched__dp(const sched_ctx *c, sched_chain *out, nnm_diag *diag);
 void sched__entry_free(sched_entry *e);   /* NULL-safe */
 /* The adaptive policy's choice among e's arms (exposed for tests). */
 int sched__pick_arm(const nnm_sched *s, const sched_entry *e);
+/* The same with `backlog` requests waiting at the coordinator (nnm_plan_opts.backlog). */
+int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlog);
 
 #endif

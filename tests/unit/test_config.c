@@ -151,7 +151,7 @@ static void test_config_allow_lossy_parsed_and_reaches_plan_opts(void **state)
         nnm_config *c = decode_ok(text);
         assert_int_equal(c->allow_lossy, ok[i].want);
         /* the options the config does not decide are left as the caller set them */
-        nnm_plan_opts po = { NNM_OBJ_THROUGHPUT, NNM_POLICY_EQUAL, "src", 1, !ok[i].want };
+        nnm_plan_opts po = { NNM_OBJ_THROUGHPUT, NNM_POLICY_EQUAL, "src", 1, !ok[i].want, 0 };
         nnm_config_plan_opts(c, &po);
         assert_int_equal(po.allow_lossy, ok[i].want);
         assert_true(po.objective == NNM_OBJ_THROUGHPUT && po.policy == NNM_POLICY_EQUAL);

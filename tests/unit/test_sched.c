@@ -252,7 +252,7 @@ static void test_sched_parts_proportional_to_speed(void **state)
     nnm_sched *s = mesh(ids, gf, 2, 0.1, 1000.0);
     nnm_graph *g = tu_chain(3, 32, 48);
     assert_non_null(g);
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_CAPACITY, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_CAPACITY, NULL, 0, 0, 0 };
     nnm_plan *p = NULL;
     assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
     const nnm_plan_stage *st = first_split(p);
@@ -279,7 +279,7 @@ static void test_sched_pinned_first_stage_respected(void **state)
     nnm_sched *s = mesh(ids, gf, 3, 0.5, 200.0);
     nnm_graph *g = tu_chain(4, 16, 32);
     assert_non_null(g);
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, "cam", 1, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, "cam", 1, 0, 0 };
     nnm_plan *p = NULL;
     assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
     assert_int_equal(p->stages[0].n_parts, 1);
@@ -314,7 +314,7 @@ static void test_sched_policies_differ_on_heterogeneous_mesh(void **state)
     assert_non_null(g);
     double lat[NNM_POLICY__COUNT];
     for (int pol = 0; pol < NNM_POLICY__COUNT; pol++) {
-        nnm_plan_opts o = { NNM_OBJ_LATENCY, (nnm_policy)pol, NULL, 0, 0 };
+        nnm_plan_opts o = { NNM_OBJ_LATENCY, (nnm_policy)pol, NULL, 0, 0, 0 };
         nnm_plan *p = NULL;
         assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
         double P;
@@ -356,7 +356,7 @@ static void test_sched_branches_on_different_nodes(void **state)
     nnm_sched *s = mesh(ids, gf, 2, 0.2, 500.0);
     nnm_graph *g = tu_branches(32, 24);
     assert_non_null(g);
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_CAPACITY, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_CAPACITY, NULL, 0, 0, 0 };
     nnm_plan *p = NULL;
     assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
     int found = 0;
@@ -393,7 +393,7 @@ static void test_sched_result_codec_lossy_only_when_allowed(void **state)
     nnm_graph *g = tu_chain(3, 16, 32);
     assert_non_null(g);
     for (int lossy = 0; lossy < 2; lossy++) {
-        nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_CAPACITY, NULL, 0, lossy };
+        nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_CAPACITY, NULL, 0, lossy, 0 };
         nnm_plan *p = NULL, *none = NULL;
         assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
         assert_int_equal(nnm_plan_copy(&none, p, NULL), NNM_OK);
@@ -463,7 +463,7 @@ static void test_sched_every_plan_runs_locally(void **state)
             for (int pol = 0; pol < NNM_POLICY__COUNT; pol++)
                 for (int obj = 0; obj < NNM_OBJ__COUNT; obj++)
                     for (int pin = 0; pin < 2; pin++) {
-                        nnm_plan_opts o = { (nnm_objective)obj, (nnm_policy)pol, pin ? "d" : NULL, pin, pin };
+                        nnm_plan_opts o = { (nnm_objective)obj, (nnm_policy)pol, pin ? "d" : NULL, pin, pin, 0 };
                         nnm_plan *p = NULL;
                         nnm_diag d;
                         nnm_diag_clear(&d);
@@ -508,7 +508,7 @@ static void test_sched_lenet_plan_runs_locally(void **state)
     double gf[] = { 0.05, 0.05, 0.02 };
     nnm_sched *s = mesh(ids, gf, 3, 0.1, 1000.0);
     for (int pol = 0; pol < NNM_POLICY__COUNT; pol++) {
-        nnm_plan_opts o = { NNM_OBJ_LATENCY, (nnm_policy)pol, NULL, 0, 0 };
+        nnm_plan_opts o = { NNM_OBJ_LATENCY, (nnm_policy)pol, NULL, 0, 0, 0 };
         nnm_plan *p = NULL;
         assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
         check_runs(p, g);
@@ -526,7 +526,7 @@ static void test_sched_memory_limits_respected(void **state)
     tu_node_set(s, "a", 1, 1000);          /* 1000 bytes: cannot hold any conv's weights */
     tu_node_set(s, "b", 1, 0);
     nnm_graph *g = tu_chain(2, 16, 16);
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_CAPACITY, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_CAPACITY, NULL, 0, 0, 0 };
     nnm_plan *p = NULL;
     assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
     assert_true(nnm_plan_node_share(p, "b") > 0.99);

@@ -116,7 +116,7 @@ static void simulate_node(int slow, double speed, double rtt_ms, double mbps, in
     for (int r = 0; r < NREQ; r++) {
         nnm_sched *truth = r < CHANGE ? truth_before : truth_after;
         for (int p = 0; p < NNM_POLICY__COUNT; p++) {
-            nnm_plan_opts o = { NNM_OBJ_LATENCY, (nnm_policy)p, NULL, 0, 0 };
+            nnm_plan_opts o = { NNM_OBJ_LATENCY, (nnm_policy)p, NULL, 0, 0, 0 };
             nnm_plan *plan = NULL;
             nnm_diag d;
             if (nnm_sched_plan(pol[p], g, HASH, &o, &plan, &d) != NNM_OK) fail_msg("%s", d.msg);
@@ -227,7 +227,7 @@ static void test_sched_adaptive_version_keeps_learning(void **state)
     nnm_graph *g = tu_chain(6, 32, 32);
     assert_non_null(g);
     nnm_sched *s = make("a", 1.0);
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0, 0 };
     nnm_plan *keep = NULL;
     for (int r = 0; r < 12; r++) {
         nnm_plan *p = NULL;
@@ -289,7 +289,7 @@ static void test_sched_adaptive_load_change_repredicts_in_place(void **state)
     nnm_graph *g = tu_chain(6, 32, 32);
     assert_non_null(g);
     nnm_sched *s = make("a", 1.0);
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0, 0 };
     for (int r = 0; r < 12; r++) {
         nnm_plan *p = NULL;
         assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
@@ -357,7 +357,7 @@ static void test_sched_adaptive_epoch_refreshes_in_place(void **state)
     nnm_graph *g = tu_chain(6, 32, 32);
     assert_non_null(g);
     nnm_sched *s = make("a", 1.0);
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0, 0 };
     nnm_plan *p = NULL;
     for (int r = 0; r < 12; r++) {
         assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
@@ -410,7 +410,7 @@ static void test_sched_adaptive_planning_waits_for_budget(void **state)
     nnm_graph *g = tu_chain(6, 32, 32);
     assert_non_null(g);
     nnm_sched *s = make_cfg("a", 1.0, 1e-12);
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0, 0 };
     nnm_plan *p = NULL;
     assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
     int na;
@@ -461,7 +461,7 @@ static sched_entry *first_plan(nnm_graph **g, nnm_sched **s, nnm_plan **p)
     *g = tu_chain(6, 32, 32);
     assert_non_null(*g);
     *s = make("a", 1.0);
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0, 0 };
     *p = NULL;
     assert_int_equal(nnm_sched_plan(*s, *g, HASH, &o, p, NULL), NNM_OK);
     int na;
@@ -566,6 +566,15 @@ static void test_sched_adaptive_pick_bounds_exploration(void **state)
     e->cnt[1] = 1; e->sum[1] = 90;
     e->cnt[0] = 1; e->sum[0] = 50; e->cal_sum = 0;
     assert_int_equal(sched__pick_arm(s, e), 2);
+    /* with requests waiting, an untried arm must be predicted better than the best measured
+     * mean (50): arm 2 at 40 is; predicted 55 (within the bound, tried when idle), it is not */
+    assert_int_equal(sched__pick_arm_backlog(s, e, 2), 2);
+    e->prior[2] = 55;
+    e->cnt[0] = 20; e->sum[0] = 20 * 50;             /* well known: the bonus goes to arm 2 */
+    assert_int_equal(sched__pick_arm(s, e), 2);
+    assert_int_equal(sched__pick_arm_backlog(s, e, 2), 0);
+    e->cnt[0] = 1; e->sum[0] = 50;
+    e->prior[2] = 40;
     /* arm 0's bad evidence decays below the measured bound: it may be tried again */
     e->cnt[0] = e->cal_cnt = 0.95; e->sum[0] = 0.95 * 600; e->cal_sum = 0.95 * log(12.0);
     assert_int_equal(sched__pick_arm(s, e), 1);
@@ -596,7 +605,7 @@ static void test_sched_adaptive_slow_links_never_slower_than_local(void **state)
     assert_non_null(g);
     nnm_sched *pol = make("a", 1.0), *truth = make("a", 1.0), *loc = make("a", 1.0);
     tu_links(truth, IDS, 4, 20.0, 2.0);           /* advertised: 1 ms, 100 MB/s */
-    nnm_plan_opts ol = { NNM_OBJ_LATENCY, NNM_POLICY_LOCAL, NULL, 0, 0 };
+    nnm_plan_opts ol = { NNM_OBJ_LATENCY, NNM_POLICY_LOCAL, NULL, 0, 0, 0 };
     nnm_plan *lp = NULL;
     assert_int_equal(nnm_sched_plan(loc, g, HASH, &ol, &lp, NULL), NNM_OK);
     double local, P;
@@ -605,7 +614,7 @@ static void test_sched_adaptive_slow_links_never_slower_than_local(void **state)
     enum { N = 120, WARM = 10 };
     static double lat[N];
     int slow = 0, worst_arm_ms = 0;
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0, 0 };
     for (int r = 0; r < N; r++) {
         if (r % 7 == 6) node_load(pol, "d", (r / 7) % 2 ? 0 : 400);   /* re-predicted */
         nnm_plan *p = NULL;
@@ -735,7 +744,7 @@ static double star_run(nnm_sched *s, const nnm_plan *p, double ovh, double send,
  * refined model drifted). */
 static const nnm_plan *dp_plan(nnm_sched *s, const nnm_graph *g)
 {
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0, 0 };
     nnm_plan *p = NULL;
     assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
     nnm_plan_free(p);
@@ -757,7 +766,7 @@ static void overhead_learning(double ovh, double send, int rounds, int *n0, int 
     *n0 = remote_parts(dp);
     *pred0 = dp->pred_latency_ms;
     *truth0 = star_run(s, dp, ovh, send, 0);
-    nnm_plan_opts ol = { NNM_OBJ_LATENCY, NNM_POLICY_LOCAL, NULL, 0, 0 };
+    nnm_plan_opts ol = { NNM_OBJ_LATENCY, NNM_POLICY_LOCAL, NULL, 0, 0, 0 };
     nnm_plan *lp = NULL;
     assert_int_equal(nnm_sched_plan(s, g, HASH, &ol, &lp, NULL), NNM_OK);
     double local = star_run(s, lp, ovh, send, 0);
@@ -817,12 +826,12 @@ static void test_sched_adaptive_bad_split_does_not_lock_out_peers(void **state)
     nnm_graph *g = tu_chain(6, 32, 32);
     assert_non_null(g);
     nnm_sched *s = make_fast();
-    nnm_plan_opts ol = { NNM_OBJ_LATENCY, NNM_POLICY_LOCAL, NULL, 0, 0 };
+    nnm_plan_opts ol = { NNM_OBJ_LATENCY, NNM_POLICY_LOCAL, NULL, 0, 0, 0 };
     nnm_plan *lp = NULL;
     assert_int_equal(nnm_sched_plan(s, g, HASH, &ol, &lp, NULL), NNM_OK);
     double local = star_run(s, lp, 45.0, 1.0, 0);
     nnm_plan_free(lp);
-    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0 };
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0, 0 };
     double lat[40], first = 0;
     int remote_last = 0;
     for (int r = 0; r < 40; r++) {
