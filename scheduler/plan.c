@@ -932,11 +932,8 @@ static int dp_in_bounds(const sched_entry *e)
     return e->cnt[d] < MEASURED_MIN || e->sum[d] / e->cnt[d] <= EXPLORE_RATIO * best_mean(e, -1);
 }
 
-/* The refined model drifted (a new epoch): every arm is predicted again under it and the
- * calibration re-based. This costs no DP (a plan's prediction is a pass over its parts), so
- * it happens at once, while the DP that may follow (refresh) waits for its budget: on a
- * loaded board that can be tens of requests, and until the re-basing one bad split's
- * calibration kept the offload that would help out of reach. */
+/* Every arm's prediction (the bandit's prior) under the current model and mesh figures: a
+ * pass over each plan's parts, no DP. */
 static void predict_arms(nnm_sched *s, sched_entry *e)
 {
     for (int i = 0; i < e->n_arms; i++) {
@@ -947,6 +944,11 @@ static void predict_arms(nnm_sched *s, sched_entry *e)
     }
 }
 
+/* The refined model drifted (a new epoch): every arm is predicted again under it and the
+ * calibration re-based. This costs no DP, so it happens at once, while the DP that may
+ * follow (refresh) waits for its budget: on a loaded board that can be tens of requests,
+ * and until the re-basing one bad split's calibration kept the offload that would help out
+ * of reach. */
 static void repredict(nnm_sched *s, sched_entry *e)
 {
     predict_arms(s, e);
