@@ -195,9 +195,9 @@ int nnm_cli_peers(int argc, char **argv)
     qsort(peers, np, sizeof *peers, cmp_peer);
     printf("mesh %s: %zu node%s", cfg->mesh_name, np, np == 1 ? "" : "s");
     if (ignored) printf(", %zu advert%s ignored", ignored, ignored == 1 ? "" : "s");
-    printf("\n%-16s %-19s %10s %5s %8s %8s %8s %8s %4s %5s %7s %-9s %6s %s\n", "ID", "FINGERPRINT",
-           "EPOCH", "SEQ", "CONV3X3", "CONV1X1", "DWCONV", "FC", "THR", "LOAD", "MEM", "STATE",
-           "AGE", "MODELS");
+    printf("\n%-16s %-19s %10s %5s %8s %8s %8s %8s %4s %5s %5s %7s %-9s %6s %s\n", "ID",
+           "FINGERPRINT", "EPOCH", "SEQ", "CONV3X3", "CONV1X1", "DWCONV", "FC", "THR", "LOAD",
+           "QUEUE", "MEM", "STATE", "AGE", "MODELS");
     uint64_t now = wall_ms();
     for (size_t i = 0; i < np; i++) {
         const nnm_node_peer *p = &peers[i];
@@ -214,12 +214,13 @@ int nnm_cli_peers(int argc, char **argv)
             snprintf(age, sizeof age, "%.1fs", now > sent ? (double)(now - sent) / 1000.0 : 0.0);
         }
         printf("%-16s %-19s %10" PRIu64 " %5" PRIu64 " %8.2f %8.2f %8.2f %8.2f %4" PRIu64
-               " %4.0f%% %7s %-9s %6s %s\n", p->id, p->fingerprint, p->epoch, p->seq,
+               " %4.0f%% %5" PRIu64 " %7s %-9s %6s %s\n", p->id, p->fingerprint, p->epoch, p->seq,
                (double)nnm_node_peer_get_cap(p, "mflops-conv3x3", 0) / 1000.0,
                (double)nnm_node_peer_get_cap(p, "mflops-conv1x1", 0) / 1000.0,
                (double)nnm_node_peer_get_cap(p, "mflops-dwconv", 0) / 1000.0,
                (double)nnm_node_peer_get_cap(p, "mflops-fc", 0) / 1000.0,
-               nnm_node_peer_get_cap(p, "cpu-cores", 0), p->load_permille / 10.0, mem,
+               nnm_node_peer_get_cap(p, "cpu-cores", 0), p->load_permille / 10.0,
+               nnm_node_peer_get_cap(p, "queue", 0), mem,
                nnm_node_peer_get_cap(p, "draining", 0) ? "draining" : "serving", age, models);
     }
     printf("(compute in GFLOP/s, measured by each node)\n");

@@ -334,6 +334,9 @@ struct nnm_node {
     int coordinating;            /* inside nnm_coord_run: nested requests are queued */
     nnm_link_msg reqq[REQ_QUEUE_MAX];   /* sealed requests that arrived meanwhile, in order */
     size_t n_reqq;
+    uint32_t adv_queue;          /* queue level in the last advert (0..NNM_QUEUE_MAX) */
+    uint64_t adv_queue_ms;       /* mono ms of the last advert */
+    uint64_t req_done_ms;        /* mono ms the last coordinated request ended */
     int throughput;              /* objective: stream throughput instead of latency (mu) */
     int forward;                 /* route stage outputs peer to peer ([scheduler] forward,
                                   * control verb forward on|off; mu) */
@@ -1016,8 +1019,23 @@ static void publish_stats(nnm_node *n, const char *state)
     }
 }
 
+/* Requests this node holds as their coordinator: the one it runs and those waiting. */
+static uint32_t queue_now(nnm_node *n)
+{
+    pthread_mutex_lock(&n->mu);
+    size_t q = (size_t)(n->coordinating != 0) + n->n_shq + n->n_reqq;
+    pthread_mutex_unlock(&n->mu);
+    return (uint32_t)q;
+}
+
+static uint32_t queue_level(uint32_t q)
+{
+    return q > NNM_QUEUE_MAX ? NNM_QUEUE_MAX : q;
+}
+
 static void publish_advert(nnm_node *n)
 {
+    uint32_t queue = queue_now(n);
     nnm_capacity lc;
     memset(&lc, 0, sizeof lc);
     nnm_capacity_get_load(&lc);
@@ -1043,6 +1061,7 @@ static void publish_advert(nnm_node *n)
     /* Lets readers compute the advert's age: it was sent at expiry - 3 x interval. */
     names[k] = "advert-interval-ms", vals[k++] = (uint64_t)n->cfg->advert_interval_ms;
     if (c->cpu_quota > 0) names[k] = "cpu-quota-milli", vals[k++] = (uint64_t)(c->cpu_quota * 1000);
+    names[k] = "queue", vals[k++] = queue;
     uint64_t seq = ++n->st.seq;
     uint64_t epoch = n->st.epoch;
     pthread_mutex_unlock(&n->mu);
@@ -1064,6 +1083,28 @@ static void publish_advert(nnm_node *n)
     pthread_mutex_unlock(&n->mu);
     if (rc != NNM_OK && rc != NNM_ECONN)
         nlog(n, NNM_NODE_LOG_WARN, "advert not published: %s", d.msg);
+    n->adv_queue = queue_level(queue);
+    n->adv_queue_ms = mono_ms();
+}
+
+/* Peers plan with this node's queue (docs/SCHEDULER.md, "Busy peers"): a stream is often
+ * shorter than the advert interval, so a change is advertised at once when the node gets
+ * busy, within a second between busy levels, and after QUEUE_IDLE_MS without a request when
+ * it is idle again (a stream's next request usually follows within that). */
+#define QUEUE_IDLE_MS 250
+#define QUEUE_LEVEL_MS 1000
+
+static void advertise_queue(nnm_node *n)
+{
+    uint32_t lv = queue_level(queue_now(n)), was = n->adv_queue;
+    if (lv == was) return;
+    uint64_t now = mono_ms();
+    if (lv > 0 && was > 0 && now - n->adv_queue_ms < QUEUE_LEVEL_MS) return;
+    if (lv == 0 && now - n->req_done_ms < QUEUE_IDLE_MS) return;
+    pthread_mutex_lock(&n->mu);
+    int started = n->started && !n->left;
+    pthread_mutex_unlock(&n->mu);
+    if (started) publish_advert(n);
 }
 
 static void remeasure(nnm_node *n)
@@ -1207,6 +1248,8 @@ static void sync_sched(nnm_node *n)
         for (int c = 0; c < 4; c++) mn.gflops[c] = (double)nnm_node_peer_get_cap(p, capname[c], 0) / 1e3;
         mn.free_mem = p->free_mem;
         mn.load_permille = p->load_permille > 1000 ? 1000 : p->load_permille;
+        uint64_t q = nnm_node_peer_get_cap(p, "queue", 0);
+        mn.queue = q > UINT32_MAX ? UINT32_MAX : (uint32_t)q;
         mn.draining = nnm_node_peer_get_cap(p, "draining", 0) != 0 ||
                       nnm_coord_peer_excluded(&n->cst, p->id) ||  /* caught by a spot check */
                       nnm_coord_peer_suspect(&n->cst, p->id);     /* let a task time out */
@@ -1350,6 +1393,7 @@ static nnm_err coordinate(nnm_node *n, const uint8_t *hash, const char *const *n
     po.backlog = (int)(n->n_shq + n->n_reqq);    /* n_reqq: this thread's own */
     pthread_mutex_unlock(&n->mu);
     n->coordinating = 1;
+    advertise_queue(n);
     /* A copy: the stats JSON (other threads, under mu) never sees it half updated. Only
      * this thread writes n->cst. */
     nnm_coord_stats cst = n->cst;
@@ -1360,6 +1404,7 @@ static nnm_err coordinate(nnm_node *n, const uint8_t *hash, const char *const *n
     n->cst = cst;
     pthread_mutex_unlock(&n->mu);
     n->coordinating = 0;
+    n->req_done_ms = mono_ms();
     /* Parts the coordinator ran itself are slices this node ran. */
     for (size_t i = 0; rc == NNM_OK && trace && *trace && i < *ntrace; i++)
         if (!strcmp((*trace)[i].node, n->id)) record_slice(n, (double)(*trace)[i].compute_us / 1e3);
@@ -1694,6 +1739,7 @@ void nnm_node_poll(nnm_node *n, unsigned timeout_ms)
     }
     if (measure) remeasure(n);
     if (due) publish_advert(n);
+    else advertise_queue(n);
     if (stats) publish_stats(n, "serving");
 }
 

@@ -17,6 +17,8 @@
 typedef struct sched_node {
     int present;
     nnm_mesh_node pub;                     /* models points into models below */
+    double share;                          /* 1 / (1 + min(queue, NNM_QUEUE_MAX)); 1 for the
+                                            * planning node itself */
     uint8_t (*models)[NNM_WIRE_HASH_BYTES]; /* owned copy */
     double logm[NNM_OPC__COUNT];           /* EMA of log(observed / predicted-advertised) */
     double logm_epoch[NNM_OPC__COUNT];     /* values when the candidate set was last built */

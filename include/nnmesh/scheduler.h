@@ -69,6 +69,9 @@ typedef enum nnm_stage_kind {
     NNM_STAGE__COUNT
 } nnm_stage_kind;
 
+/* Queue lengths beyond this count as this (a busy node's share does not go to zero). */
+#define NNM_QUEUE_MAX 3
+
 /* A node as the scheduler sees it (a copy is kept; models are copied too). */
 typedef struct nnm_mesh_node {
     char id[NNM_ID_MAX + 1];
@@ -77,6 +80,12 @@ typedef struct nnm_mesh_node {
                                      * the conv3x3 figure is used) */
     uint64_t free_mem;              /* bytes; 0: unknown (no memory constraint) */
     uint32_t load_permille;         /* 0..1000: other work on the node; rates / (1 + load) */
+    uint32_t queue;                 /* requests the node holds as their coordinator (running
+                                     * or waiting; advert capability `queue`). A peer's rates
+                                     * / (1 + min(queue, NNM_QUEUE_MAX)): its own requests
+                                     * share its CPU with the parts it runs for others. The
+                                     * planning node's own entry is not divided (its backlog
+                                     * is nnm_plan_opts.backlog) */
     int draining;                   /* takes no new parts (still a valid source/sink) */
     size_t nmodels;
     const uint8_t (*models)[NNM_WIRE_HASH_BYTES];   /* hashes of models held (borrowed) */

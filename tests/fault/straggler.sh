@@ -8,6 +8,9 @@
 #    single-node output (within 1e-5), after at least the 2 s task deadline, without n3 in
 #    its trace, and n1 counts re-run parts (coordinator.tasks_retried); n1 does not see n3
 #    leave (the deadline re-ran the parts);
+#  - while n1 waits for the stopped n3, its advert says it holds a request (queue 1 in
+#    `nnmesh peers`, published as it started coordinating, not at the 2 s advert interval),
+#    and says 0 again within the interval once the request is done;
 #  - after SIGCONT, n3's stale answers are discarded (results_late) and n3 serves again.
 #   make check TESTS=tests/fault/straggler.sh
 . "$(dirname "$0")/../lib.sh"
@@ -26,9 +29,18 @@ infer_bg b0; wait $infer_pid || true
 grep -q '^  n3 ' "$dir/b0.out" || fail "n3 ran no part before it was stopped: $(cat "$dir/b0.out")"
 retried0=$(node_stat n1 coordinator.tasks_retried)
 kill -STOP "$(cat "$dir/n3.pid")"
+queue_of() { "$NNMESH" peers --config "$dir/shell.conf" --wait 0.3 2>/dev/null | awk -v id="$1" '$1 == id { print $11 }'; }
+n1_queue_is() { [ "$(queue_of n1)" = "$1" ]; }
+[ "$(queue_of n1)" = 0 ] || fail "idle n1 advertises queue '$(queue_of n1)'"
 t=$(now)
-infer_bg b1; wait $infer_pid || true
+infer_bg b1
+wait_until 1.5 n1_queue_is 1 || fail "n1 coordinating (n3 stopped) advertises queue '$(queue_of n1)', not 1, after $(since "$t") s"
+qt=$(since "$t")
+wait $infer_pid || true
 el=$(since "$t")
+t=$(now)
+wait_until 1.2 n1_queue_is 0 || fail "n1 still advertises queue '$(queue_of n1)' $(since "$t") s after the request ended"
+echo "PASS n1's advert showed queue 1 ${qt} s into the request, 0 again $(since "$t") s after it (advert interval 2 s)"
 [ "$(infer_verdict "$dir/b1" "$dir/b1")" = ok ] || fail "the request with n3 stopped failed: $(cat "$dir/b1.err")"
 ! grep -q '^  n3 ' "$dir/b1.out" || fail "the trace still credits the stopped n3: $(cat "$dir/b1.out")"
 # n1 publishes its stats as the request ends, possibly after the client got the answer:

@@ -58,6 +58,33 @@ static void test_sched_cost_arithmetic_matches_formulas(void **state)
     double w2[NNM_OPC__COUNT] = { 1e9, 0, 0, 0, 0 };
     assert_int_equal(nnm_sched_compute_ms(s, "b", w2, 0, &ms, NULL), NNM_OK);
     assert_float_equal(ms, 0.3 + 400.0, 1e-9);
+    /* a peer's queue (requests it coordinates) takes its share: 2 requests -> a third; beyond
+     * NNM_QUEUE_MAX it counts as NNM_QUEUE_MAX; a change of level re-plans, one within the
+     * cap does not. The planning node's own queue is its backlog, not a slower rate. */
+    n.load_permille = 0;
+    n.queue = 2;
+    uint64_t v0 = nnm_sched_version(s);
+    assert_int_equal(nnm_sched_node_set(s, &n, NULL), NNM_OK);
+    assert_true(nnm_sched_version(s) > v0);
+    assert_int_equal(nnm_sched_compute_ms(s, "b", w2, 0, &ms, NULL), NNM_OK);
+    assert_float_equal(ms, 0.3 + 600.0, 1e-9);
+    n.queue = 50;
+    assert_int_equal(nnm_sched_node_set(s, &n, NULL), NNM_OK);
+    assert_int_equal(nnm_sched_compute_ms(s, "b", w2, 0, &ms, NULL), NNM_OK);
+    assert_float_equal(ms, 0.3 + 200.0 * (1 + NNM_QUEUE_MAX), 1e-9);
+    v0 = nnm_sched_version(s);
+    n.queue = 7;
+    assert_int_equal(nnm_sched_node_set(s, &n, NULL), NNM_OK);
+    assert_true(nnm_sched_version(s) == v0);
+    nnm_mesh_node self;
+    memset(&self, 0, sizeof self);
+    strcpy(self.id, "a");
+    self.gflops[NNM_OPC_CONV3X3] = 10;
+    self.queue = 3;
+    assert_int_equal(nnm_sched_node_set(s, &self, NULL), NNM_OK);
+    assert_int_equal(nnm_sched_compute_ms(s, "a", w2, 0, &ms, NULL), NNM_OK);
+    assert_float_equal(ms, 0.3 + 100.0, 1e-9);
+    n.queue = 0;
     /* bad input */
     n.load_permille = 1001;
     assert_int_equal(nnm_sched_node_set(s, &n, &d), NNM_EINVAL);
