@@ -682,8 +682,8 @@ static nnm_err candidates(sched_ctx *base, sched_entry *e, int first, int last, 
  *   prior) is at most EXPLORE_RATIO times the best measured mean; an unmeasured one, while
  *   requests wait at the coordinator, only when its calibrated prior beats that mean.
  * - Baseline: the local-only arm is measured whenever it is not (and some arm is), twice
- *   at first, so the bound always knows what running locally costs. It also goes first,
- *   unless some arm is predicted EXPLORE_RATIO times faster.
+ *   at first, so the bound always knows what running locally costs. In a busy mesh it also
+ *   goes first, unless some arm is predicted EXPLORE_RATIO times faster.
  * Among the eligible arms: discounted UCB1, the calibrated prior counting as one
  * observation, exploration bonus c * best mean * sqrt(2 ln N / n_i). */
 #define MEASURED_MIN 0.1
@@ -720,6 +720,15 @@ static double best_mean(const sched_entry *e, int skip)
     return best;
 }
 
+/* Whether a peer advertises requests of its own (nnm_mesh_node.queue). */
+static int peers_busy(const nnm_sched *s)
+{
+    for (int i = 0; i < SCHED_MAXN; i++)
+        if (s->nodes[i].present && s->nodes[i].pub.queue > 0 && strcmp(s->nodes[i].pub.id, s->self))
+            return 1;
+    return 0;
+}
+
 int sched__pick_arm(const nnm_sched *s, const sched_entry *e)
 {
     return sched__pick_arm_backlog(s, e, 0);
@@ -746,13 +755,15 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
         if (!isinf(other) && e->sum[la] / e->cnt[la] <= COLD_RATIO * EXPLORE_RATIO * other)
             return la;
     }
-    /* Nothing measured yet (a set's first request): a split runs blind, cold, and where the
+    /* Nothing measured yet (a set's first request) while the mesh is busy (requests wait
+     * here, or a peer holds requests of its own): a split runs blind, cold, and where the
      * cost model is most wrong, so it goes first only when predicted EXPLORE_RATIO times
      * faster than running locally; otherwise the baseline goes first and the split is tried
      * under the bounds below. A ResNet-18 stream's first requests on 4 boards ran the DP's
      * 21-part split, predicted at 323 ms against 347 ms local, in 2.7-3.3 s: every peer was
-     * busy with its own stream. */
-    if (isinf(best_meas)) {
+     * busy with its own stream. An idle mesh tries the split first as before: there its
+     * cold run is what keeps splits that do not pay from being explored further. */
+    if (isinf(best_meas) && (backlog > 0 || peers_busy(s))) {
         int loc = -1;
         double best_q = INFINITY;
         for (int i = 0; i < e->n_arms; i++) {

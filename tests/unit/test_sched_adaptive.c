@@ -595,21 +595,38 @@ static void test_sched_adaptive_pick_bounds_exploration(void **state)
     e->cnt[1] = 1; e->sum[1] = 140; e->runs[1] = 2;  /* measured: the bandit chooses again */
     assert_int_equal(sched__pick_arm(s, e), 2);
     /* a set's first request, nothing measured: a split predicted 323 ms against 347 local
-     * (ResNet-18 on 4 boards) does not run blind; the baseline goes first, idle or not */
+     * (ResNet-18 on 4 boards) runs first in an idle mesh, not while requests wait here or a
+     * peer advertises requests of its own; the baseline goes first then */
     memset(e, 0, sizeof *e);
     e->n_arms = 3;
     e->prior[0] = 323;
     e->prior[1] = 347; e->local[1] = 1;
     e->prior[2] = 421; e->one[2] = 1;
-    assert_int_equal(sched__pick_arm(s, e), 1);
+    assert_int_equal(sched__pick_arm(s, e), 0);
     assert_int_equal(sched__pick_arm_backlog(s, e, 2), 1);
+    nnm_mesh_node busy;
+    memset(&busy, 0, sizeof busy);
+    strcpy(busy.id, "c");
+    for (int c = 0; c < NNM_OPC_OTHER; c++) busy.gflops[c] = 1.0;
+    busy.gflops[NNM_OPC_OTHER] = 2.0;
+    busy.queue = 1;
+    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);
+    assert_int_equal(sched__pick_arm(s, e), 1);
     /* predicted 1.5x faster or more (a slow coordinator, a fast peer): the split goes first */
     e->prior[2] = 231;
     assert_int_equal(sched__pick_arm(s, e), 2);
     e->prior[0] = 200;
     assert_int_equal(sched__pick_arm(s, e), 0);
-    print_message("nothing measured: local first against a split predicted 1.07x faster; a "
-                  "split predicted 1.74x faster first\n");
+    /* the planning node's own queue is not a busy peer */
+    busy.queue = 0;
+    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);
+    strcpy(busy.id, "a");
+    busy.queue = 2;
+    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);
+    e->prior[0] = 323; e->prior[2] = 421;
+    assert_int_equal(sched__pick_arm(s, e), 0);
+    print_message("nothing measured, a peer busy: local first against a split predicted 1.07x "
+                  "faster; a split predicted 1.74x faster first; idle mesh: the split first\n");
     free(e);
     nnm_sched_free(s);
 }
