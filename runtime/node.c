@@ -1033,9 +1033,17 @@ static uint32_t queue_level(uint32_t q)
     return q > NNM_QUEUE_MAX ? NNM_QUEUE_MAX : q;
 }
 
+/* A node between two requests of a stream is not idle: its adverts keep the last busy
+ * level until QUEUE_IDLE_MS after its last request (a stream's next request usually comes
+ * within that), else a periodic advert sent in the gap tells peers it is free. */
+#define QUEUE_IDLE_MS 250
+#define QUEUE_LEVEL_MS 1000
+
 static void publish_advert(nnm_node *n)
 {
     uint32_t queue = queue_now(n);
+    if (queue == 0 && n->adv_queue > 0 && mono_ms() - n->req_done_ms < QUEUE_IDLE_MS)
+        queue = n->adv_queue;
     nnm_capacity lc;
     memset(&lc, 0, sizeof lc);
     nnm_capacity_get_load(&lc);
@@ -1087,13 +1095,10 @@ static void publish_advert(nnm_node *n)
     n->adv_queue_ms = mono_ms();
 }
 
-/* Peers plan with this node's queue (docs/SCHEDULER.md, "Busy peers"): a stream is often
+/* Peers plan with this node's queue (docs/SCHEDULER.md, cost model): a stream is often
  * shorter than the advert interval, so a change is advertised at once when the node gets
  * busy, within a second between busy levels, and after QUEUE_IDLE_MS without a request when
- * it is idle again (a stream's next request usually follows within that). */
-#define QUEUE_IDLE_MS 250
-#define QUEUE_LEVEL_MS 1000
-
+ * it is idle again (see publish_advert). */
 static void advertise_queue(nnm_node *n)
 {
     uint32_t lv = queue_level(queue_now(n)), was = n->adv_queue;

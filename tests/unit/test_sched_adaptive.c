@@ -627,6 +627,19 @@ static void test_sched_adaptive_pick_bounds_exploration(void **state)
     assert_int_equal(sched__pick_arm(s, e), 0);
     print_message("nothing measured, a peer busy: local first against a split predicted 1.07x "
                   "faster; a split predicted 1.74x faster first; idle mesh: the split first\n");
+    /* with requests waiting, an untried split must also beat the best measured arm's own
+     * prediction: local predicted 29 ms, measured 39 (MobileNetV2 mid-stream); a split
+     * predicted 31 is below 39 but not below 29, so it waits for an idle moment */
+    memset(e, 0, sizeof *e);
+    e->n_arms = 2;
+    e->prior[0] = 29; e->local[0] = 1; e->cnt[0] = 5; e->sum[0] = 5 * 39.0; e->runs[0] = 2;
+    e->prior[1] = 31;
+    assert_int_equal(sched__pick_arm_backlog(s, e, 1), 0);
+    e->prior[1] = 27;
+    assert_int_equal(sched__pick_arm_backlog(s, e, 1), 1);
+    e->prior[1] = 31;
+    e->cnt[0] = 50; e->sum[0] = 50 * 39.0;          /* well known: the bonus goes to arm 1 */
+    assert_int_equal(sched__pick_arm(s, e), 1);
     free(e);
     nnm_sched_free(s);
 }
