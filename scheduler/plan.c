@@ -737,7 +737,12 @@ int sched__pick_arm(const nnm_sched *s, const sched_entry *e)
 int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlog)
 {
     double best_meas = best_mean(e, -1);
-    /* Requests wait behind this one: an untried arm must be predicted (calibrated) better
+    /* A busy mesh: requests wait behind this one, or a peer advertises requests of its own
+     * (then an exploration slows their streams too, and the ratio of its gain to its risk
+     * is worst: a MobileNetV2 node with an empty queue, its peers streaming, tried a 5-part
+     * split predicted at 55 ms against 50 measured locally; it ran 203 ms, then 362 warm). */
+    int busy = backlog > 0 || peers_busy(s);
+    /* In a busy mesh an untried arm must be predicted (calibrated) better
      * than the best measured mean, not merely within the bound, and better than that arm's
      * own prediction: a like-for-like comparison where the model misjudges both (MobileNetV2
      * mid-stream: local predicted 29 ms, measured 39; a 2-node split predicted 31 ran 510
@@ -746,7 +751,7 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
      * 229 ms local), and every queued request pays for it; an idle moment explores as
      * usual. */
     double untried_max = EXPLORE_RATIO * best_meas;
-    if (backlog > 0) {
+    if (busy) {
         untried_max = best_meas;
         for (int i = 0; i < e->n_arms; i++)
             if (e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] == best_meas) {
@@ -759,11 +764,13 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
      * paid one-time costs (slice executors built on a peer, weights loaded: 3x a warm run of
      * ResNet-18 on a 25% board), and as its mean it kept the plan out of bounds for ~45
      * requests. Nothing else measured (a set's first request): the baseline comes first; a
-     * stream's first split re-run at once cost 5-8 s on 4 loaded boards. */
+     * stream's first split re-run at once cost 5-8 s on 4 loaded boards. In a busy mesh the
+     * warm run must promise to beat the other arm, as an untried one must. */
     int la = e->last_arm;
     if (la >= 0 && la < e->n_arms && e->runs[la] == 1 && e->cnt[la] >= MEASURED_MIN) {
         double other = best_mean(e, la);
-        if (!isinf(other) && e->sum[la] / e->cnt[la] <= COLD_RATIO * EXPLORE_RATIO * other)
+        if (!isinf(other) &&
+            e->sum[la] / e->cnt[la] <= COLD_RATIO * (busy ? 1.0 : EXPLORE_RATIO) * other)
             return la;
     }
     /* Nothing measured yet (a set's first request) while the mesh is busy (requests wait
@@ -774,7 +781,7 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
      * 21-part split, predicted at 323 ms against 347 ms local, in 2.7-3.3 s: every peer was
      * busy with its own stream. An idle mesh tries the split first as before: there its
      * cold run is what keeps splits that do not pay from being explored further. */
-    if (isinf(best_meas) && (backlog > 0 || peers_busy(s))) {
+    if (isinf(best_meas) && busy) {
         int loc = -1;
         double best_q = INFINITY;
         for (int i = 0; i < e->n_arms; i++) {

@@ -640,6 +640,20 @@ static void test_sched_adaptive_pick_bounds_exploration(void **state)
     e->prior[1] = 31;
     e->cnt[0] = 50; e->sum[0] = 50 * 39.0;          /* well known: the bonus goes to arm 1 */
     assert_int_equal(sched__pick_arm(s, e), 1);
+    /* the same with no request waiting here but a peer streaming: the mesh is busy */
+    busy.queue = 0;
+    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);    /* "a", the planner */
+    strcpy(busy.id, "c");
+    busy.queue = 2;
+    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);
+    assert_int_equal(sched__pick_arm(s, e), 0);
+    /* and a split whose cold run was 160 ms (local 39) is not re-run at once: warm at a
+     * third (53) it would not beat local; idle, within 1.5x, it is */
+    e->cnt[1] = 1; e->sum[1] = 160; e->runs[1] = 1; e->last_arm = 1;
+    assert_int_equal(sched__pick_arm(s, e), 0);
+    busy.queue = 0;
+    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);
+    assert_int_equal(sched__pick_arm(s, e), 1);
     free(e);
     nnm_sched_free(s);
 }
