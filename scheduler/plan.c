@@ -679,8 +679,9 @@ static nnm_err candidates(sched_ctx *base, sched_entry *e, int first, int last, 
  *   split look best. The local-only arm keeps its prediction: it involves no link and no
  *   peer, what the model gets wrong, and it is measured anyway (Baseline).
  * - Bound: an arm is eligible only when its measured mean (unmeasured: its calibrated
- *   prior) is at most EXPLORE_RATIO times the best measured mean; an unmeasured one, while
- *   requests wait at the coordinator, only when its calibrated prior beats that mean.
+ *   prior) is at most EXPLORE_RATIO times the best measured mean; an unmeasured one, in a
+ *   busy mesh (requests wait at the coordinator, or a peer advertises a queue), only when
+ *   its calibrated prior beats both that mean and that arm's own prediction.
  * - Baseline: the local-only arm is measured whenever it is not (and some arm is), twice
  *   at first, so the bound always knows what running locally costs. In a busy mesh it also
  *   goes first, unless some arm is predicted EXPLORE_RATIO times faster.
