@@ -31,7 +31,8 @@ retried0=$(node_stat n1 coordinator.tasks_retried)
 kill -STOP "$(cat "$dir/n3.pid")"
 queue_of() { "$NNMESH" peers --config "$dir/shell.conf" --wait 0.3 2>/dev/null | awk -v id="$1" '$1 == id { print $11 }'; }
 n1_queue_is() { [ "$(queue_of n1)" = "$1" ]; }
-[ "$(queue_of n1)" = 0 ] || fail "idle n1 advertises queue '$(queue_of n1)'"
+# b0 just ended: n1 says it is idle again ~250 ms after its last request
+wait_until 2 n1_queue_is 0 || fail "idle n1 advertises queue '$(queue_of n1)'"
 t=$(now)
 infer_bg b1
 wait_until 1.5 n1_queue_is 1 || fail "n1 coordinating (n3 stopped) advertises queue '$(queue_of n1)', not 1, after $(since "$t") s"
