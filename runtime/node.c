@@ -1028,11 +1028,6 @@ static uint32_t queue_now(nnm_node *n)
     return (uint32_t)q;
 }
 
-static uint32_t queue_level(uint32_t q)
-{
-    return q > NNM_QUEUE_MAX ? NNM_QUEUE_MAX : q;
-}
-
 /* A node between two requests of a stream is not idle: its adverts keep the last busy
  * level until QUEUE_IDLE_MS after its last request (a stream's next request usually comes
  * within that), else a periodic advert sent in the gap tells peers it is free. */
@@ -1091,7 +1086,7 @@ static void publish_advert(nnm_node *n)
     pthread_mutex_unlock(&n->mu);
     if (rc != NNM_OK && rc != NNM_ECONN)
         nlog(n, NNM_NODE_LOG_WARN, "advert not published: %s", d.msg);
-    n->adv_queue = queue_level(queue);
+    n->adv_queue = nnm_queue_level(queue);
     n->adv_queue_ms = mono_ms();
 }
 
@@ -1101,7 +1096,7 @@ static void publish_advert(nnm_node *n)
  * it is idle again (see publish_advert). */
 static void advertise_queue(nnm_node *n)
 {
-    uint32_t lv = queue_level(queue_now(n)), was = n->adv_queue;
+    uint32_t lv = nnm_queue_level(queue_now(n)), was = n->adv_queue;
     if (lv == was) return;
     uint64_t now = mono_ms();
     if (lv > 0 && was > 0 && now - n->adv_queue_ms < QUEUE_LEVEL_MS) return;

@@ -116,11 +116,6 @@ static int differs(double a, double b)
     return m > 0 && fabs(a - b) > 0.25 * m;
 }
 
-static unsigned queue_level(uint32_t q)
-{
-    return q > NNM_QUEUE_MAX ? NNM_QUEUE_MAX : q;
-}
-
 nnm_err nnm_sched_node_set(nnm_sched *s, const nnm_mesh_node *n, nnm_diag *diag)
 {
     if (!valid_id(n->id))
@@ -155,7 +150,7 @@ nnm_err nnm_sched_node_set(nnm_sched *s, const nnm_mesh_node *n, nnm_diag *diag)
     if (!fresh) {
         for (int c = 0; c < NNM_OPC__COUNT; c++) changed |= differs(sn->pub.gflops[c], n->gflops[c]);
         changed |= abs((int)sn->pub.load_permille - (int)n->load_permille) > 300;
-        changed |= queue_level(sn->pub.queue) != queue_level(n->queue);
+        changed |= nnm_queue_level(sn->pub.queue) != nnm_queue_level(n->queue);
         /* what a plan may depend on to be valid at all (not only fast) */
         members |= differs((double)sn->pub.free_mem, (double)n->free_mem);
         members |= sn->pub.draining != n->draining;
@@ -172,7 +167,7 @@ nnm_err nnm_sched_node_set(nnm_sched *s, const nnm_mesh_node *n, nnm_diag *diag)
     free(sn->models);
     sn->present = 1;
     sn->pub = *n;
-    sn->share = strcmp(n->id, s->self) ? 1.0 / (1.0 + queue_level(n->queue)) : 1.0;
+    sn->share = strcmp(n->id, s->self) ? 1.0 / (1.0 + nnm_queue_level(n->queue)) : 1.0;
     sn->models = models;
     sn->pub.models = (const uint8_t (*)[NNM_WIRE_HASH_BYTES])models;
     if (changed) s->version++;
@@ -246,6 +241,8 @@ nnm_err nnm_sched_node_from_advert(nnm_mesh_node *n, const char *id, const nnm_a
     for (size_t i = 0; i < adv->ncaps; i++) {
         const nnm_advert_cap *cp = &adv->caps[i];
         if (!strcmp(cp->name, "gflops")) generic = (double)cp->value;
+        if (!strcmp(cp->name, "queue"))
+            n->queue = (uint32_t)(cp->value > UINT32_MAX ? UINT32_MAX : cp->value);
         for (int c = 0; c < NNM_OPC__COUNT; c++)
             if (!strcmp(cp->name, names[c])) n->gflops[c] = (double)cp->value / 1000.0;
     }
@@ -253,9 +250,6 @@ nnm_err nnm_sched_node_from_advert(nnm_mesh_node *n, const char *id, const nnm_a
         if (n->gflops[c] == 0) n->gflops[c] = generic;
     n->free_mem = adv->free_mem;
     n->load_permille = adv->load_permille > 1000 ? 1000 : adv->load_permille;
-    for (size_t i = 0; i < adv->ncaps; i++)
-        if (!strcmp(adv->caps[i].name, "queue"))
-            n->queue = adv->caps[i].value > UINT32_MAX ? UINT32_MAX : (uint32_t)adv->caps[i].value;
     n->nmodels = adv->nmodels;
     n->models = adv->models;
     return NNM_OK;

@@ -711,6 +711,12 @@ static double cal_ratio(const sched_entry *e, int i)
     return e->one[i] ? cal_of(e->cal1_cnt, e->cal1_sum) : cal_of(e->cal_cnt, e->cal_sum);
 }
 
+/* Arm i's calibrated prediction (the local-only arm keeps its own, see above). */
+static double arm_q(const sched_entry *e, int i)
+{
+    return e->local[i] ? e->prior[i] : e->prior[i] * cal_ratio(e, i);
+}
+
 /* The best measured mean over the arms but `skip` (-1: none); INFINITY if none is measured. */
 static double best_mean(const sched_entry *e, int skip)
 {
@@ -755,10 +761,9 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
     if (busy) {
         untried_max = best_meas;
         for (int i = 0; i < e->n_arms; i++)
-            if (e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] == best_meas) {
-                double qb = e->local[i] ? e->prior[i] : e->prior[i] * cal_ratio(e, i);
-                if (qb < untried_max) untried_max = qb;
-            }
+            if (e->cnt[i] >= MEASURED_MIN && e->sum[i] / e->cnt[i] == best_meas &&
+                arm_q(e, i) < untried_max)
+                untried_max = arm_q(e, i);
     }
     /* An arm whose only run was its cold first one runs again at once, if a warm run
      * COLD_RATIO times faster would be within the bound of another measured arm: that run
@@ -787,8 +792,8 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
         double best_q = INFINITY;
         for (int i = 0; i < e->n_arms; i++) {
             if (e->local[i] && loc < 0) loc = i;
-            else if (!e->local[i] && e->prior[i] * cal_ratio(e, i) < best_q)
-                best_q = e->prior[i] * cal_ratio(e, i);
+            else if (!e->local[i] && arm_q(e, i) < best_q)
+                best_q = arm_q(e, i);
         }
         if (loc >= 0 && !(best_q * EXPLORE_RATIO <= e->prior[loc])) return loc;
     }
@@ -802,7 +807,7 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
     double mean[32], cnt[32];
     int ok[32];
     for (int i = 0; i < e->n_arms; i++) {
-        double q = e->local[i] ? e->prior[i] : e->prior[i] * cal_ratio(e, i);
+        double q = arm_q(e, i);
         int measured = e->cnt[i] >= MEASURED_MIN;
         ok[i] = (measured ? e->sum[i] / e->cnt[i] <= EXPLORE_RATIO * best_meas
                           : q <= untried_max) ||
@@ -1056,8 +1061,7 @@ static void refresh(nnm_sched *s, sched_entry *e, sched_ctx *c)
     } else if (p) {
         double worst = -1;
         for (int i = 0; i < e->n_arms; i++) {
-            double est = e->cnt[i] >= MEASURED_MIN ? e->sum[i] / e->cnt[i]
-                                                   : e->prior[i] * cal_ratio(e, i);
+            double est = e->cnt[i] >= MEASURED_MIN ? e->sum[i] / e->cnt[i] : arm_q(e, i);
             if (!e->local[i] && est > worst) { worst = est; slot = i; }
         }
     }
@@ -1257,7 +1261,7 @@ void nnm_sched_explain(const nnm_sched *s, const nnm_plan *plan, char *buf, size
             e->local[i] ? " local" : e->one[i] ? " one" : "", p->n_stages, parts);
         for (int j = 0; j < SCHED_MAXN; j++)
             if (on >> j & 1) OUT(" %s", s->nodes[j].pub.id);
-        double q = e->local[i] ? e->prior[i] : e->prior[i] * cal_ratio(e, i);
+        double q = arm_q(e, i);
         OUT(" pred %.0f prior %.0f n %.2f", e->prior[i], q, e->cnt[i]);
         if (e->cnt[i] > 0) OUT(" mean %.0f", e->sum[i] / e->cnt[i]);
         OUT("]");

@@ -72,6 +72,12 @@ typedef enum nnm_stage_kind {
 /* Queue lengths beyond this count as this (a busy node's share does not go to zero). */
 #define NNM_QUEUE_MAX 3
 
+/* The level a queue length counts as: 0 .. NNM_QUEUE_MAX. */
+static inline uint32_t nnm_queue_level(uint32_t q)
+{
+    return q > NNM_QUEUE_MAX ? NNM_QUEUE_MAX : q;
+}
+
 /* A node as the scheduler sees it (a copy is kept; models are copied too). */
 typedef struct nnm_mesh_node {
     char id[NNM_ID_MAX + 1];
@@ -195,8 +201,8 @@ void nnm_sched_free(nnm_sched *s);
 
 /* Adds or updates a node (copied). Bumps the mesh version when the node is new, its models,
  * memory (25%) or draining flag change (members: adaptive plan sets are rebuilt), or its
- * capacities (25%) or load (300 permille) change (conditions: adaptive sets are predicted
- * again in place; other policies re-plan). Errors: NNM_EINVAL (bad id, negative
+ * capacities (25%), load (300 permille) or queue level change (conditions: adaptive sets
+ * are predicted again in place; other policies re-plan). Errors: NNM_EINVAL (bad id, negative
  * rate, load > 1000), NNM_ERANGE (more than NNM_SCHED_MAX_NODES), NNM_ENOMEM. */
 nnm_err nnm_sched_node_set(nnm_sched *s, const nnm_mesh_node *n, nnm_diag *diag);
 /* Removes a node (left or dead). NNM_ENOTFOUND if unknown. */

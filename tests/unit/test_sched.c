@@ -97,6 +97,37 @@ static void test_sched_cost_arithmetic_matches_formulas(void **state)
     nnm_sched_free(NULL);
 }
 
+/* An advert's capacities as the scheduler reads them: per-class MFLOP/s, `gflops` for the
+ * classes not given, load capped at 1000, the queue (a huge value clamped, not wrapped). */
+static void test_sched_node_from_advert_reads_capacities(void **state)
+{
+    (void)state;
+    nnm_advert_cap caps[] = {
+        { "gflops", 7 }, { "mflops-conv3x3", 12500 }, { "queue", 2 }, { "mem-mb", 512 },
+    };
+    nnm_advert adv;
+    memset(&adv, 0, sizeof adv);
+    adv.free_mem = 1u << 30;
+    adv.load_permille = 1500;
+    adv.caps = caps;
+    adv.ncaps = 4;
+    nnm_mesh_node n;
+    assert_int_equal(nnm_sched_node_from_advert(&n, "b", &adv, NULL), NNM_OK);
+    assert_float_equal(n.gflops[NNM_OPC_CONV3X3], 12.5, 1e-12);
+    assert_float_equal(n.gflops[NNM_OPC_FC], 7.0, 1e-12);
+    assert_int_equal(n.load_permille, 1000);
+    assert_int_equal(n.queue, 2);
+    caps[2].value = UINT64_MAX;
+    assert_int_equal(nnm_sched_node_from_advert(&n, "b", &adv, NULL), NNM_OK);
+    assert_int_equal(n.queue, UINT32_MAX);
+    caps[2].value = 0;
+    strcpy(caps[2].name, "other");
+    assert_int_equal(nnm_sched_node_from_advert(&n, "b", &adv, NULL), NNM_OK);
+    assert_int_equal(n.queue, 0);
+    nnm_diag d;
+    assert_int_equal(nnm_sched_node_from_advert(&n, "B/ad", &adv, &d), NNM_EINVAL);
+}
+
 static void test_sched_classify_op_classes(void **state)
 {
     (void)state;
@@ -570,6 +601,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sched_cost_arithmetic_matches_formulas),
+        cmocka_unit_test(test_sched_node_from_advert_reads_capacities),
         cmocka_unit_test(test_sched_classify_op_classes),
         cmocka_unit_test(test_sched_observe_refines_and_distrusts),
         cmocka_unit_test(test_sched_live_bytes_see_residuals),
