@@ -729,15 +729,6 @@ static double best_mean(const sched_entry *e, int skip)
     return best;
 }
 
-/* Whether a peer advertises requests of its own (nnm_mesh_node.queue). */
-static int peers_busy(const nnm_sched *s)
-{
-    for (int i = 0; i < SCHED_MAXN; i++)
-        if (s->nodes[i].present && s->nodes[i].pub.queue > 0 && strcmp(s->nodes[i].pub.id, s->self))
-            return 1;
-    return 0;
-}
-
 /* Whether plan p puts a part on a peer that advertises requests of its own. Such a peer
  * serves a task only between its own runs (a node runs one thing at a time), so each stage
  * with a part there may wait for a whole request of the peer's, which the cost model does
@@ -754,6 +745,18 @@ static int uses_busy_peer(const nnm_sched *s, const nnm_plan *p)
     return 0;
 }
 
+/* Mesh indices of the peers that advertise requests of their own (nnm_mesh_node.queue), but
+ * src (a pinned first slice's owner; -1: none). */
+static uint32_t busy_peers(const nnm_sched *s, int src)
+{
+    uint32_t m = 0;
+    for (int i = 0; i < SCHED_MAXN && i < 32; i++)
+        if (i != src && s->nodes[i].present && s->nodes[i].pub.queue > 0 &&
+            strcmp(s->nodes[i].pub.id, s->self))
+            m |= 1u << i;
+    return m;
+}
+
 int sched__pick_arm(const nnm_sched *s, const sched_entry *e)
 {
     return sched__pick_arm_backlog(s, e, 0);
@@ -766,7 +769,7 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
      * (then an exploration slows their streams too, and the ratio of its gain to its risk
      * is worst: a MobileNetV2 node with an empty queue, its peers streaming, tried a 5-part
      * split predicted at 55 ms against 50 measured locally; it ran 203 ms, then 362 warm). */
-    int busy = backlog > 0 || peers_busy(s);
+    int busy = backlog > 0 || busy_peers(s, -1) != 0;
     /* In a busy mesh an untried arm must be predicted (calibrated) better
      * than the best measured mean, not merely within the bound, and better than that arm's
      * own prediction: a like-for-like comparison where the model misjudges both (MobileNetV2
@@ -1233,13 +1236,22 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
             e->version = s->version;
             e->stale = 1;
         }
+        /* Peers busy with requests of their own: a new plan with a part on one would not
+         * be explored (uses_busy_peer), so the DP refresh leaves them out (a DP over fewer
+         * nodes costs less too), and the DP plan's variants wait until they are idle. */
+        uint32_t busy = adaptive ? busy_peers(s, src) : 0;
         int fresh = (e->epoch != epoch || e->stale) && budget_ok(s, e, e->dp_ms, opts->backlog);
-        int more = !fresh && e->pending && e->cnt[e->dp_arm] >= MEASURED_MIN && dp_in_bounds(e) &&
+        int more = !fresh && !busy && e->pending && e->cnt[e->dp_arm] >= MEASURED_MIN &&
+                   dp_in_bounds(e) &&
                    budget_ok(s, e, (s->cfg.max_arms - e->n_arms) * e->dp_ms, opts->backlog);
         if (fresh || more) {
             sched_ctx *c = malloc(sizeof *c);
             if (c == NULL) return nnm_diag_set(diag, NNM_ENOMEM, "scheduler: out of memory planning");
             ctx_for(c, s, m, opts, src, sink);
+            if (busy) {
+                c->exclude |= busy;
+                sched__ctx_configs(c);
+            }
             if (fresh) {
                 refresh(s, e, c);
             } else {

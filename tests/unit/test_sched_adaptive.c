@@ -743,6 +743,50 @@ static void test_sched_adaptive_pick_defers_busy_peers(void **state)
     nnm_sched_free(s);
 }
 
+static int plan_uses(const nnm_plan *p, const char *node)
+{
+    for (int i = 0; i < p->n_stages; i++)
+        for (int q = 0; q < p->stages[i].n_parts; q++)
+            if (!strcmp(p->stages[i].parts[q].node, node)) return 1;
+    return 0;
+}
+
+/* A peer that starts streaming requests of its own changes the conditions: the DP refresh
+ * that follows plans without it, and no untried arm is run on it. */
+static void test_sched_adaptive_refresh_leaves_busy_peers_out(void **state)
+{
+    (void)state;
+    nnm_graph *g = tu_chain(6, 32, 32);
+    assert_non_null(g);
+    nnm_sched *s = make("a", 1.0);
+    nnm_plan_opts o = { NNM_OBJ_LATENCY, NNM_POLICY_ADAPTIVE, NULL, 0, 0, 0 };
+    nnm_plan *p = NULL;
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    int na;
+    sched_entry *e = entry_of(s, &na);
+    assert_non_null(e);
+    assert_true(plan_uses(e->arms[e->dp_arm], "b"));      /* idle: the DP uses b */
+    nnm_plan_free(p);
+    node_queue(s, "b", 1);
+    for (int r = 0; r < 6; r++) {
+        assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+        assert_false(plan_uses(p, "b"));
+        assert_int_equal(nnm_sched_observe_latency(s, p, p->pred_latency_ms, NULL), NNM_OK);
+        nnm_plan_free(p);
+    }
+    e = entry_of(s, &na);
+    assert_false(plan_uses(e->arms[e->dp_arm], "b"));     /* the refreshed DP plan */
+    assert_true(plan_uses(e->arms[e->dp_arm], "c"));      /* still a split, over idle peers */
+    /* b idle again: the next refresh uses it */
+    node_queue(s, "b", 0);
+    assert_int_equal(nnm_sched_plan(s, g, HASH, &o, &p, NULL), NNM_OK);
+    nnm_plan_free(p);
+    e = entry_of(s, &na);
+    assert_true(plan_uses(e->arms[e->dp_arm], "b"));
+    nnm_sched_free(s);
+    nnm_graph_free(g);
+}
+
 static void test_sched_adaptive_slow_links_never_slower_than_local(void **state)
 {
     (void)state;
@@ -1202,6 +1246,7 @@ int main(void)
         cmocka_unit_test(test_sched_adaptive_change_restarts_history),
         cmocka_unit_test(test_sched_adaptive_pick_bounds_exploration),
         cmocka_unit_test(test_sched_adaptive_pick_defers_busy_peers),
+        cmocka_unit_test(test_sched_adaptive_refresh_leaves_busy_peers_out),
         cmocka_unit_test(test_sched_adaptive_slow_links_never_slower_than_local),
         cmocka_unit_test(test_sched_adaptive_overhead_learned_fewer_parts),
         cmocka_unit_test(test_sched_adaptive_overhead_zero_still_splits),
