@@ -196,9 +196,8 @@ static void test_sched_adaptive_local_best_then_coordinator_slowed(void **state)
     simulate_node(0, 0.125, 1.0, 0.1, 1, 6, 5);
 }
 
-/* Sets node id with load (permille): a load change of more than 300 is a new mesh version
- * (the same members: adaptive sets are predicted again in place). */
-static void node_load(nnm_sched *s, const char *id, uint32_t load)
+/* Sets node id (speed 1) with load (permille) and queue (requests it coordinates). */
+static void node_state(nnm_sched *s, const char *id, uint32_t load, uint32_t queue)
 {
     nnm_mesh_node n;
     memset(&n, 0, sizeof n);
@@ -206,7 +205,15 @@ static void node_load(nnm_sched *s, const char *id, uint32_t load)
     for (int c = 0; c < NNM_OPC_OTHER; c++) n.gflops[c] = 1.0;
     n.gflops[NNM_OPC_OTHER] = 2.0;
     n.load_permille = load;
+    n.queue = queue;
     assert_int_equal(nnm_sched_node_set(s, &n, NULL), NNM_OK);
+}
+
+/* A load change of more than 300 is a new mesh version (the same members: adaptive sets
+ * are predicted again in place). */
+static void node_load(nnm_sched *s, const char *id, uint32_t load)
+{
+    node_state(s, id, load, 0);
 }
 
 static sched_entry *entry_of(nnm_sched *s, int *n_adaptive)
@@ -676,13 +683,7 @@ static nnm_plan *plan_on(const char *const *nodes, int n)
 
 static void node_queue(nnm_sched *s, const char *id, uint32_t queue)
 {
-    nnm_mesh_node m;
-    memset(&m, 0, sizeof m);
-    strcpy(m.id, id);
-    for (int c = 0; c < NNM_OPC_OTHER; c++) m.gflops[c] = 1.0;
-    m.gflops[NNM_OPC_OTHER] = 2.0;
-    m.queue = queue;
-    assert_int_equal(nnm_sched_node_set(s, &m, NULL), NNM_OK);
+    node_state(s, id, 0, queue);
 }
 
 /* An untried arm with a part on a peer that streams requests of its own is not explored:
