@@ -1238,11 +1238,13 @@ nnm_err nnm_sched_plan(nnm_sched *s, const nnm_graph *g,
         }
         /* Peers busy with requests of their own: a new plan with a part on one would not
          * be explored (uses_busy_peer), so the DP refresh leaves them out (a DP over fewer
-         * nodes costs less too), and the DP plan's variants wait until they are idle. */
+         * nodes costs less too), and the DP plan's variants wait until they are idle (a
+         * refresh while every peer was busy may have left the local plan as the DP's: it
+         * has no variants, and they wait for the next refresh). */
         uint32_t busy = adaptive ? busy_peers(s, src) : 0;
         int fresh = (e->epoch != epoch || e->stale) && budget_ok(s, e, e->dp_ms, opts->backlog);
-        int more = !fresh && !busy && e->pending && e->cnt[e->dp_arm] >= MEASURED_MIN &&
-                   dp_in_bounds(e) &&
+        int more = !fresh && !busy && e->pending && !e->local[e->dp_arm] &&
+                   e->cnt[e->dp_arm] >= MEASURED_MIN && dp_in_bounds(e) &&
                    budget_ok(s, e, (s->cfg.max_arms - e->n_arms) * e->dp_ms, opts->backlog);
         if (fresh || more) {
             sched_ctx *c = malloc(sizeof *c);
