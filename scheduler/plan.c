@@ -729,22 +729,6 @@ static double best_mean(const sched_entry *e, int skip)
     return best;
 }
 
-/* Whether plan p puts a part on a peer that advertises requests of its own. Such a peer
- * serves a task only between its own runs (a node runs one thing at a time), so each stage
- * with a part there may wait for a whole request of the peer's, which the cost model does
- * not price: a ResNet-18 split over 2 boards, 12 stages and 22 parts, predicted 173 ms
- * against 183 measured locally, ran 4.4 s while the peer streamed (docs/BENCH_DIST.md). */
-static int uses_busy_peer(const nnm_sched *s, const nnm_plan *p)
-{
-    for (int st = 0; p && st < p->n_stages; st++)
-        for (int k = 0; k < p->stages[st].n_parts; k++) {
-            const char *id = p->stages[st].parts[k].node;
-            int i = sched__node_find(s, id);
-            if (i >= 0 && s->nodes[i].pub.queue > 0 && strcmp(id, s->self)) return 1;
-        }
-    return 0;
-}
-
 /* Mesh indices of the peers that advertise requests of their own (nnm_mesh_node.queue), but
  * src (a pinned first slice's owner; -1: none). */
 static uint32_t busy_peers(const nnm_sched *s, int src)
@@ -755,6 +739,21 @@ static uint32_t busy_peers(const nnm_sched *s, int src)
             strcmp(s->nodes[i].pub.id, s->self))
             m |= 1u << i;
     return m;
+}
+
+/* Whether plan p puts a part on a peer in the set busy (busy_peers). Such a peer serves a task
+ * only between its own runs (a node runs one thing at a time), so each stage with a part
+ * there may wait for a whole request of the peer's, which the cost model does not price: a
+ * ResNet-18 split over 2 boards, 12 stages and 22 parts, predicted 173 ms against 183
+ * measured locally, ran 4.4 s while the peer streamed (docs/BENCH_DIST.md). */
+static int uses_busy_peer(const nnm_sched *s, const nnm_plan *p, uint32_t busy)
+{
+    for (int st = 0; busy && p && st < p->n_stages; st++)
+        for (int k = 0; k < p->stages[st].n_parts; k++) {
+            int i = sched__node_find(s, p->stages[st].parts[k].node);
+            if (i >= 0 && i < 32 && (busy >> i & 1)) return 1;
+        }
+    return 0;
 }
 
 int sched__pick_arm(const nnm_sched *s, const sched_entry *e)
@@ -769,7 +768,8 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
      * (then an exploration slows their streams too, and the ratio of its gain to its risk
      * is worst: a MobileNetV2 node with an empty queue, its peers streaming, tried a 5-part
      * split predicted at 55 ms against 50 measured locally; it ran 203 ms, then 362 warm). */
-    int busy = backlog > 0 || busy_peers(s, -1) != 0;
+    uint32_t busy_set = busy_peers(s, -1);
+    int busy = backlog > 0 || busy_set != 0;
     /* In a busy mesh an untried arm must be predicted (calibrated) better
      * than the best measured mean, not merely within the bound, and better than that arm's
      * own prediction: a like-for-like comparison where the model misjudges both (MobileNetV2
@@ -813,7 +813,8 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
         double best_q = INFINITY;
         for (int i = 0; i < e->n_arms; i++) {
             if (e->local[i] && loc < 0) loc = i;
-            else if (!e->local[i] && !uses_busy_peer(s, e->arms[i]) && arm_q(e, i) < best_q)
+            else if (!e->local[i] && !uses_busy_peer(s, e->arms[i], busy_set) &&
+                     arm_q(e, i) < best_q)
                 best_q = arm_q(e, i);
         }
         if (loc >= 0 && !(best_q * EXPLORE_RATIO <= e->prior[loc])) return loc;
@@ -836,7 +837,8 @@ int sched__pick_arm_backlog(const nnm_sched *s, const sched_entry *e, int backlo
         /* Untried, with a part on a peer busy with requests of its own: not explored
          * until that peer is idle again (its advert says so 250 ms after its last
          * request), unless no other arm is eligible. */
-        deferred[i] = ok[i] && !measured && !e->local[i] && uses_busy_peer(s, e->arms[i]);
+        deferred[i] = ok[i] && !measured && !e->local[i] &&
+                      uses_busy_peer(s, e->arms[i], busy_set);
         others += ok[i] && !deferred[i];
         cnt[i] = e->cnt[i] + 1;                    /* the prior counts as one observation */
         mean[i] = (e->sum[i] + q) / cnt[i];

@@ -216,6 +216,12 @@ static void node_load(nnm_sched *s, const char *id, uint32_t load)
     node_state(s, id, load, 0);
 }
 
+/* Sets node id (speed 1, no load) with queue requests it coordinates. */
+static void node_queue(nnm_sched *s, const char *id, uint32_t queue)
+{
+    node_state(s, id, 0, queue);
+}
+
 static sched_entry *entry_of(nnm_sched *s, int *n_adaptive)
 {
     sched_entry *found = NULL;
@@ -611,13 +617,7 @@ static void test_sched_adaptive_pick_bounds_exploration(void **state)
     e->prior[2] = 421; e->one[2] = 1;
     assert_int_equal(sched__pick_arm(s, e), 0);
     assert_int_equal(sched__pick_arm_backlog(s, e, 2), 1);
-    nnm_mesh_node busy;
-    memset(&busy, 0, sizeof busy);
-    strcpy(busy.id, "c");
-    for (int c = 0; c < NNM_OPC_OTHER; c++) busy.gflops[c] = 1.0;
-    busy.gflops[NNM_OPC_OTHER] = 2.0;
-    busy.queue = 1;
-    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);
+    node_queue(s, "c", 1);
     assert_int_equal(sched__pick_arm(s, e), 1);
     /* predicted 1.5x faster or more (a slow coordinator, a fast peer): the split goes first */
     e->prior[2] = 231;
@@ -625,11 +625,8 @@ static void test_sched_adaptive_pick_bounds_exploration(void **state)
     e->prior[0] = 200;
     assert_int_equal(sched__pick_arm(s, e), 0);
     /* the planning node's own queue is not a busy peer */
-    busy.queue = 0;
-    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);
-    strcpy(busy.id, "a");
-    busy.queue = 2;
-    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);
+    node_queue(s, "c", 0);
+    node_queue(s, "a", 2);
     e->prior[0] = 323; e->prior[2] = 421;
     assert_int_equal(sched__pick_arm(s, e), 0);
     print_message("nothing measured, a peer busy: local first against a split predicted 1.07x "
@@ -648,18 +645,14 @@ static void test_sched_adaptive_pick_bounds_exploration(void **state)
     e->cnt[0] = 50; e->sum[0] = 50 * 39.0;          /* well known: the bonus goes to arm 1 */
     assert_int_equal(sched__pick_arm(s, e), 1);
     /* the same with no request waiting here but a peer streaming: the mesh is busy */
-    busy.queue = 0;
-    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);    /* "a", the planner */
-    strcpy(busy.id, "c");
-    busy.queue = 2;
-    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);
+    node_queue(s, "a", 0);                           /* the planner */
+    node_queue(s, "c", 2);
     assert_int_equal(sched__pick_arm(s, e), 0);
     /* and a split whose cold run was 160 ms (local 39) is not re-run at once: warm at a
      * third (53) it would not beat local; idle, within 1.5x, it is */
     e->cnt[1] = 1; e->sum[1] = 160; e->runs[1] = 1; e->last_arm = 1;
     assert_int_equal(sched__pick_arm(s, e), 0);
-    busy.queue = 0;
-    assert_int_equal(nnm_sched_node_set(s, &busy, NULL), NNM_OK);
+    node_queue(s, "c", 0);
     assert_int_equal(sched__pick_arm(s, e), 1);
     free(e);
     nnm_sched_free(s);
@@ -679,11 +672,6 @@ static nnm_plan *plan_on(const char *const *nodes, int n)
     for (int i = 0; i < n; i++) strcpy(p->stages[0].parts[i].node, nodes[i]);
     p->arm = -1;
     return p;
-}
-
-static void node_queue(nnm_sched *s, const char *id, uint32_t queue)
-{
-    node_state(s, id, 0, queue);
 }
 
 /* An untried arm with a part on a peer that streams requests of its own is not explored:
