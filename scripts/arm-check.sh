@@ -1,0 +1,78 @@
+#!/bin/sh
+# scripts/arm-check.sh — builds nnmesh for ARM boards with Debian's cross compiler and runs
+# the tests under qemu-user, on a Debian 12 amd64 machine, as root. Not part of `make
+# check`: an emulated run takes ~10-15 min.
+#
+#   scripts/arm-check.sh [--arch arm64|armhf] [BUILD_DIR] [TEST ...]
+#
+# arm64 (the default): 64-bit boards (Raspberry Pi 3/4/5 with a 64-bit OS, Jetson, RK3588).
+# armhf: 32-bit ARMv7 with VFPv3/NEON (Raspberry Pi OS 32-bit and older boards), where
+# size_t and pointers are 32 bits wide. BUILD_DIR defaults to build-ARCH beside the
+# source; TESTs default to the unit tests (the wire decoders' bad-input cases among them)
+# and the model, slicing and mesh tests (every model against ONNX Runtime, 4 nodes splitting
+# MobileNetV2, ResNet-18 and LeNet). The ARM binaries run under qemu through binfmt_misc;
+# mosquitto, Python (model export) and ONNX Runtime (the oracle) run natively.
+#
+# Debian's XNNPACK and pthreadpool packages cannot be installed for two architectures at
+# once (installing the arm64 ones removes the amd64 ones and python3-torch with them), so
+# those two are unpacked into a sysroot of their own (ARM_SYSROOT, default
+# /opt/nnmesh-ARCH) instead; every other library is installed as a multiarch package.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+arch=arm64
+if [ "${1:-}" = "--arch" ]; then arch=${2:?--arch needs arm64 or armhf}; shift 2; fi
+case $arch in
+  arm64) triplet=aarch64-linux-gnu; qemu="qemu-aarch64" ;;
+  armhf) triplet=arm-linux-gnueabihf; qemu="qemu-arm" ;;
+  *) echo "arm-check.sh: unknown architecture '$arch' (arm64 or armhf)" >&2; exit 2 ;;
+esac
+build=${1:-$top/build-$arch}
+[ $# -gt 0 ] && shift
+sysroot=${ARM_SYSROOT:-/opt/nnmesh-$arch}
+export DEBIAN_FRONTEND=noninteractive
+
+"$here/install-deps.sh" --test   # the host side: mosquitto, torch, onnxruntime-node
+
+dpkg --print-foreign-architectures | grep -qx "$arch" || dpkg --add-architecture "$arch"
+multi="libpaho-mqtt-dev libsodium-dev libmsgpack-dev libcmocka-dev libprotobuf-c-dev
+  libinih-dev liblz4-dev libcpuinfo0"
+apt-get update -q
+# shellcheck disable=SC2046
+apt-get install -y -q --no-install-recommends crossbuild-essential-"$arch" qemu-user-static \
+  $(for p in $multi; do printf '%s:%s ' "$p" "$arch"; done)
+
+libdir=$sysroot/usr/lib/$triplet
+if [ ! -e "$libdir/libXNNPACK.so" ] || [ ! -e "$libdir/libpthreadpool.so" ]; then
+  dl=$(mktemp -d)
+  (cd "$dl" && apt-get download libxnnpack0:"$arch" libxnnpack-dev:"$arch" \
+    libpthreadpool0:"$arch" libpthreadpool-dev:"$arch")
+  mkdir -p "$sysroot"
+  for deb in "$dl"/*.deb; do dpkg-deb -x "$deb" "$sysroot"; done
+  rm -rf "$dl"
+fi
+
+# qemu-user-static registers itself with binfmt_misc on a normal host; in a container the
+# file system may need mounting and the entry registering by hand.
+if [ ! -e /proc/sys/fs/binfmt_misc/$qemu ]; then
+  [ -e /proc/sys/fs/binfmt_misc/register ] ||
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  tr -d '\n' < /usr/lib/binfmt.d/$qemu.conf > /proc/sys/fs/binfmt_misc/register
+fi
+
+[ -x "$top/configure" ] || (cd "$top" && autoreconf -fi)
+mkdir -p "$build"
+cd "$build"
+if [ ! -f Makefile ]; then
+  PKG_CONFIG_LIBDIR=/usr/lib/$triplet/pkgconfig:/usr/share/pkgconfig \
+    "$top/configure" --host=$triplet CPPFLAGS="-I$sysroot/usr/include" \
+    LDFLAGS="-L$libdir -Wl,-rpath-link,$libdir"
+fi
+make -j2
+if [ $# -eq 0 ]; then
+  # shellcheck disable=SC2046,SC2012   # test names: no spaces
+  set -- $(cd "$top" && ls tests/unit/test_*.c | sed 's/\.c$//') tests/models.sh \
+    tests/slicing.sh tests/lenet.sh tests/cli_errors.sh tests/mesh_single.sh tests/dist_models.sh
+fi
+file apps/nnmeshd
+LD_LIBRARY_PATH=$libdir make -j2 check TESTS="$*" VERBOSE=1
