@@ -649,7 +649,7 @@ double sched__stage_ms(const sched_ctx *c, const sched_cfg *cfg, int a, int b,
          * before it runs its own part: the i-th remote part starts i sends late, its own
          * part all of them late. A0 holds A without these delays. */
         double A0[SCHED_MAXN];
-        memcpy(A0, A, sizeof A);
+        memcpy(A0, A, (size_t)cfg->k * sizeof *A);
         int fixed = c->weight[cfg->nodes[0]] > 0, act = 0;
         for (;;) {
             act = 0;

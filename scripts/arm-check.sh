@@ -13,10 +13,13 @@
 # MobileNetV2, ResNet-18 and LeNet). The ARM binaries run under qemu through binfmt_misc;
 # mosquitto, Python (model export) and ONNX Runtime (the oracle) run natively.
 #
-# Debian's XNNPACK and pthreadpool packages cannot be installed for two architectures at
-# once (installing the arm64 ones removes the amd64 ones and python3-torch with them), so
-# those two are unpacked into a sysroot of their own (ARM_SYSROOT, default
-# /opt/nnmesh-ARCH) instead; every other library is installed as a multiarch package.
+# The ARM libraries are not installed: their packages are downloaded and unpacked into a
+# sysroot (ARM_SYSROOT, default /opt/nnmesh-ARCH). Installed as multiarch packages they would
+# fight the host's: Debian's XNNPACK and pthreadpool cannot be installed for two
+# architectures at once (the arm64 ones remove the amd64 ones, and python3-torch with them),
+# and every multiarch library must match the host's version exactly, which fails whenever a
+# mirror's index for the foreign architecture lags. Only the cross compiler (an amd64
+# package) and qemu are installed.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -35,22 +38,24 @@ export DEBIAN_FRONTEND=noninteractive
 "$here/install-deps.sh" --test   # the host side: mosquitto, torch, onnxruntime-node
 
 dpkg --print-foreign-architectures | grep -qx "$arch" || dpkg --add-architecture "$arch"
-multi="libpaho-mqtt-dev libsodium-dev libmsgpack-dev libcmocka-dev libprotobuf-c-dev
-  libinih-dev liblz4-dev libcpuinfo0"
 # An index that fails to download (a mirror mid-sync) leaves apt with the ones it has.
 apt-get update -q || echo "arm-check.sh: apt-get update reported errors; going on" >&2
-# shellcheck disable=SC2046
-apt-get install -y -q --no-install-recommends crossbuild-essential-"$arch" qemu-user-static \
-  $(for p in $multi; do printf '%s:%s ' "$p" "$arch"; done)
+apt-get install -y -q --no-install-recommends crossbuild-essential-"$arch" qemu-user-static
 
+libs="libsodium23 libsodium-dev libmsgpackc2 libmsgpack-dev libpaho-mqtt1.3 libpaho-mqtt-dev
+  libcmocka0 libcmocka-dev libprotobuf-c1 libprotobuf-c-dev libinih1 libinireader0 libinih-dev
+  liblz4-1 liblz4-dev libcpuinfo0 libxnnpack0 libxnnpack-dev libpthreadpool0 libpthreadpool-dev"
 libdir=$sysroot/usr/lib/$triplet
-if [ ! -e "$libdir/libXNNPACK.so" ] || [ ! -e "$libdir/libpthreadpool.so" ]; then
+if [ ! -f "$sysroot/.complete" ]; then
   dl=$(mktemp -d)
-  (cd "$dl" && apt-get download libxnnpack0:"$arch" libxnnpack-dev:"$arch" \
-    libpthreadpool0:"$arch" libpthreadpool-dev:"$arch")
+  chmod 755 "$dl"   # apt's download user writes here
+  # shellcheck disable=SC2046
+  (cd "$dl" && apt-get download $(for p in $libs; do printf '%s:%s ' "$p" "$arch"; done))
+  rm -rf "$sysroot"
   mkdir -p "$sysroot"
   for deb in "$dl"/*.deb; do dpkg-deb -x "$deb" "$sysroot"; done
   rm -rf "$dl"
+  touch "$sysroot/.complete"
 fi
 
 # qemu-user-static registers itself with binfmt_misc on a normal host; in a container the
@@ -65,7 +70,8 @@ fi
 mkdir -p "$build"
 cd "$build"
 if [ ! -f Makefile ]; then
-  PKG_CONFIG_LIBDIR=/usr/lib/$triplet/pkgconfig:/usr/share/pkgconfig \
+  PKG_CONFIG_SYSROOT_DIR=$sysroot \
+    PKG_CONFIG_LIBDIR=$libdir/pkgconfig:$sysroot/usr/share/pkgconfig \
     "$top/configure" --host=$triplet CPPFLAGS="-I$sysroot/usr/include" \
     LDFLAGS="-L$libdir -Wl,-rpath-link,$libdir"
 fi
@@ -76,4 +82,5 @@ if [ $# -eq 0 ]; then
     tests/slicing.sh tests/lenet.sh tests/cli_errors.sh tests/mesh_single.sh tests/dist_models.sh
 fi
 file apps/nnmeshd
-LD_LIBRARY_PATH=$libdir make -j2 check TESTS="$*" VERBOSE=1
+# qemu finds the ARM loader and libc of the cross toolchain, the libraries in the sysroot.
+QEMU_LD_PREFIX=/usr/$triplet LD_LIBRARY_PATH=$libdir make -j2 check TESTS="$*" VERBOSE=1
