@@ -82,5 +82,11 @@ if [ $# -eq 0 ]; then
     tests/slicing.sh tests/lenet.sh tests/cli_errors.sh tests/mesh_single.sh tests/dist_models.sh
 fi
 file apps/nnmeshd
-# qemu finds the ARM loader and libc of the cross toolchain, the libraries in the sysroot.
-QEMU_LD_PREFIX=/usr/$triplet LD_LIBRARY_PATH=$libdir make -j2 check TESTS="$*" VERBOSE=1
+# qemu finds the ARM loader through a prefix that holds nothing else, the libc of the cross
+# toolchain and the libraries of the sysroot through LD_LIBRARY_PATH (which native programs,
+# such as mosquitto, skip as the wrong architecture). With the cross toolchain's directory
+# itself as QEMU_LD_PREFIX, aarch64 test programs could not start mosquitto: the forked
+# child died before its exec.
+mkdir -p "$sysroot/qemu/lib"
+for ld in /usr/"$triplet"/lib/ld-linux-*; do ln -sf "$ld" "$sysroot/qemu/lib/"; done
+QEMU_LD_PREFIX=$sysroot/qemu LD_LIBRARY_PATH=/usr/$triplet/lib:$libdir make -j2 check TESTS="$*" VERBOSE=1
