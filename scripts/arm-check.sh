@@ -1,7 +1,7 @@
 #!/bin/sh
 # scripts/arm-check.sh — builds nnmesh for ARM boards with Debian's cross compiler and runs
 # the tests under qemu-user, on a Debian 12 amd64 machine, as root. Not part of `make
-# check`: an emulated run takes ~10-15 min.
+# check`: an emulated run takes ~10-20 min on 2 cores.
 #
 #   scripts/arm-check.sh [--arch arm64|armhf] [BUILD_DIR] [TEST ...]
 #
